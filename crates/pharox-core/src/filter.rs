@@ -1,0 +1,434 @@
+//! Proxy filters and the reference evaluator every store must agree with.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Proxy;
+use crate::{Error, Result};
+
+/// Mean Earth radius (IUGG) used by [`haversine_km`].
+pub const EARTH_RADIUS_KM: f64 = 6371.0088;
+
+/// Largest accepted radius: half the Earth's circumference, which covers the globe.
+pub const MAX_RADIUS_KM: f64 = 20_037.6;
+
+/// Great-circle distance in kilometres between two points given in degrees.
+pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = p2 - p1;
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * a.sqrt().min(1.0).asin()
+}
+
+/// Proxies within `radius_km` of a point (boundary included).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GeoRadius {
+    /// Centre latitude in degrees, -90..=90.
+    pub latitude: f64,
+    /// Centre longitude in degrees, -180..=180.
+    pub longitude: f64,
+    /// Radius in kilometres, greater than 0 and at most [`MAX_RADIUS_KM`].
+    pub radius_km: f64,
+}
+
+impl GeoRadius {
+    /// Whether a point lies inside the circle (distance ≤ radius).
+    pub fn contains(&self, latitude: f64, longitude: f64) -> bool {
+        haversine_km(self.latitude, self.longitude, latitude, longitude) <= self.radius_km
+    }
+
+    fn validate(&self) -> Result<()> {
+        validate_coordinates(self.latitude, self.longitude, "filters.geo")?;
+        if !(self.radius_km.is_finite() && self.radius_km > 0.0 && self.radius_km <= MAX_RADIUS_KM)
+        {
+            return Err(Error::invalid(
+                "filters.geo.radius_km",
+                format!("must be finite, above 0 and at most {MAX_RADIUS_KM} km"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a latitude/longitude pair is finite and in range.
+pub(crate) fn validate_coordinates(lat: f64, lon: f64, field: &'static str) -> Result<()> {
+    if !(lat.is_finite() && (-90.0..=90.0).contains(&lat)) {
+        return Err(Error::invalid(
+            field,
+            "latitude must be finite and within -90..=90",
+        ));
+    }
+    if !(lon.is_finite() && (-180.0..=180.0).contains(&lon)) {
+        return Err(Error::invalid(
+            field,
+            "longitude must be finite and within -180..=180",
+        ));
+    }
+    Ok(())
+}
+
+/// A closure filter. Only stores that evaluate filters in-process accept it;
+/// server-side stores answer [`Error::UnsupportedFilter`] rather than checking
+/// it outside their atomic acquire.
+#[derive(Clone)]
+pub struct Predicate(Arc<dyn Fn(&Proxy) -> bool + Send + Sync>);
+
+impl Predicate {
+    /// Wraps a closure.
+    pub fn new(f: impl Fn(&Proxy) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Evaluates the closure.
+    pub fn test(&self, proxy: &Proxy) -> bool {
+        (self.0)(proxy)
+    }
+}
+
+impl fmt::Debug for Predicate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Predicate(..)")
+    }
+}
+
+/// Which proxies an acquire may pick. Every set field must match; an empty
+/// filter matches every proxy.
+///
+/// String fields match exactly, except `country`, which ignores ASCII case.
+/// A proxy missing a field never matches a filter on that field.
+///
+/// ```
+/// use pharox_core::{Proxy, ProxyFilters, ProxyProtocol};
+///
+/// let ar = Proxy::new("p", "10.0.0.1", 8080, ProxyProtocol::Http)
+///     .with_country("AR")
+///     .with_source("oxylabs")
+///     .with_location(-34.60, -58.38);
+/// let filters = ProxyFilters::new()
+///     .country("ar")
+///     .any_of([ProxyFilters::new().source("oxylabs"), ProxyFilters::new().source("brightdata")])
+///     .within_km(-34.92, -57.95, 60.0); // La Plata, ~55 km from Buenos Aires
+/// assert!(filters.matches(&ar));
+/// assert!(!ProxyFilters::new().none_of([ProxyFilters::new().country("AR")]).matches(&ar));
+/// ```
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProxyFilters {
+    /// Country code, compared ignoring ASCII case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Source (provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// City.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    /// Internet service provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isp: Option<String>,
+    /// Autonomous system number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+    /// Within a radius of a point (haversine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo: Option<GeoRadius>,
+    /// Every one of these must match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub all_of: Vec<ProxyFilters>,
+    /// At least one of these must match (ignored when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub any_of: Vec<ProxyFilters>,
+    /// None of these may match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub none_of: Vec<ProxyFilters>,
+    /// An arbitrary closure (in-process stores only; not serialised).
+    #[serde(skip)]
+    pub predicate: Option<Predicate>,
+}
+
+/// Longest accepted string in a filter field, in bytes.
+pub const MAX_FILTER_VALUE_LEN: usize = 256;
+/// Deepest accepted nesting of `all_of` / `any_of` / `none_of`.
+pub const MAX_FILTER_DEPTH: usize = 8;
+
+impl ProxyFilters {
+    /// A filter that matches every proxy.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requires a country (ASCII case ignored).
+    pub fn country(mut self, country: impl Into<String>) -> Self {
+        self.country = Some(country.into());
+        self
+    }
+
+    /// Requires a source.
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Requires a city.
+    pub fn city(mut self, city: impl Into<String>) -> Self {
+        self.city = Some(city.into());
+        self
+    }
+
+    /// Requires an internet service provider.
+    pub fn isp(mut self, isp: impl Into<String>) -> Self {
+        self.isp = Some(isp.into());
+        self
+    }
+
+    /// Requires an autonomous system number.
+    pub fn asn(mut self, asn: u32) -> Self {
+        self.asn = Some(asn);
+        self
+    }
+
+    /// Requires a location within `radius_km` of a point.
+    pub fn within_km(mut self, latitude: f64, longitude: f64, radius_km: f64) -> Self {
+        self.geo = Some(GeoRadius {
+            latitude,
+            longitude,
+            radius_km,
+        });
+        self
+    }
+
+    /// Adds filters that must all match.
+    pub fn all_of(mut self, filters: impl IntoIterator<Item = ProxyFilters>) -> Self {
+        self.all_of.extend(filters);
+        self
+    }
+
+    /// Adds alternatives of which at least one must match.
+    pub fn any_of(mut self, filters: impl IntoIterator<Item = ProxyFilters>) -> Self {
+        self.any_of.extend(filters);
+        self
+    }
+
+    /// Adds filters of which none may match.
+    pub fn none_of(mut self, filters: impl IntoIterator<Item = ProxyFilters>) -> Self {
+        self.none_of.extend(filters);
+        self
+    }
+
+    /// Adds a closure that must return `true` (in-process stores only).
+    pub fn predicate(mut self, f: impl Fn(&Proxy) -> bool + Send + Sync + 'static) -> Self {
+        self.predicate = Some(Predicate::new(f));
+        self
+    }
+
+    /// Whether this filter constrains nothing.
+    pub fn is_empty(&self) -> bool {
+        self.country.is_none()
+            && self.source.is_none()
+            && self.city.is_none()
+            && self.isp.is_none()
+            && self.asn.is_none()
+            && self.geo.is_none()
+            && self.all_of.is_empty()
+            && self.any_of.is_empty()
+            && self.none_of.is_empty()
+            && self.predicate.is_none()
+    }
+
+    /// Whether a closure predicate appears anywhere in the filter tree.
+    pub fn has_predicate(&self) -> bool {
+        self.predicate.is_some()
+            || self
+                .all_of
+                .iter()
+                .chain(&self.any_of)
+                .chain(&self.none_of)
+                .any(Self::has_predicate)
+    }
+
+    /// The reference evaluator: whether `proxy` satisfies this filter.
+    /// Status and capacity are not part of a filter.
+    pub fn matches(&self, proxy: &Proxy) -> bool {
+        fn eq(want: &Option<String>, have: &Option<String>) -> bool {
+            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+        }
+        self.country.as_ref().is_none_or(|want| {
+            proxy
+                .country
+                .as_ref()
+                .is_some_and(|have| have.eq_ignore_ascii_case(want))
+        }) && eq(&self.source, &proxy.source)
+            && eq(&self.city, &proxy.city)
+            && eq(&self.isp, &proxy.isp)
+            && self.asn.is_none_or(|asn| proxy.asn == Some(asn))
+            && self
+                .geo
+                .is_none_or(|geo| match (proxy.latitude, proxy.longitude) {
+                    (Some(lat), Some(lon)) => geo.contains(lat, lon),
+                    _ => false,
+                })
+            && self.all_of.iter().all(|f| f.matches(proxy))
+            && (self.any_of.is_empty() || self.any_of.iter().any(|f| f.matches(proxy)))
+            && !self.none_of.iter().any(|f| f.matches(proxy))
+            && self.predicate.as_ref().is_none_or(|p| p.test(proxy))
+    }
+
+    /// Rejects values no proxy could be stored with (bad coordinates, radius,
+    /// oversized strings) and trees nested deeper than [`MAX_FILTER_DEPTH`].
+    pub fn validate(&self) -> Result<()> {
+        self.validate_at(0)
+    }
+
+    fn validate_at(&self, depth: usize) -> Result<()> {
+        if depth > MAX_FILTER_DEPTH {
+            return Err(Error::invalid(
+                "filters",
+                format!("nested deeper than {MAX_FILTER_DEPTH} levels"),
+            ));
+        }
+        for (field, value) in [
+            ("filters.country", &self.country),
+            ("filters.source", &self.source),
+            ("filters.city", &self.city),
+            ("filters.isp", &self.isp),
+        ] {
+            if value
+                .as_ref()
+                .is_some_and(|v| v.len() > MAX_FILTER_VALUE_LEN)
+            {
+                return Err(Error::invalid(
+                    field,
+                    format!("longer than {MAX_FILTER_VALUE_LEN} bytes"),
+                ));
+            }
+        }
+        if let Some(geo) = &self.geo {
+            geo.validate()?;
+        }
+        self.all_of
+            .iter()
+            .chain(&self.any_of)
+            .chain(&self.none_of)
+            .try_for_each(|f| f.validate_at(depth + 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ProxyProtocol;
+
+    fn proxy() -> Proxy {
+        Proxy::new("p", "10.0.0.1", 1080, ProxyProtocol::Socks5)
+            .with_country("DE")
+            .with_city("Berlin")
+            .with_isp("Hetzner")
+            .with_asn(24940)
+            .with_source("feed-a")
+            .with_location(52.52, 13.405)
+    }
+
+    #[test]
+    fn haversine_matches_known_distance() {
+        // Berlin to Paris is about 878 km.
+        let d = haversine_km(52.52, 13.405, 48.8566, 2.3522);
+        assert!((d - 877.5).abs() < 2.0, "{d}");
+        assert_eq!(haversine_km(10.0, 20.0, 10.0, 20.0), 0.0);
+    }
+
+    #[test]
+    fn every_field_must_match() {
+        let p = proxy();
+        assert!(ProxyFilters::new().matches(&p));
+        assert!(
+            ProxyFilters::new()
+                .country("de")
+                .city("Berlin")
+                .asn(24940)
+                .matches(&p)
+        );
+        assert!(!ProxyFilters::new().country("DE").city("Munich").matches(&p));
+        assert!(
+            !ProxyFilters::new().isp("hetzner").matches(&p),
+            "isp is case-sensitive"
+        );
+        assert!(!ProxyFilters::new().asn(1).matches(&p));
+        assert!(!ProxyFilters::new().source("feed-b").matches(&p));
+    }
+
+    #[test]
+    fn missing_fields_never_match() {
+        let bare = Proxy::new("p", "10.0.0.1", 1080, ProxyProtocol::Socks5);
+        assert!(!ProxyFilters::new().country("DE").matches(&bare));
+        assert!(
+            !ProxyFilters::new()
+                .within_km(0.0, 0.0, MAX_RADIUS_KM)
+                .matches(&bare)
+        );
+    }
+
+    #[test]
+    fn composition_follows_boolean_logic() {
+        let p = proxy();
+        let de = ProxyFilters::new().country("DE");
+        let fr = ProxyFilters::new().country("FR");
+        assert!(
+            ProxyFilters::new()
+                .any_of([fr.clone(), de.clone()])
+                .matches(&p)
+        );
+        assert!(!ProxyFilters::new().any_of([fr.clone()]).matches(&p));
+        assert!(
+            !ProxyFilters::new()
+                .all_of([de.clone(), fr.clone()])
+                .matches(&p)
+        );
+        assert!(ProxyFilters::new().none_of([fr]).matches(&p));
+        assert!(!ProxyFilters::new().none_of([de]).matches(&p));
+        assert!(
+            ProxyFilters::new()
+                .predicate(|p| p.port == 1080)
+                .matches(&p)
+        );
+        assert!(
+            ProxyFilters::new()
+                .all_of([ProxyFilters::new().predicate(|_| true)])
+                .has_predicate()
+        );
+    }
+
+    #[test]
+    fn validation_rejects_impossible_values() {
+        for bad in [
+            ProxyFilters::new().within_km(f64::NAN, 0.0, 1.0),
+            ProxyFilters::new().within_km(91.0, 0.0, 1.0),
+            ProxyFilters::new().within_km(0.0, 180.5, 1.0),
+            ProxyFilters::new().within_km(0.0, 0.0, 0.0),
+            ProxyFilters::new().within_km(0.0, 0.0, f64::INFINITY),
+            ProxyFilters::new().country("x".repeat(MAX_FILTER_VALUE_LEN + 1)),
+        ] {
+            assert!(
+                matches!(bad.validate(), Err(Error::InvalidInput { .. })),
+                "{bad:?}"
+            );
+        }
+        let mut deep = ProxyFilters::new();
+        for _ in 0..=MAX_FILTER_DEPTH {
+            deep = ProxyFilters::new().all_of([deep]);
+        }
+        assert!(deep.validate().is_err());
+    }
+
+    #[test]
+    fn serde_round_trip_keeps_the_tree() {
+        let f = ProxyFilters::new()
+            .country("AR")
+            .within_km(1.0, 2.0, 3.0)
+            .any_of([ProxyFilters::new().asn(7)]);
+        let json = serde_json::to_string(&f).unwrap();
+        let back: ProxyFilters = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    }
+}

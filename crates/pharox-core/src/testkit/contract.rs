@@ -1,0 +1,1163 @@
+//! The contract cases. Each takes a fresh [`Harness`] and panics on failure.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use tokio::sync::Barrier;
+
+use super::{
+    Harness, LONG_TTL, PAST_SHORT_TTL, SHORT_TTL, add, assert_invariants, new_pool, proxy, request,
+};
+use crate::filter::haversine_km;
+use crate::invariants::{TokenLedger, check_lifetime_counters};
+use crate::model::{
+    ConsumerName, HealthCheckResult, Lease, LeaseId, LeaseStatus, PoolId, Proxy, ProxyId,
+    ProxyPool, ProxyProtocol, ProxyStatus,
+};
+use crate::validate::{MAX_LEASE_DURATION, MAX_POOL_ID_LEN};
+use crate::{AcquireRequest, Error, ProxyFilters, ReleaseOutcome, Selector, Storage};
+
+async fn lease<H: Harness>(h: &H, req: &AcquireRequest) -> Lease {
+    h.storage()
+        .acquire(req)
+        .await
+        .expect("acquire")
+        .unwrap_or_else(|| panic!("expected a lease for {req:?}"))
+}
+
+async fn miss<H: Harness>(h: &H, req: &AcquireRequest) {
+    let got = h.storage().acquire(req).await.expect("acquire");
+    assert!(got.is_none(), "expected no lease for {req:?}, got {got:?}");
+}
+
+async fn picked<H: Harness>(h: &H, req: &AcquireRequest) -> String {
+    lease(h, req).await.proxy.id.as_str().to_owned()
+}
+
+fn assert_invalid<T: std::fmt::Debug>(result: crate::Result<T>, field: &str) {
+    match result {
+        Err(Error::InvalidInput { field: f, .. }) => assert!(
+            f.starts_with(field),
+            "expected InvalidInput on {field}, got InvalidInput on {f}"
+        ),
+        other => panic!("expected InvalidInput on {field}, got {other:?}"),
+    }
+}
+
+/// `ensure_consumer` registers once and returns the same consumer after.
+pub async fn consumer_round_trip<H: Harness>(h: &H) {
+    let s = h.storage();
+    let name = ConsumerName::from(format!("worker-{}", fastrand::u32(..)));
+    let first = s.ensure_consumer(&name).await.unwrap();
+    let again = s.ensure_consumer(&name).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(first.name, name);
+    assert!(s.list_consumers().await.unwrap().contains(&first));
+    assert_invalid(s.ensure_consumer(&ConsumerName::from("")).await, "consumer");
+}
+
+/// Pools can be created, read, listed, updated and removed.
+pub async fn pool_round_trip<H: Harness>(h: &H) {
+    let s = h.storage();
+    let id = h.unique_pool("round-trip");
+    assert_eq!(s.get_pool(&id).await.unwrap(), None);
+    let pool = ProxyPool::new(id.clone()).with_description("residential, LATAM");
+    assert_eq!(s.upsert_pool(&pool).await.unwrap(), pool);
+    assert_eq!(s.get_pool(&id).await.unwrap(), Some(pool.clone()));
+    assert!(s.list_pools().await.unwrap().contains(&pool));
+    let renamed = ProxyPool {
+        name: "LATAM residential".into(),
+        ..pool
+    };
+    s.upsert_pool(&renamed).await.unwrap();
+    assert_eq!(s.get_pool(&id).await.unwrap(), Some(renamed));
+    assert!(s.remove_pool(&id).await.unwrap());
+    assert!(!s.remove_pool(&id).await.unwrap());
+    assert_eq!(s.get_pool(&id).await.unwrap(), None);
+}
+
+/// Every proxy field round-trips; updates keep the position in the pool.
+pub async fn proxy_round_trip<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "proxies").await;
+    let full = proxy(&pool, "full", 1)
+        .with_credentials("user", "s3cret:@/")
+        .with_status(ProxyStatus::Slow)
+        .with_latency_ms(42)
+        .with_source("feed")
+        .with_country("AR")
+        .with_city("Córdoba")
+        .with_location(-31.42, -64.18)
+        .with_isp("Telecom")
+        .with_asn(7303)
+        .with_max_concurrency(3)
+        .with_extra("tier", "gold")
+        .with_extra("ünïcode", "✓");
+    let mut full = full;
+    full.protocol = ProxyProtocol::Socks5;
+    full.checked_at = Some(crate::datetime_from_ms(Utc::now().timestamp_millis()));
+    let second = proxy(&pool, "second", 2);
+    assert_eq!(add(h, full.clone()).await, full);
+    add(h, second.clone()).await;
+    assert_eq!(
+        s.get_proxy(&pool, &full.id).await.unwrap(),
+        Some(full.clone())
+    );
+    assert_eq!(
+        s.get_proxy(&pool, &ProxyId::from("nope")).await.unwrap(),
+        None
+    );
+
+    let updated = Proxy {
+        host: "10.9.9.9".into(),
+        country: None,
+        ..full.clone()
+    };
+    add(h, updated.clone()).await;
+    let listed = s.list_proxies(&pool).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![updated, second],
+        "update keeps insertion order"
+    );
+}
+
+/// An acquire leases an active proxy and hands over its connection data.
+pub async fn finds_an_active_proxy<H: Harness>(h: &H) {
+    let pool = new_pool(h, "finds").await;
+    let p = add(h, proxy(&pool, "only", 1).with_credentials("u", "p")).await;
+    let req = request(&pool).consumer("worker-1");
+    let l = lease(h, &req).await;
+    assert_eq!(l.proxy.id, p.id);
+    assert_eq!(l.proxy.host, p.host);
+    assert_eq!(l.proxy.port, p.port);
+    assert_eq!(l.proxy.protocol, p.protocol);
+    assert_eq!(l.proxy.credentials, p.credentials);
+    assert_eq!(l.pool, pool);
+    assert_eq!(l.consumer, "worker-1");
+    assert_eq!(l.status, LeaseStatus::Active);
+    assert!(l.expires_at > l.acquired_at);
+    let ttl = l.expires_at - l.acquired_at;
+    assert_eq!(ttl, LONG_TTL, "expiry is acquired_at + duration");
+    assert_invariants(h, &pool, true).await;
+}
+
+/// `find_available_proxy` answers without leasing or moving the cursor.
+pub async fn find_available_proxy_does_not_lease<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "find").await;
+    add(h, proxy(&pool, "a", 1).with_max_concurrency(1)).await;
+    add(h, proxy(&pool, "b", 2).with_max_concurrency(1)).await;
+    let none = ProxyFilters::new();
+    for _ in 0..3 {
+        let found = s
+            .find_available_proxy(&pool, &none, Selector::RoundRobin)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, "a");
+    }
+    assert_eq!(s.pool_stats(&pool).await.unwrap().active_leases, 0);
+    let rr = request(&pool).selector(Selector::RoundRobin);
+    assert_eq!(picked(h, &rr).await, "a");
+    let found = s
+        .find_available_proxy(&pool, &none, Selector::FirstAvailable)
+        .await
+        .unwrap();
+    assert_eq!(found.map(|p| p.id), Some(ProxyId::from("b")));
+}
+
+/// Each single-field filter selects only matching proxies.
+pub async fn filters_by_each_single_field<H: Harness>(h: &H) {
+    let pool = new_pool(h, "filters").await;
+    add(
+        h,
+        proxy(&pool, "plain", 1)
+            .with_country("US")
+            .with_source("s1")
+            .with_city("Austin")
+            .with_isp("isp-1")
+            .with_asn(100),
+    )
+    .await;
+    add(
+        h,
+        proxy(&pool, "target", 2)
+            .with_country("AR")
+            .with_source("s2")
+            .with_city("Rosario")
+            .with_isp("isp-2")
+            .with_asn(200),
+    )
+    .await;
+    let cases = [
+        ProxyFilters::new().country("AR"),
+        ProxyFilters::new().country("ar"),
+        ProxyFilters::new().source("s2"),
+        ProxyFilters::new().city("Rosario"),
+        ProxyFilters::new().isp("isp-2"),
+        ProxyFilters::new().asn(200),
+    ];
+    for filters in cases {
+        let req = request(&pool).filters(filters.clone());
+        let l = lease(h, &req).await;
+        assert_eq!(l.proxy.id, "target", "filter {filters:?}");
+        assert_eq!(
+            h.storage().release(&l).await.unwrap(),
+            ReleaseOutcome::Released
+        );
+    }
+    for filters in [
+        ProxyFilters::new().country("BR"),
+        ProxyFilters::new().source("s3"),
+        ProxyFilters::new().city("rosario"),
+        ProxyFilters::new().isp("isp-3"),
+        ProxyFilters::new().asn(300),
+        ProxyFilters::new().country("AR").asn(100),
+    ] {
+        miss(h, &request(&pool).filters(filters)).await;
+    }
+}
+
+/// `all_of`, `any_of` and `none_of` compose as AND, OR and NOT.
+pub async fn composite_filters_follow_boolean_logic<H: Harness>(h: &H) {
+    let pool = new_pool(h, "composite").await;
+    add(
+        h,
+        proxy(&pool, "us-a", 1).with_country("US").with_source("a"),
+    )
+    .await;
+    add(
+        h,
+        proxy(&pool, "de-b", 2).with_country("DE").with_source("b"),
+    )
+    .await;
+    add(
+        h,
+        proxy(&pool, "ar-a", 3).with_country("AR").with_source("a"),
+    )
+    .await;
+    let c = |cc: &str| ProxyFilters::new().country(cc);
+    let src = |s: &str| ProxyFilters::new().source(s);
+    let cases: Vec<(ProxyFilters, Option<&str>)> = vec![
+        (
+            ProxyFilters::new().all_of([src("a"), c("AR")]),
+            Some("ar-a"),
+        ),
+        (ProxyFilters::new().all_of([src("b"), c("AR")]), None),
+        (ProxyFilters::new().any_of([c("DE"), c("AR")]), Some("de-b")),
+        (ProxyFilters::new().any_of([c("FR"), c("BR")]), None),
+        (ProxyFilters::new().none_of([c("US")]), Some("de-b")),
+        (ProxyFilters::new().none_of([src("a"), src("b")]), None),
+        (
+            src("a").none_of([c("US")]).any_of([c("AR"), c("DE")]),
+            Some("ar-a"),
+        ),
+        (
+            ProxyFilters::new().any_of([ProxyFilters::new().all_of([src("b"), c("DE")])]),
+            Some("de-b"),
+        ),
+    ];
+    for (filters, expected) in cases {
+        let got = h
+            .storage()
+            .acquire(&request(&pool).filters(filters.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            got.as_ref().map(|l| l.proxy.id.as_str()),
+            expected,
+            "filter {filters:?}"
+        );
+        if let Some(l) = got {
+            h.storage().release(&l).await.unwrap();
+        }
+    }
+}
+
+/// A geo radius includes a proxy at its boundary and excludes one just beyond.
+pub async fn geo_radius_includes_its_boundary<H: Harness>(h: &H) {
+    let pool = new_pool(h, "geo").await;
+    let (lat, lon) = (-34.6037, -58.3816); // Buenos Aires
+    let (plat, plon) = (-34.9214, -57.9545); // La Plata
+    add(h, proxy(&pool, "la-plata", 1).with_location(plat, plon)).await;
+    add(h, proxy(&pool, "nowhere", 2)).await;
+    let d = haversine_km(lat, lon, plat, plon);
+    assert!((50.0..60.0).contains(&d), "{d}");
+    let within = |r: f64| request(&pool).filters(ProxyFilters::new().within_km(lat, lon, r));
+    let l = lease(h, &within(d + 0.001)).await;
+    assert_eq!(l.proxy.id, "la-plata");
+    h.storage().release(&l).await.unwrap();
+    miss(h, &within(d - 0.001)).await;
+    // A proxy with no location never matches, even a globe-sized radius.
+    add(
+        h,
+        proxy(&pool, "la-plata", 1).with_status(ProxyStatus::Inactive),
+    )
+    .await;
+    miss(h, &within(crate::filter::MAX_RADIUS_KM)).await;
+}
+
+/// Closure predicates run in-process, or are refused with `UnsupportedFilter`.
+pub async fn predicate_filters_run_or_are_rejected<H: Harness>(h: &H) {
+    let pool = new_pool(h, "predicate").await;
+    add(h, proxy(&pool, "even", 2)).await;
+    add(h, proxy(&pool, "odd", 3)).await;
+    let req = request(&pool).filters(ProxyFilters::new().predicate(|p| p.port % 2 == 1));
+    let result = h.storage().acquire(&req).await;
+    if h.supports_predicates() {
+        assert_eq!(result.unwrap().unwrap().proxy.id, "odd");
+    } else {
+        assert!(
+            matches!(result, Err(Error::UnsupportedFilter(_))),
+            "{result:?}"
+        );
+        assert_eq!(
+            h.storage().pool_stats(&pool).await.unwrap().active_leases,
+            0
+        );
+    }
+}
+
+/// A proxy never holds more leases than its `max_concurrency` (I1).
+pub async fn concurrency_limit_is_enforced<H: Harness>(h: &H) {
+    let pool = new_pool(h, "limit").await;
+    add(h, proxy(&pool, "two", 1).with_max_concurrency(2)).await;
+    let req = request(&pool);
+    let first = lease(h, &req).await;
+    let _second = lease(h, &req).await;
+    miss(h, &req).await;
+    assert_invariants(h, &pool, true).await;
+    let stored = h
+        .storage()
+        .get_proxy(&pool, &ProxyId::from("two"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.current_leases, 2);
+    h.storage().release(&first).await.unwrap();
+    lease(h, &req).await;
+    miss(h, &req).await;
+    assert_invariants(h, &pool, true).await;
+}
+
+/// A proxy without `max_concurrency` takes any number of leases.
+pub async fn unlimited_concurrency_never_blocks<H: Harness>(h: &H) {
+    let pool = new_pool(h, "unlimited").await;
+    add(h, proxy(&pool, "wide", 1)).await;
+    for _ in 0..50 {
+        lease(h, &request(&pool)).await;
+    }
+    let stats = h.storage().pool_stats(&pool).await.unwrap();
+    assert_eq!(
+        (stats.active_leases, stats.available, stats.leased),
+        (50, 1, 1)
+    );
+    assert_invariants(h, &pool, true).await;
+}
+
+/// First-available takes proxies in the order they were added.
+pub async fn first_available_prefers_the_oldest_proxy<H: Harness>(h: &H) {
+    let pool = new_pool(h, "first").await;
+    for (i, id) in ["c", "a", "b"].into_iter().enumerate() {
+        add(h, proxy(&pool, id, i as u16).with_max_concurrency(1)).await;
+    }
+    let req = request(&pool);
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        order.push(picked(h, &req).await);
+    }
+    assert_eq!(order, ["c", "a", "b"]);
+    miss(h, &req).await;
+}
+
+/// Least-used spreads leases and returns to the least loaded proxy.
+pub async fn least_used_picks_the_proxy_with_fewest_leases<H: Harness>(h: &H) {
+    let pool = new_pool(h, "least").await;
+    for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+        add(h, proxy(&pool, id, i as u16).with_max_concurrency(10)).await;
+    }
+    let req = request(&pool).selector(Selector::LeastUsed);
+    let mut leases = Vec::new();
+    for _ in 0..6 {
+        leases.push(lease(h, &req).await);
+    }
+    let mut per_proxy = BTreeMap::<String, u32>::new();
+    for l in &leases {
+        *per_proxy.entry(l.proxy.id.to_string()).or_default() += 1;
+    }
+    assert_eq!(per_proxy.values().copied().collect::<Vec<_>>(), [2, 2, 2]);
+    // Free both of b's leases: b is now the least used.
+    for l in leases.iter().filter(|l| l.proxy.id == "b") {
+        h.storage().release(l).await.unwrap();
+    }
+    assert_eq!(picked(h, &req).await, "b");
+    assert_eq!(picked(h, &req).await, "b");
+    // All tied at 2 again: ties go to the oldest proxy.
+    assert_eq!(picked(h, &req).await, "a");
+}
+
+/// Round robin cycles through every eligible proxy in order.
+pub async fn round_robin_cycles_through_proxies<H: Harness>(h: &H) {
+    let pool = new_pool(h, "rr").await;
+    for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+        add(h, proxy(&pool, id, i as u16).with_city(id)).await;
+    }
+    let req = request(&pool).selector(Selector::RoundRobin);
+    let mut order = Vec::new();
+    for _ in 0..7 {
+        let l = lease(h, &req).await;
+        order.push(l.proxy.id.to_string());
+        h.storage().release(&l).await.unwrap();
+    }
+    assert_eq!(order, ["a", "b", "c", "a", "b", "c", "a"]);
+    // A full proxy is skipped without breaking the cycle; other selectors
+    // do not move the cursor.
+    add(
+        h,
+        proxy(&pool, "c", 2).with_city("c").with_max_concurrency(1),
+    )
+    .await;
+    lease(h, &request(&pool).filters(ProxyFilters::new().city("c"))).await;
+    let mut next = Vec::new();
+    for _ in 0..3 {
+        next.push(picked(h, &req).await);
+    }
+    assert_eq!(next, ["b", "a", "b"]);
+}
+
+/// Round robin under a filter cycles through the matching proxies only.
+pub async fn round_robin_cycles_through_filtered_proxies<H: Harness>(h: &H) {
+    let pool = new_pool(h, "rr-filter").await;
+    for (i, (id, cc)) in [
+        ("us-1", "US"),
+        ("ar-1", "AR"),
+        ("us-2", "US"),
+        ("ar-2", "AR"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        add(h, proxy(&pool, id, i as u16).with_country(cc)).await;
+    }
+    let ar = request(&pool)
+        .selector(Selector::RoundRobin)
+        .filters(ProxyFilters::new().country("AR"));
+    let mut order = Vec::new();
+    for _ in 0..5 {
+        order.push(picked(h, &ar).await);
+    }
+    assert_eq!(order, ["ar-1", "ar-2", "ar-1", "ar-2", "ar-1"]);
+}
+
+/// Lowest latency picks the fastest eligible proxy; unmeasured ones come last.
+pub async fn lowest_latency_prefers_the_fastest_proxy<H: Harness>(h: &H) {
+    let pool = new_pool(h, "latency").await;
+    add(
+        h,
+        proxy(&pool, "slow", 1)
+            .with_latency_ms(300)
+            .with_max_concurrency(1),
+    )
+    .await;
+    add(
+        h,
+        proxy(&pool, "fast", 2)
+            .with_latency_ms(50)
+            .with_max_concurrency(1),
+    )
+    .await;
+    add(h, proxy(&pool, "unmeasured", 3).with_max_concurrency(1)).await;
+    add(
+        h,
+        proxy(&pool, "mid", 4)
+            .with_latency_ms(120)
+            .with_max_concurrency(1),
+    )
+    .await;
+    let req = request(&pool).selector(Selector::LowestLatency);
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        order.push(picked(h, &req).await);
+    }
+    assert_eq!(order, ["fast", "mid", "slow", "unmeasured"]);
+    miss(h, &req).await;
+}
+
+/// A lease counts against its proxy until released.
+pub async fn lease_and_release<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "lease").await;
+    add(h, proxy(&pool, "p", 1).with_max_concurrency(1)).await;
+    let l = lease(h, &request(&pool)).await;
+    let stats = s.pool_stats(&pool).await.unwrap();
+    assert_eq!(
+        (
+            stats.active_leases,
+            stats.leased,
+            stats.available,
+            stats.total_leases
+        ),
+        (1, 1, 0, 1)
+    );
+    assert_eq!(s.release(&l).await.unwrap(), ReleaseOutcome::Released);
+    let stats = s.pool_stats(&pool).await.unwrap();
+    assert_eq!(
+        (
+            stats.active_leases,
+            stats.leased,
+            stats.available,
+            stats.released_leases
+        ),
+        (0, 0, 1, 1)
+    );
+    assert_invariants(h, &pool, true).await;
+}
+
+/// `cleanup_expired` reclaims expired leases in bounded batches and counts them.
+pub async fn expired_leases_are_cleaned_up<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "cleanup").await;
+    add(h, proxy(&pool, "p", 1)).await;
+    let short = request(&pool).duration(SHORT_TTL);
+    for _ in 0..5 {
+        lease(h, &short).await;
+    }
+    let kept = lease(h, &request(&pool)).await;
+    assert_eq!(s.cleanup_expired(&pool, 100).await.unwrap(), 0);
+    h.advance(PAST_SHORT_TTL).await;
+    assert_eq!(
+        s.cleanup_expired(&pool, 2).await.unwrap(),
+        2,
+        "bounded batch"
+    );
+    assert_eq!(s.cleanup_expired(&pool, 100).await.unwrap(), 3);
+    assert_eq!(s.cleanup_expired(&pool, 100).await.unwrap(), 0);
+    let stats = s.pool_stats(&pool).await.unwrap();
+    assert_eq!((stats.active_leases, stats.expired_leases), (1, 5));
+    assert_invariants(h, &pool, true).await;
+    assert_eq!(s.release(&kept).await.unwrap(), ReleaseOutcome::Released);
+}
+
+/// An acquire reclaims the pool's expired leases before choosing (I6).
+pub async fn acquire_reclaims_expired_leases_first<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "reclaim").await;
+    add(h, proxy(&pool, "one", 1).with_max_concurrency(1)).await;
+    let old = lease(h, &request(&pool).duration(SHORT_TTL)).await;
+    miss(h, &request(&pool)).await;
+    h.advance(PAST_SHORT_TTL).await;
+    let new = lease(h, &request(&pool)).await;
+    assert_eq!(new.proxy.id, old.proxy.id);
+    assert_invariants(h, &pool, true).await;
+    assert_eq!(s.release(&old).await.unwrap(), ReleaseOutcome::NotHeld);
+    let stats = s.pool_stats(&pool).await.unwrap();
+    assert_eq!((stats.active_leases, stats.expired_leases), (1, 1));
+}
+
+/// Releasing twice frees capacity once (I4).
+pub async fn release_twice_frees_capacity_once<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "twice").await;
+    add(h, proxy(&pool, "p", 1).with_max_concurrency(2)).await;
+    let a = lease(h, &request(&pool)).await;
+    let _b = lease(h, &request(&pool)).await;
+    // A forged copy with another token is not the same lease.
+    let forged = Lease {
+        token: a.token + 1_000,
+        ..a.clone()
+    };
+    assert_eq!(s.release(&forged).await.unwrap(), ReleaseOutcome::NotHeld);
+    assert_eq!(s.release(&a).await.unwrap(), ReleaseOutcome::Released);
+    assert_eq!(s.release(&a).await.unwrap(), ReleaseOutcome::NotHeld);
+    let stats = s.pool_stats(&pool).await.unwrap();
+    assert_eq!((stats.active_leases, stats.released_leases), (1, 1));
+    let _c = lease(h, &request(&pool)).await;
+    miss(h, &request(&pool)).await;
+    assert_invariants(h, &pool, true).await;
+}
+
+/// Releasing after expiry is not an error and frees capacity at most once.
+pub async fn release_after_expiry_is_not_an_error<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "late").await;
+    add(h, proxy(&pool, "p", 1).with_max_concurrency(1)).await;
+    let l = lease(h, &request(&pool).duration(SHORT_TTL)).await;
+    h.advance(PAST_SHORT_TTL).await;
+    let first = s.release(&l).await.unwrap();
+    assert!(
+        matches!(first, ReleaseOutcome::Expired | ReleaseOutcome::NotHeld),
+        "{first:?}"
+    );
+    assert_eq!(s.release(&l).await.unwrap(), ReleaseOutcome::NotHeld);
+    let stats = s.pool_stats(&pool).await.unwrap();
+    assert_eq!(
+        (
+            stats.active_leases,
+            stats.expired_leases,
+            stats.released_leases
+        ),
+        (0, 1, 0)
+    );
+    assert_invariants(h, &pool, true).await;
+}
+
+/// Renewing moves the deadline to now + duration and keeps the lease alive.
+pub async fn renew_extends_the_lease<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "renew").await;
+    add(h, proxy(&pool, "p", 1).with_max_concurrency(1)).await;
+    let l = lease(h, &request(&pool).duration(SHORT_TTL)).await;
+    let renewed = s.renew(&l, TimeDelta::seconds(30)).await.unwrap();
+    assert_eq!((renewed.id, renewed.token), (l.id, l.token));
+    assert!(renewed.expires_at >= l.acquired_at + TimeDelta::seconds(30));
+    h.advance(PAST_SHORT_TTL).await;
+    assert_eq!(s.cleanup_expired(&pool, 10).await.unwrap(), 0);
+    miss(h, &request(&pool)).await;
+    assert_eq!(s.release(&l).await.unwrap(), ReleaseOutcome::Released);
+}
+
+/// Renewing an expired lease fails with `LeaseLost` and frees nothing twice.
+pub async fn renew_after_expiry_fails_with_lease_lost<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "renew-late").await;
+    add(h, proxy(&pool, "p", 1).with_max_concurrency(1)).await;
+    let l = lease(h, &request(&pool).duration(SHORT_TTL)).await;
+    h.advance(PAST_SHORT_TTL).await;
+    match s.renew(&l, TimeDelta::seconds(30)).await {
+        Err(Error::LeaseLost { lease }) => assert_eq!(lease, l.id),
+        other => panic!("expected LeaseLost, got {other:?}"),
+    }
+    assert_eq!(s.release(&l).await.unwrap(), ReleaseOutcome::NotHeld);
+    let stats = s.pool_stats(&pool).await.unwrap();
+    assert_eq!((stats.active_leases, stats.expired_leases), (0, 1));
+    lease(h, &request(&pool)).await;
+}
+
+/// Renewing a released lease fails with `LeaseLost`.
+pub async fn renew_after_release_fails_with_lease_lost<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "renew-released").await;
+    add(h, proxy(&pool, "p", 1)).await;
+    let l = lease(h, &request(&pool)).await;
+    s.release(&l).await.unwrap();
+    assert!(matches!(
+        s.renew(&l, TimeDelta::seconds(5)).await,
+        Err(Error::LeaseLost { .. })
+    ));
+    let unknown = Lease {
+        id: LeaseId::random(),
+        ..l
+    };
+    assert!(matches!(
+        s.renew(&unknown, TimeDelta::seconds(5)).await,
+        Err(Error::LeaseLost { .. })
+    ));
+}
+
+/// Fencing tokens of a pool strictly increase across leases (I5).
+pub async fn fencing_tokens_strictly_increase<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "tokens").await;
+    add(h, proxy(&pool, "a", 1).with_max_concurrency(1)).await;
+    add(h, proxy(&pool, "b", 2)).await;
+    let mut ledger = TokenLedger::new();
+    for i in 0..20 {
+        let selector = Selector::ALL[i % 4];
+        let l = lease(h, &request(&pool).selector(selector)).await;
+        ledger.record(l.token);
+        if i % 3 != 0 {
+            s.release(&l).await.unwrap();
+        }
+    }
+    let renewed_from = lease(h, &request(&pool)).await;
+    let renewed = s
+        .renew(&renewed_from, TimeDelta::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(renewed.token, renewed_from.token, "renew keeps the token");
+    ledger.record(renewed_from.token);
+    assert!(ledger.violations().is_empty(), "{:?}", ledger.violations());
+}
+
+/// Proxies that are inactive, slow or banned are never leased (I7).
+pub async fn non_active_proxies_are_never_leased<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "inactive").await;
+    for (i, status) in [
+        ProxyStatus::Inactive,
+        ProxyStatus::Slow,
+        ProxyStatus::Banned,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        add(
+            h,
+            proxy(&pool, status.as_str(), i as u16).with_status(status),
+        )
+        .await;
+    }
+    for selector in Selector::ALL {
+        miss(h, &request(&pool).selector(selector)).await;
+        let found = s
+            .find_available_proxy(&pool, &ProxyFilters::new(), selector)
+            .await
+            .unwrap();
+        assert_eq!(found, None);
+    }
+    let stats = s.pool_stats(&pool).await.unwrap();
+    assert_eq!((stats.total, stats.active, stats.available), (3, 0, 0));
+    add(h, proxy(&pool, "slow", 1)).await;
+    assert_eq!(picked(h, &request(&pool)).await, "slow");
+}
+
+/// A health result sets status, `checked_at` and latency; non-active proxies
+/// leave rotation at once; a result older than the last one is ignored.
+pub async fn health_result_updates_status_and_latency<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "health").await;
+    add(h, proxy(&pool, "p", 1).with_latency_ms(500)).await;
+    let t0 = crate::datetime_from_ms(Utc::now().timestamp_millis());
+    let held = lease(h, &request(&pool)).await;
+
+    let slow =
+        HealthCheckResult::new(pool.clone(), "p", ProxyStatus::Slow, t0).with_latency_ms(2_500);
+    let updated = s.apply_health_check_result(&slow).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            updated.status,
+            updated.checked_at,
+            updated.latency_ms,
+            updated.current_leases
+        ),
+        (ProxyStatus::Slow, Some(t0), Some(2_500), 1)
+    );
+    miss(h, &request(&pool)).await;
+    let stats = s.pool_stats(&pool).await.unwrap();
+    assert_eq!((stats.active, stats.available, stats.leased), (0, 0, 1));
+    assert_invariants(h, &pool, true).await;
+
+    let t1 = t0 + TimeDelta::seconds(10);
+    let ok = HealthCheckResult::new(pool.clone(), "p", ProxyStatus::Active, t1).with_latency_ms(80);
+    s.apply_health_check_result(&ok).await.unwrap().unwrap();
+    let stale = HealthCheckResult::new(pool.clone(), "p", ProxyStatus::Banned, t0);
+    let after_stale = s.apply_health_check_result(&stale).await.unwrap().unwrap();
+    assert_eq!(
+        after_stale.status,
+        ProxyStatus::Active,
+        "stale result ignored"
+    );
+    assert_eq!(after_stale.checked_at, Some(t1));
+    // A failed check without latency keeps the last measured latency.
+    let t2 = t1 + TimeDelta::seconds(10);
+    let no_latency = HealthCheckResult::new(pool.clone(), "p", ProxyStatus::Active, t2);
+    let kept = s
+        .apply_health_check_result(&no_latency)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.latency_ms, Some(80));
+    let l = lease(h, &request(&pool).selector(Selector::LowestLatency)).await;
+    assert_eq!(l.proxy.id, "p");
+    s.release(&held).await.unwrap();
+    assert_invariants(h, &pool, true).await;
+}
+
+/// A health result for an unknown proxy or pool gives `None`.
+pub async fn health_result_for_unknown_proxy_gives_none<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "health-unknown").await;
+    let now = Utc::now();
+    let r = HealthCheckResult::new(pool.clone(), "ghost", ProxyStatus::Inactive, now);
+    assert_eq!(s.apply_health_check_result(&r).await.unwrap(), None);
+    let r = HealthCheckResult::new(
+        h.unique_pool("no-such-pool"),
+        "ghost",
+        ProxyStatus::Active,
+        now,
+    );
+    assert_eq!(s.apply_health_check_result(&r).await.unwrap(), None);
+}
+
+/// A removed proxy is never leased again and its leases release cleanly.
+pub async fn removed_proxy_is_never_leased_and_its_leases_release_cleanly<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "remove").await;
+    add(h, proxy(&pool, "gone", 1)).await;
+    add(h, proxy(&pool, "stays", 2).with_max_concurrency(1)).await;
+    let l1 = lease(h, &request(&pool)).await;
+    let l2 = lease(h, &request(&pool)).await;
+    assert_eq!(
+        (l1.proxy.id.as_str(), l2.proxy.id.as_str()),
+        ("gone", "gone")
+    );
+    assert!(s.remove_proxy(&pool, &ProxyId::from("gone")).await.unwrap());
+    assert!(!s.remove_proxy(&pool, &ProxyId::from("gone")).await.unwrap());
+    assert_invariants(h, &pool, true).await;
+    assert_eq!(s.release(&l1).await.unwrap(), ReleaseOutcome::NotHeld);
+    assert!(matches!(
+        s.renew(&l2, TimeDelta::seconds(5)).await,
+        Err(Error::LeaseLost { .. })
+    ));
+    assert_eq!(picked(h, &request(&pool)).await, "stays");
+    miss(h, &request(&pool)).await;
+    let stats = s.pool_stats(&pool).await.unwrap();
+    assert_eq!(
+        (
+            stats.total,
+            stats.active_leases,
+            stats.released_leases,
+            stats.total_leases
+        ),
+        (1, 1, 2, 3)
+    );
+    assert_invariants(h, &pool, true).await;
+}
+
+/// `max_concurrency` cannot drop below the leases a proxy holds now.
+pub async fn lowering_max_concurrency_below_active_leases_is_rejected<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "lower").await;
+    let p = add(h, proxy(&pool, "p", 1).with_max_concurrency(3)).await;
+    lease(h, &request(&pool)).await;
+    lease(h, &request(&pool)).await;
+    assert_invalid(
+        s.upsert_proxy(&p.clone().with_max_concurrency(1)).await,
+        "proxy.max_concurrency",
+    );
+    let lowered = s.upsert_proxy(&p.with_max_concurrency(2)).await.unwrap();
+    assert_eq!(
+        lowered.current_leases, 2,
+        "upsert keeps the store's lease count"
+    );
+    miss(h, &request(&pool)).await;
+    assert_invariants(h, &pool, true).await;
+}
+
+/// Removing a pool removes its proxies and leases; its leases release as `NotHeld`.
+pub async fn removed_pool_takes_its_leases_with_it<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "doomed").await;
+    add(h, proxy(&pool, "p", 1)).await;
+    let l = lease(h, &request(&pool)).await;
+    assert!(s.remove_pool(&pool).await.unwrap());
+    assert_eq!(s.release(&l).await.unwrap(), ReleaseOutcome::NotHeld);
+    assert!(matches!(
+        s.pool_stats(&pool).await,
+        Err(Error::PoolNotFound(_))
+    ));
+    // Re-creating the pool starts from scratch.
+    s.upsert_pool(&ProxyPool::new(pool.clone())).await.unwrap();
+    let stats = s.pool_stats(&pool).await.unwrap();
+    assert_eq!((stats.total, stats.total_leases), (0, 0));
+    assert!(s.list_proxies(&pool).await.unwrap().is_empty());
+}
+
+/// Credentials survive storage and leasing but never show in `Debug` (I8).
+pub async fn credentials_round_trip_and_stay_redacted<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "secret").await;
+    let password = "hunter2:@/ é";
+    add(h, proxy(&pool, "p", 1).with_credentials("alice", password)).await;
+    let l = lease(h, &request(&pool)).await;
+    assert_eq!(
+        l.proxy.url(),
+        "http://alice:hunter2%3A%40%2F%20%C3%A9@10.0.0.2:8001"
+    );
+    let stored = s
+        .get_proxy(&pool, &ProxyId::from("p"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.credentials.as_ref().map(|c| c.password.expose()),
+        Some(password)
+    );
+    for text in [
+        format!("{l:?}"),
+        format!("{stored:?}"),
+        format!("{stored}"),
+        format!("{:?}", s.pool_snapshot(&pool).await.unwrap()),
+        l.proxy.redacted_url(),
+    ] {
+        assert!(!text.contains("hunter2"), "password leaked: {text}");
+    }
+}
+
+/// After a random sequence of every operation, the counters equal a
+/// recomputation and every invariant holds (I1–I4, I6).
+pub async fn pool_stats_match_recomputation_after_random_operations<H: Harness>(h: &H) {
+    let s = h.storage();
+    let seed = fastrand::u64(..);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let pool = new_pool(h, "random").await;
+    let countries = ["AR", "US", "DE"];
+    for i in 0..12u16 {
+        let mut p = proxy(&pool, &format!("p{i}"), i).with_country(countries[i as usize % 3]);
+        if i % 4 != 0 {
+            p = p.with_max_concurrency(1 + u32::from(i % 3));
+        }
+        if i % 5 != 0 {
+            p = p.with_latency_ms(u32::from(i) * 37 % 400);
+        }
+        add(h, p).await;
+    }
+    let mut held: Vec<Lease> = Vec::new();
+    let mut ended: Vec<Lease> = Vec::new();
+    let mut advances = 0;
+    let baseline = s.pool_stats(&pool).await.unwrap();
+    let mut first_releases = crate::invariants::ReleaseLedger::default();
+    for step in 0..400 {
+        match rng.u32(0..100) {
+            0..=39 => {
+                let mut req = request(&pool).selector(Selector::ALL[rng.usize(0..4)]);
+                if rng.bool() {
+                    req = req.filters(ProxyFilters::new().country(countries[rng.usize(0..3)]));
+                }
+                if rng.u32(0..4) == 0 {
+                    req = req.duration(SHORT_TTL);
+                }
+                if let Some(l) = s.acquire(&req).await.unwrap() {
+                    first_releases.acquired += 1;
+                    held.push(l);
+                }
+            }
+            40..=64 if !held.is_empty() => {
+                let l = held.swap_remove(rng.usize(0..held.len()));
+                first_releases.first_release(s.release(&l).await.unwrap());
+                ended.push(l);
+            }
+            65..=69 if !ended.is_empty() => {
+                let l = &ended[rng.usize(0..ended.len())];
+                first_releases.repeat_release(s.release(l).await.unwrap());
+            }
+            70..=76 if !held.is_empty() => {
+                let i = rng.usize(0..held.len());
+                match s.renew(&held[i], TimeDelta::seconds(60)).await {
+                    Ok(renewed) => held[i] = renewed,
+                    Err(Error::LeaseLost { .. }) => {}
+                    Err(e) => panic!("renew: {e}"),
+                }
+            }
+            77..=82 => {
+                let status = [
+                    ProxyStatus::Active,
+                    ProxyStatus::Slow,
+                    ProxyStatus::Inactive,
+                ][rng.usize(0..3)];
+                let at = crate::datetime_from_ms(Utc::now().timestamp_millis())
+                    + TimeDelta::milliseconds(step);
+                let r = HealthCheckResult::new(
+                    pool.clone(),
+                    format!("p{}", rng.u16(0..12)),
+                    status,
+                    at,
+                )
+                .with_latency_ms(rng.u32(1..900));
+                s.apply_health_check_result(&r).await.unwrap();
+            }
+            83..=86 => {
+                s.cleanup_expired(&pool, 1 + rng.usize(0..4)).await.unwrap();
+            }
+            87..=88 if advances < 8 => {
+                advances += 1;
+                h.advance(Duration::from_millis(60)).await;
+            }
+            _ => {
+                s.find_available_proxy(&pool, &ProxyFilters::new(), Selector::LeastUsed)
+                    .await
+                    .unwrap();
+            }
+        }
+        let snapshot = s.pool_snapshot(&pool).await.unwrap();
+        let found = crate::invariants::check_snapshot(&snapshot, false);
+        assert!(found.is_empty(), "seed {seed}, step {step}: {found:?}");
+    }
+    // End every lease: release what is held, let the short ones expire.
+    for l in held.drain(..) {
+        first_releases.first_release(s.release(&l).await.unwrap());
+    }
+    h.advance(PAST_SHORT_TTL).await;
+    while s.cleanup_expired(&pool, 100).await.unwrap() > 0 {}
+    assert_invariants(h, &pool, true).await;
+    let end = s.pool_stats(&pool).await.unwrap();
+    assert_eq!(check_lifetime_counters(&end), None);
+    let accounting = first_releases.check(&baseline, &end);
+    assert!(accounting.is_empty(), "seed {seed}: {accounting:?}");
+}
+
+/// 64 tasks acquiring at once never over-lease (I1) and never miss while
+/// capacity exists.
+pub async fn parallel_acquires_never_over_lease_and_never_miss<H: Harness>(h: &H) {
+    const TASKS: usize = 64;
+    const ROUNDS: usize = 25;
+    let pool = new_pool(h, "parallel").await;
+    for i in 0..32u16 {
+        add(h, proxy(&pool, &format!("p{i}"), i).with_max_concurrency(2)).await;
+    }
+    // Exactly as many slots as tasks: everyone gets one, nobody gets two.
+    let barrier = Arc::new(Barrier::new(TASKS));
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let (s, pool, barrier) = (h.storage().clone(), pool.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let req = request(&pool).selector(Selector::ALL[t % 4]);
+            barrier.wait().await;
+            s.acquire(&req).await
+        }));
+    }
+    let mut held = Vec::new();
+    for task in tasks {
+        held.push(
+            task.await
+                .unwrap()
+                .unwrap()
+                .expect("a slot was free for every task"),
+        );
+    }
+    let ids: HashSet<LeaseId> = held.iter().map(|l| l.id).collect();
+    assert_eq!(ids.len(), TASKS);
+    assert_invariants(h, &pool, true).await;
+    miss(h, &request(&pool)).await;
+    for l in &held {
+        assert_eq!(
+            h.storage().release(l).await.unwrap(),
+            ReleaseOutcome::Released
+        );
+    }
+
+    // Churn: each task releases before asking again, so a slot is always free.
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let (s, pool, barrier) = (h.storage().clone(), pool.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ledger = TokenLedger::new();
+            let mut misses = 0;
+            barrier.wait().await;
+            for r in 0..ROUNDS {
+                let req = request(&pool).selector(Selector::ALL[(t + r) % 4]);
+                match s.acquire(&req).await.unwrap() {
+                    Some(l) => {
+                        ledger.record(l.token);
+                        tokio::task::yield_now().await;
+                        assert_eq!(s.release(&l).await.unwrap(), ReleaseOutcome::Released);
+                    }
+                    None => misses += 1,
+                }
+            }
+            (ledger, misses)
+        }));
+    }
+    let mut all = TokenLedger::new();
+    let mut misses = 0;
+    for task in tasks {
+        let (ledger, m) = task.await.unwrap();
+        all.merge(ledger);
+        misses += m;
+    }
+    assert_eq!(misses, 0, "acquire missed while capacity existed");
+    assert_eq!(all.len(), TASKS * ROUNDS);
+    assert!(all.violations().is_empty(), "{:?}", all.violations());
+    assert_invariants(h, &pool, true).await;
+    let stats = h.storage().pool_stats(&pool).await.unwrap();
+    assert_eq!(stats.total_leases, (TASKS + TASKS * ROUNDS) as u64);
+    assert_eq!(stats.active_leases, 0);
+}
+
+/// Bad input is refused with `InvalidInput` before any state changes.
+pub async fn bad_input_gets_typed_errors<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "bad").await;
+    add(h, proxy(&pool, "p", 1)).await;
+    let long_pool = PoolId::from("x".repeat(MAX_POOL_ID_LEN + 1));
+    assert_invalid(s.acquire(&AcquireRequest::new("")).await, "pool");
+    assert_invalid(
+        s.acquire(&AcquireRequest::new(long_pool.clone())).await,
+        "pool",
+    );
+    assert_invalid(s.upsert_pool(&ProxyPool::new("")).await, "pool");
+    assert_invalid(s.upsert_pool(&ProxyPool::new(long_pool)).await, "pool");
+    assert_invalid(s.upsert_pool(&ProxyPool::new("tab\there")).await, "pool");
+    for bad in [
+        TimeDelta::zero(),
+        TimeDelta::seconds(-5),
+        TimeDelta::microseconds(10),
+        MAX_LEASE_DURATION + TimeDelta::milliseconds(1),
+    ] {
+        assert_invalid(s.acquire(&request(&pool).duration(bad)).await, "duration");
+    }
+    assert_invalid(s.acquire(&request(&pool).consumer("")).await, "consumer");
+    assert_invalid(
+        s.acquire(&request(&pool).filters(ProxyFilters::new().within_km(95.0, 0.0, 10.0)))
+            .await,
+        "filters",
+    );
+    let held = lease(h, &request(&pool)).await;
+    assert_invalid(s.renew(&held, TimeDelta::zero()).await, "duration");
+    assert_invalid(s.renew(&held, MAX_LEASE_DURATION * 2).await, "duration");
+    assert_invalid(s.cleanup_expired(&pool, 0).await, "limit");
+
+    let mut port_zero = proxy(&pool, "zero", 2);
+    port_zero.port = 0;
+    assert_invalid(s.upsert_proxy(&port_zero).await, "proxy.port");
+    let half_located = Proxy {
+        latitude: Some(1.0),
+        ..proxy(&pool, "half", 3)
+    };
+    assert_invalid(s.upsert_proxy(&half_located).await, "proxy.location");
+    assert_invalid(
+        s.upsert_proxy(&proxy(&pool, "nan", 4).with_location(f64::NAN, 0.0))
+            .await,
+        "proxy.location",
+    );
+    assert_invalid(
+        s.upsert_proxy(&proxy(&pool, "cap", 5).with_max_concurrency(0))
+            .await,
+        "proxy.max_concurrency",
+    );
+    assert_invalid(s.upsert_proxy(&proxy(&pool, "", 6)).await, "proxy.id");
+    let mut no_host = proxy(&pool, "nohost", 7);
+    no_host.host = String::new();
+    assert_invalid(s.upsert_proxy(&no_host).await, "proxy.host");
+    let mut bad_host = proxy(&pool, "badhost", 8);
+    bad_host.host = "user@evil/path".into();
+    assert_invalid(s.upsert_proxy(&bad_host).await, "proxy.host");
+
+    let stats = s.pool_stats(&pool).await.unwrap();
+    assert_eq!((stats.total, stats.total_leases), (1, 1), "nothing changed");
+}
+
+/// Naming a pool that does not exist gets `PoolNotFound` (release: `NotHeld`).
+pub async fn unknown_pool_gets_pool_not_found<H: Harness>(h: &H) {
+    let s = h.storage();
+    let ghost = h.unique_pool("ghost");
+    let not_found = |r: crate::Result<()>| {
+        assert!(
+            matches!(r, Err(Error::PoolNotFound(ref p)) if *p == ghost),
+            "{r:?}"
+        );
+    };
+    not_found(s.acquire(&request(&ghost)).await.map(drop));
+    not_found(s.pool_stats(&ghost).await.map(drop));
+    not_found(s.pool_snapshot(&ghost).await.map(drop));
+    not_found(s.cleanup_expired(&ghost, 10).await.map(drop));
+    not_found(s.list_proxies(&ghost).await.map(drop));
+    not_found(s.upsert_proxy(&proxy(&ghost, "p", 1)).await.map(drop));
+    not_found(
+        s.find_available_proxy(&ghost, &ProxyFilters::new(), Selector::FirstAvailable)
+            .await
+            .map(drop),
+    );
+    // A lease naming a vanished pool is simply not held.
+    let real = new_pool(h, "real").await;
+    add(h, proxy(&real, "p", 1)).await;
+    let l = lease(h, &request(&real)).await;
+    let orphan = Lease {
+        pool: ghost.clone(),
+        ..l
+    };
+    assert_eq!(s.release(&orphan).await.unwrap(), ReleaseOutcome::NotHeld);
+}

@@ -1,0 +1,204 @@
+//! The storage contract suite, written once and run against every store.
+//!
+//! A store is done when every case passes on it. Implement [`Harness`] for a
+//! fresh store and expand [`storage_contract_tests!`](crate::storage_contract_tests)
+//! in an integration test; each case becomes its own `#[tokio::test]`, so the
+//! test crate needs `tokio` (features `macros`, `rt-multi-thread`) as a dev-dependency.
+//!
+//! ```ignore
+//! use pharox_core::testkit::MemoryHarness;
+//! pharox_core::storage_contract_tests!(MemoryHarness::new());
+//! ```
+
+pub mod contract;
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+
+use crate::invariants::{Violation, check_snapshot};
+use crate::model::{PoolId, Proxy, ProxyPool, ProxyProtocol};
+use crate::{AcquireRequest, InMemoryStorage, ManualClock, Storage};
+
+/// A fresh store under test, with control over the passage of its time.
+pub trait Harness: Send + Sync + 'static {
+    /// The store type.
+    type Storage: Storage + Clone;
+
+    /// The store. Each harness value is used by one test case.
+    fn storage(&self) -> &Self::Storage;
+
+    /// Lets `by` pass on the store's clock: advance a manual clock, or sleep
+    /// for a store on real time.
+    fn advance(&self, by: Duration) -> impl Future<Output = ()> + Send;
+
+    /// Whether the store evaluates closure predicates (in-process stores only).
+    fn supports_predicates(&self) -> bool;
+
+    /// A pool id no other test touches, even on a shared server.
+    fn unique_pool(&self, base: &str) -> PoolId {
+        PoolId::from(format!("{base}-{:08x}", fastrand::u32(..)))
+    }
+}
+
+/// [`InMemoryStorage`] on a [`ManualClock`], so expiry needs no sleeping.
+#[derive(Debug, Clone)]
+pub struct MemoryHarness {
+    storage: InMemoryStorage,
+    clock: ManualClock,
+}
+
+impl MemoryHarness {
+    /// A fresh store whose clock starts at the current system time.
+    pub fn new() -> Self {
+        let clock = ManualClock::starting_now();
+        Self {
+            storage: InMemoryStorage::with_clock(clock.clone()),
+            clock,
+        }
+    }
+
+    /// The manual clock driving the store.
+    pub fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+}
+
+impl Default for MemoryHarness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Harness for MemoryHarness {
+    type Storage = InMemoryStorage;
+
+    fn storage(&self) -> &InMemoryStorage {
+        &self.storage
+    }
+
+    async fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    fn supports_predicates(&self) -> bool {
+        true
+    }
+}
+
+/// The lease duration expiry cases use: short enough for stores on real time.
+pub const SHORT_TTL: TimeDelta = TimeDelta::milliseconds(200);
+/// How far expiry cases move time to pass [`SHORT_TTL`].
+pub const PAST_SHORT_TTL: Duration = Duration::from_millis(260);
+/// The lease duration of cases that must not see an expiry.
+pub const LONG_TTL: TimeDelta = TimeDelta::minutes(10);
+
+/// Creates a uniquely named pool and returns its id.
+pub async fn new_pool<H: Harness>(h: &H, base: &str) -> PoolId {
+    let id = h.unique_pool(base);
+    h.storage()
+        .upsert_pool(&ProxyPool::new(id.clone()))
+        .await
+        .expect("create pool");
+    id
+}
+
+/// An active HTTP proxy with a readable id; the host and port derive from `n`.
+pub fn proxy(pool: &PoolId, id: &str, n: u16) -> Proxy {
+    Proxy::new(
+        pool.clone(),
+        format!("10.0.{}.{}", n / 250, n % 250 + 1),
+        8000 + n,
+        ProxyProtocol::Http,
+    )
+    .with_id(id)
+}
+
+/// Stores a proxy and returns it as stored.
+pub async fn add<H: Harness>(h: &H, proxy: Proxy) -> Proxy {
+    h.storage()
+        .upsert_proxy(&proxy)
+        .await
+        .expect("upsert proxy")
+}
+
+/// A request on `pool` with a long TTL, first available.
+pub fn request(pool: &PoolId) -> AcquireRequest {
+    AcquireRequest::new(pool.clone()).duration(LONG_TTL)
+}
+
+/// Violations of I1–I3 (and I6 with `after_cleanup`) in a fresh snapshot.
+pub async fn violations<H: Harness>(h: &H, pool: &PoolId, after_cleanup: bool) -> Vec<Violation> {
+    let snapshot = h.storage().pool_snapshot(pool).await.expect("snapshot");
+    check_snapshot(&snapshot, after_cleanup)
+}
+
+/// Panics with the violations if the pool breaks I1–I3 (and I6 with `after_cleanup`).
+pub async fn assert_invariants<H: Harness>(h: &H, pool: &PoolId, after_cleanup: bool) {
+    let found = violations(h, pool, after_cleanup).await;
+    assert!(
+        found.is_empty(),
+        "invariants broken in pool {pool}:\n{}",
+        found
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// Expands to one `#[tokio::test]` per contract case, each on a fresh harness
+/// built by the given expression (it may `.await`).
+#[macro_export]
+macro_rules! storage_contract_tests {
+    ($harness:expr) => {
+        $crate::storage_contract_tests!(@cases $harness;
+            consumer_round_trip,
+            pool_round_trip,
+            proxy_round_trip,
+            finds_an_active_proxy,
+            find_available_proxy_does_not_lease,
+            filters_by_each_single_field,
+            composite_filters_follow_boolean_logic,
+            geo_radius_includes_its_boundary,
+            predicate_filters_run_or_are_rejected,
+            concurrency_limit_is_enforced,
+            unlimited_concurrency_never_blocks,
+            first_available_prefers_the_oldest_proxy,
+            least_used_picks_the_proxy_with_fewest_leases,
+            round_robin_cycles_through_proxies,
+            round_robin_cycles_through_filtered_proxies,
+            lowest_latency_prefers_the_fastest_proxy,
+            lease_and_release,
+            expired_leases_are_cleaned_up,
+            acquire_reclaims_expired_leases_first,
+            release_twice_frees_capacity_once,
+            release_after_expiry_is_not_an_error,
+            renew_extends_the_lease,
+            renew_after_expiry_fails_with_lease_lost,
+            renew_after_release_fails_with_lease_lost,
+            fencing_tokens_strictly_increase,
+            non_active_proxies_are_never_leased,
+            health_result_updates_status_and_latency,
+            health_result_for_unknown_proxy_gives_none,
+            removed_proxy_is_never_leased_and_its_leases_release_cleanly,
+            lowering_max_concurrency_below_active_leases_is_rejected,
+            removed_pool_takes_its_leases_with_it,
+            credentials_round_trip_and_stay_redacted,
+            pool_stats_match_recomputation_after_random_operations,
+            parallel_acquires_never_over_lease_and_never_miss,
+            bad_input_gets_typed_errors,
+            unknown_pool_gets_pool_not_found,
+        );
+    };
+    (@cases $harness:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let harness = $harness;
+                $crate::testkit::contract::$case(&harness).await;
+            }
+        )*
+    };
+}
