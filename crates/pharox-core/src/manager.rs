@@ -5,9 +5,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use chrono::{TimeDelta, Utc};
 use futures_util::FutureExt;
-use parking_lot::RwLock;
 use tokio::sync::OnceCell;
 
 use crate::model::{ConsumerName, Lease, PoolId, PoolStatsSnapshot};
@@ -143,14 +143,18 @@ impl<S> std::fmt::Debug for ProxyManager<S> {
     }
 }
 
+/// Read on every call, written rarely: `ArcSwap` loads without touching a
+/// shared lock word, so tasks on different cores do not contend.
 struct Inner<S> {
     storage: S,
     retry: RetryPolicy,
     default_consumer: OnceCell<()>,
-    ensured: RwLock<std::collections::HashSet<ConsumerName>>,
-    acquire_callbacks: RwLock<Vec<AcquireCallback>>,
-    release_callbacks: RwLock<Vec<ReleaseCallback>>,
+    ensured: ArcSwap<HashSet<ConsumerName>>,
+    acquire_callbacks: ArcSwap<Vec<AcquireCallback>>,
+    release_callbacks: ArcSwap<Vec<ReleaseCallback>>,
 }
+
+type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
 /// Longest single wait between attempts in [`ProxyManager::acquire_wait`];
 /// bounds the cost of a wake-up that went to another waiter.
@@ -175,9 +179,9 @@ impl<S: Storage> ProxyManager<S> {
                 storage,
                 retry,
                 default_consumer: OnceCell::new(),
-                ensured: RwLock::new(Default::default()),
-                acquire_callbacks: RwLock::new(Vec::new()),
-                release_callbacks: RwLock::new(Vec::new()),
+                ensured: ArcSwap::default(),
+                acquire_callbacks: ArcSwap::default(),
+                release_callbacks: ArcSwap::default(),
             }),
         }
     }
@@ -191,12 +195,22 @@ impl<S: Storage> ProxyManager<S> {
     /// caller's task after the storage call; a panicking callback is caught
     /// and logged, never losing the lease.
     pub fn on_acquire(&self, f: impl Fn(&AcquireEvent<'_>) + Send + Sync + 'static) {
-        self.inner.acquire_callbacks.write().push(Arc::new(f));
+        let f: AcquireCallback = Arc::new(f);
+        self.inner.acquire_callbacks.rcu(|cbs| {
+            let mut cbs = Vec::clone(cbs);
+            cbs.push(f.clone());
+            cbs
+        });
     }
 
     /// Calls `f` after every release that freed capacity.
     pub fn on_release(&self, f: impl Fn(&ReleaseEvent<'_>) + Send + Sync + 'static) {
-        self.inner.release_callbacks.write().push(Arc::new(f));
+        let f: ReleaseCallback = Arc::new(f);
+        self.inner.release_callbacks.rcu(|cbs| {
+            let mut cbs = Vec::clone(cbs);
+            cbs.push(f.clone());
+            cbs
+        });
     }
 
     /// Registers the request's consumer once per manager (the default consumer
@@ -213,13 +227,17 @@ impl<S: Storage> ProxyManager<S> {
                 .await?;
             return Ok(());
         }
-        if self.inner.ensured.read().contains(consumer) {
+        if self.inner.ensured.load().contains(consumer) {
             return Ok(());
         }
         validate::consumer_name(consumer)?;
         self.retrying(|| self.inner.storage.ensure_consumer(consumer))
             .await?;
-        self.inner.ensured.write().insert(consumer.clone());
+        self.inner.ensured.rcu(|known| {
+            let mut known = HashSet::clone(known);
+            known.insert(consumer.clone());
+            known
+        });
         Ok(())
     }
 
@@ -245,7 +263,7 @@ impl<S: Storage> ProxyManager<S> {
 
     /// Leases a proxy, or `Ok(None)` when none is available now.
     pub async fn acquire(&self, request: &AcquireRequest) -> Result<Option<Lease>> {
-        let started = Instant::now();
+        let started = self.clock_for_callbacks(&self.inner.acquire_callbacks);
         self.ensure_consumer(&request.consumer).await?;
         let lease = self
             .retrying(|| self.inner.storage.acquire(request))
@@ -262,8 +280,8 @@ impl<S: Storage> ProxyManager<S> {
         request: &AcquireRequest,
         max_wait: Duration,
     ) -> Result<Option<Lease>> {
-        let started = Instant::now();
-        let deadline = started + max_wait;
+        let started = Some(Instant::now());
+        let deadline = Instant::now() + max_wait;
         self.ensure_consumer(&request.consumer).await?;
         let lease = loop {
             let attempt = self
@@ -284,9 +302,11 @@ impl<S: Storage> ProxyManager<S> {
 
     /// Gives a lease back; idempotent (see [`ReleaseOutcome`]).
     pub async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome> {
-        let started = Instant::now();
+        let started = self.clock_for_callbacks(&self.inner.release_callbacks);
         let outcome = self.retrying(|| self.inner.storage.release(lease)).await?;
-        if outcome.freed_capacity() && !self.inner.release_callbacks.read().is_empty() {
+        if let Some(started) = started
+            && outcome.freed_capacity()
+        {
             let stats = self.stats_for_event(&lease.pool).await;
             let held = (Utc::now() - lease.acquired_at)
                 .to_std()
@@ -298,8 +318,7 @@ impl<S: Storage> ProxyManager<S> {
                 duration: started.elapsed(),
                 pool_stats: stats.as_ref(),
             };
-            let callbacks = self.inner.release_callbacks.read().clone();
-            for cb in callbacks {
+            for cb in self.inner.release_callbacks.load().iter() {
                 run_callback("release", || cb(&event));
             }
         }
@@ -398,15 +417,21 @@ impl<S: Storage> ProxyManager<S> {
         }
     }
 
+    /// A start time for the event payload, read only when someone listens:
+    /// the clock read is measurable on the hot path.
+    fn clock_for_callbacks<T>(&self, callbacks: &ArcSwap<Vec<T>>) -> Option<Instant> {
+        (!callbacks.load().is_empty()).then(Instant::now)
+    }
+
     async fn notify_acquire(
         &self,
         request: &AcquireRequest,
         lease: Option<&Lease>,
-        started: Instant,
+        started: Option<Instant>,
     ) {
-        if self.inner.acquire_callbacks.read().is_empty() {
+        let Some(started) = started else {
             return;
-        }
+        };
         let duration = started.elapsed();
         let stats = self.stats_for_event(&request.pool).await;
         let event = AcquireEvent {
@@ -418,8 +443,7 @@ impl<S: Storage> ProxyManager<S> {
             duration,
             pool_stats: stats.as_ref(),
         };
-        let callbacks = self.inner.acquire_callbacks.read().clone();
-        for cb in callbacks {
+        for cb in self.inner.acquire_callbacks.load().iter() {
             run_callback("acquire", || cb(&event));
         }
     }

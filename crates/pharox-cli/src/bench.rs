@@ -1,0 +1,223 @@
+//! `pharox bench`: acquire+release cycles against a store, as fast as it goes.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::TimeDelta;
+use hdrhistogram::Histogram;
+use pharox_core::{
+    AcquireRequest, PoolId, ProxyFilters, ProxyManager, ProxyPool, Selector, Storage,
+};
+use serde::Serialize;
+use tokio::sync::Barrier;
+
+use crate::synthetic::{self, Shape};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Proxies in the synthetic pool.
+    pub proxies: u64,
+    /// Concurrent tasks, each running acquire+release in a loop.
+    pub tasks: usize,
+    /// Length of the measured window.
+    pub seconds: f64,
+    /// Unmeasured run before the window (warms caches and connections).
+    pub warmup_seconds: f64,
+    /// Selection strategy.
+    pub selector: Selector,
+    /// Only lease proxies of this country (see [`synthetic::COUNTRIES`]).
+    pub country: Option<String>,
+}
+
+/// The figures of one run, printed as one JSON object with `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Store name (`memory`, …).
+    pub backend: String,
+    /// Proxies in the pool.
+    pub proxies: u64,
+    /// Concurrent tasks.
+    pub tasks: usize,
+    /// Selector used.
+    pub selector: String,
+    /// Country filter, if any.
+    pub country: Option<String>,
+    /// Completed acquire+release cycles in the window.
+    pub cycles: u64,
+    /// Measured window in seconds.
+    pub seconds: f64,
+    /// `cycles / seconds`.
+    pub cycles_per_sec: f64,
+    /// Median acquire latency in microseconds (hits and misses).
+    pub acquire_p50_us: f64,
+    /// 99th percentile acquire latency in microseconds.
+    pub acquire_p99_us: f64,
+    /// Acquires that found no free proxy.
+    pub misses: u64,
+}
+
+/// Creates `pool` and fills it with the first `n` synthetic proxies.
+pub async fn seed_pool<S: Storage>(storage: &S, pool: &PoolId, n: u64, shape: Shape) -> Result<()> {
+    storage
+        .upsert_pool(&ProxyPool::new(pool.clone()).with_description("synthetic pool"))
+        .await
+        .context("creating the pool")?;
+    for proxy in synthetic::proxies(pool, n, shape) {
+        storage
+            .upsert_proxy(&proxy)
+            .await
+            .context("adding a proxy")?;
+    }
+    Ok(())
+}
+
+/// A latency histogram in nanoseconds, 1 ns to 60 s at 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Nanoseconds to microseconds for reports.
+pub fn ns_to_us(ns: u64) -> f64 {
+    ns as f64 / 1_000.0
+}
+
+struct TaskResult {
+    cycles: u64,
+    misses: u64,
+    latencies: Histogram<u64>,
+}
+
+/// Runs the benchmark on an already seeded pool.
+pub async fn run<S: Storage + Clone>(
+    backend: &str,
+    storage: S,
+    pool: &PoolId,
+    opts: &BenchOptions,
+) -> Result<BenchReport> {
+    anyhow::ensure!(opts.tasks > 0, "--tasks must be at least 1");
+    anyhow::ensure!(
+        opts.seconds.is_finite() && opts.seconds > 0.0,
+        "--seconds must be above 0"
+    );
+    let manager = ProxyManager::new(storage);
+    let mut filters = ProxyFilters::new();
+    if let Some(cc) = &opts.country {
+        filters = filters.country(cc.clone());
+    }
+    let request = Arc::new(
+        AcquireRequest::new(pool.clone())
+            .consumer("bench")
+            .duration(TimeDelta::minutes(1))
+            .selector(opts.selector)
+            .filters(filters),
+    );
+    let warmup = Duration::from_secs_f64(opts.warmup_seconds.max(0.0));
+    let window = Duration::from_secs_f64(opts.seconds);
+    let barrier = Arc::new(Barrier::new(opts.tasks + 1));
+    // One deadline for all tasks, set by whichever passes the barrier first.
+    let warm_until = Arc::new(OnceLock::new());
+    let window_end = Arc::new(OnceLock::new());
+    let mut handles = Vec::with_capacity(opts.tasks);
+    for _ in 0..opts.tasks {
+        let (manager, request, barrier) = (manager.clone(), request.clone(), barrier.clone());
+        let (warm_until, window_end) = (warm_until.clone(), window_end.clone());
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let warm_until = *warm_until.get_or_init(|| Instant::now() + warmup);
+            cycle_until(&manager, &request, warm_until, None).await?;
+            barrier.wait().await;
+            let window_end = *window_end.get_or_init(|| Instant::now() + window);
+            let mut latencies = latency_histogram();
+            let (cycles, misses) =
+                cycle_until(&manager, &request, window_end, Some(&mut latencies)).await?;
+            anyhow::Ok(TaskResult {
+                cycles,
+                misses,
+                latencies,
+            })
+        }));
+    }
+    barrier.wait().await; // all tasks ready: warm-up starts
+    barrier.wait().await; // warm-up over: the window starts
+    let started = Instant::now();
+    let mut cycles = 0;
+    let mut misses = 0;
+    let mut latencies = latency_histogram();
+    for handle in handles {
+        let r = handle.await.context("bench task panicked")??;
+        cycles += r.cycles;
+        misses += r.misses;
+        latencies.add(&r.latencies).expect("same histogram bounds");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(BenchReport {
+        backend: backend.to_owned(),
+        proxies: opts.proxies,
+        tasks: opts.tasks,
+        selector: opts.selector.to_string(),
+        country: opts.country.clone(),
+        cycles,
+        seconds,
+        cycles_per_sec: cycles as f64 / seconds,
+        acquire_p50_us: ns_to_us(latencies.value_at_quantile(0.50)),
+        acquire_p99_us: ns_to_us(latencies.value_at_quantile(0.99)),
+        misses,
+    })
+}
+
+/// Acquire+release until `deadline`; returns (cycles, misses).
+async fn cycle_until<S: Storage>(
+    manager: &ProxyManager<S>,
+    request: &AcquireRequest,
+    deadline: Instant,
+    mut latencies: Option<&mut Histogram<u64>>,
+) -> Result<(u64, u64)> {
+    let (mut cycles, mut misses) = (0, 0);
+    loop {
+        let t0 = Instant::now();
+        if t0 >= deadline {
+            return Ok((cycles, misses));
+        }
+        let lease = manager.acquire(request).await?;
+        if let Some(h) = latencies.as_deref_mut() {
+            h.saturating_record(t0.elapsed().as_nanos() as u64);
+        }
+        match lease {
+            Some(lease) => {
+                manager.release(&lease).await?;
+                cycles += 1;
+            }
+            None => {
+                misses += 1;
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
+impl BenchReport {
+    /// A short human-readable summary.
+    pub fn render(&self) -> String {
+        format!(
+            "backend {}  proxies {}  tasks {}  selector {}{}\n\
+             cycles {} in {:.2} s = {:.0} cycles/s\n\
+             acquire p50 {:.2} µs  p99 {:.2} µs  misses {}",
+            self.backend,
+            self.proxies,
+            self.tasks,
+            self.selector,
+            self.country
+                .as_deref()
+                .map(|c| format!("  country {c}"))
+                .unwrap_or_default(),
+            self.cycles,
+            self.seconds,
+            self.cycles_per_sec,
+            self.acquire_p50_us,
+            self.acquire_p99_us,
+            self.misses
+        )
+    }
+}

@@ -1,0 +1,180 @@
+//! `pharox`: run the demo, benchmark a store, administer pools.
+#![forbid(unsafe_code)]
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use pharox_cli::bench::{self, BenchOptions};
+use pharox_cli::demo::{self, DemoOptions};
+use pharox_cli::synthetic::Shape;
+use pharox_core::{InMemoryStorage, PoolId, Selector};
+
+#[derive(Parser)]
+#[command(
+    name = "pharox",
+    version,
+    about = "Distributed lease coordinator for proxy pools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate scraping workers sharing a pool (some crash), then check every invariant.
+    Demo(DemoArgs),
+    /// Measure acquire+release cycles per second against a store.
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// The embedded in-memory store.
+    Memory,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Concurrent workers.
+    #[arg(long, default_value_t = 64)]
+    workers: usize,
+    /// Proxies in the synthetic pool (mixed countries, max_concurrency 1-4, ~2% unhealthy).
+    #[arg(long, default_value_t = 1_000)]
+    proxies: u64,
+    /// How long the workers run.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Lease time-to-live in milliseconds (abandoned leases come back after it).
+    #[arg(long, default_value_t = 1_000)]
+    lease_ttl_ms: u64,
+    /// Chance per cycle that a worker crashes and abandons its lease.
+    #[arg(long, default_value_t = 0.001)]
+    crash_rate: f64,
+    /// Longest a worker holds a lease, in milliseconds (0: release at once).
+    #[arg(long, default_value_t = 0)]
+    hold_ms: u64,
+    /// Seed of the workers' random choices.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Name of the demo pool.
+    #[arg(long, default_value = "demo")]
+    pool: String,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Store to measure.
+    #[arg(long, value_enum, default_value_t = Backend::Memory)]
+    backend: Backend,
+    /// Proxies in the synthetic pool.
+    #[arg(long, default_value_t = 1_000)]
+    proxies: u64,
+    /// Concurrent tasks running acquire+release.
+    #[arg(long, default_value_t = 1)]
+    tasks: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Unmeasured warm-up seconds before the window.
+    #[arg(long, default_value_t = 1.0)]
+    warmup_seconds: f64,
+    /// first-available, least-used, round-robin or lowest-latency.
+    #[arg(long, default_value = "first-available")]
+    selector: Selector,
+    /// Lease only proxies of this country (synthetic pools: US 25%, DE 15%, … AU 1%, NZ 1%).
+    #[arg(long)]
+    country: Option<String>,
+    /// Name of the bench pool.
+    #[arg(long, default_value = "bench")]
+    pool: String,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Demo(args) => run_demo(args).await,
+        Command::Bench(args) => run_bench(args).await,
+    }
+}
+
+async fn run_demo(args: DemoArgs) -> Result<ExitCode> {
+    let opts = DemoOptions {
+        workers: args.workers,
+        proxies: args.proxies,
+        seconds: args.seconds,
+        lease_ttl: Duration::from_millis(args.lease_ttl_ms),
+        crash_rate: args.crash_rate,
+        hold: Duration::from_millis(args.hold_ms),
+        seed: args.seed,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let pool = PoolId::from(args.pool);
+    let report = demo::run("memory", InMemoryStorage::new(), &pool, &opts).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(if report.invariants_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn run_bench(args: BenchArgs) -> Result<ExitCode> {
+    let opts = BenchOptions {
+        proxies: args.proxies,
+        tasks: args.tasks,
+        seconds: args.seconds,
+        warmup_seconds: args.warmup_seconds,
+        selector: args.selector,
+        country: args.country,
+    };
+    let pool = PoolId::from(args.pool);
+    let report = match args.backend {
+        Backend::Memory => {
+            let storage = InMemoryStorage::new();
+            bench::seed_pool(&storage, &pool, opts.proxies, Shape::default()).await?;
+            bench::run(args.backend.name(), storage, &pool, &opts).await?
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{}", report.render());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,519 @@
+//! ProxyManager behaviour: scoped leases, callbacks, retries, waiting for capacity.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use parking_lot::Mutex;
+use pharox::{
+    AcquireRequest, Consumer, ConsumerName, Error, HealthCheckResult, InMemoryStorage, Lease,
+    ManualClock, PoolId, PoolSnapshot, PoolStatsSnapshot, Proxy, ProxyFilters, ProxyId,
+    ProxyManager, ProxyPool, ProxyProtocol, ReleaseOutcome, RetryPolicy, Selector, Storage,
+};
+
+/// Wraps the in-memory store to count calls and fail the next N calls of
+/// `acquire`/`release` with a retryable error, as a dropped connection would.
+#[derive(Clone, Default)]
+struct Flaky {
+    inner: InMemoryStorage,
+    ensure_calls: Arc<AtomicU32>,
+    acquire_calls: Arc<AtomicU32>,
+    fail_next: Arc<AtomicU32>,
+    fail_release_always: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Flaky {
+    fn failure(&self) -> Option<Error> {
+        let left = self.fail_next.load(Ordering::SeqCst);
+        if left > 0 {
+            self.fail_next.store(left - 1, Ordering::SeqCst);
+            return Some(Error::Unavailable {
+                source: "connection reset (injected)".into(),
+            });
+        }
+        None
+    }
+}
+
+impl Storage for Flaky {
+    async fn ensure_consumer(&self, name: &ConsumerName) -> pharox::Result<Consumer> {
+        self.ensure_calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.ensure_consumer(name).await
+    }
+    async fn list_consumers(&self) -> pharox::Result<Vec<Consumer>> {
+        self.inner.list_consumers().await
+    }
+    async fn upsert_pool(&self, pool: &ProxyPool) -> pharox::Result<ProxyPool> {
+        self.inner.upsert_pool(pool).await
+    }
+    async fn get_pool(&self, pool: &PoolId) -> pharox::Result<Option<ProxyPool>> {
+        self.inner.get_pool(pool).await
+    }
+    async fn list_pools(&self) -> pharox::Result<Vec<ProxyPool>> {
+        self.inner.list_pools().await
+    }
+    async fn remove_pool(&self, pool: &PoolId) -> pharox::Result<bool> {
+        self.inner.remove_pool(pool).await
+    }
+    async fn upsert_proxy(&self, proxy: &Proxy) -> pharox::Result<Proxy> {
+        self.inner.upsert_proxy(proxy).await
+    }
+    async fn get_proxy(&self, pool: &PoolId, proxy: &ProxyId) -> pharox::Result<Option<Proxy>> {
+        self.inner.get_proxy(pool, proxy).await
+    }
+    async fn list_proxies(&self, pool: &PoolId) -> pharox::Result<Vec<Proxy>> {
+        self.inner.list_proxies(pool).await
+    }
+    async fn remove_proxy(&self, pool: &PoolId, proxy: &ProxyId) -> pharox::Result<bool> {
+        self.inner.remove_proxy(pool, proxy).await
+    }
+    async fn find_available_proxy(
+        &self,
+        pool: &PoolId,
+        filters: &ProxyFilters,
+        selector: Selector,
+    ) -> pharox::Result<Option<Proxy>> {
+        self.inner
+            .find_available_proxy(pool, filters, selector)
+            .await
+    }
+    async fn acquire(&self, request: &AcquireRequest) -> pharox::Result<Option<Lease>> {
+        self.acquire_calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
+        self.inner.acquire(request).await
+    }
+    async fn release(&self, lease: &Lease) -> pharox::Result<ReleaseOutcome> {
+        if self.fail_release_always.load(Ordering::SeqCst) {
+            return Err(Error::Backend {
+                source: "release refused (injected)".into(),
+            });
+        }
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
+        self.inner.release(lease).await
+    }
+    async fn renew(&self, lease: &Lease, duration: TimeDelta) -> pharox::Result<Lease> {
+        self.inner.renew(lease, duration).await
+    }
+    async fn cleanup_expired(&self, pool: &PoolId, limit: usize) -> pharox::Result<usize> {
+        self.inner.cleanup_expired(pool, limit).await
+    }
+    async fn pool_stats(&self, pool: &PoolId) -> pharox::Result<PoolStatsSnapshot> {
+        self.inner.pool_stats(pool).await
+    }
+    async fn pool_snapshot(&self, pool: &PoolId) -> pharox::Result<PoolSnapshot> {
+        self.inner.pool_snapshot(pool).await
+    }
+    async fn apply_health_check_result(
+        &self,
+        result: &HealthCheckResult,
+    ) -> pharox::Result<Option<Proxy>> {
+        self.inner.apply_health_check_result(result).await
+    }
+}
+
+fn seeded(max_concurrency: u32) -> Flaky {
+    let flaky = Flaky::default();
+    flaky.inner.add_pool(ProxyPool::new("pool")).unwrap();
+    flaky
+        .inner
+        .add_proxy(
+            Proxy::new("pool", "10.0.0.1", 8080, ProxyProtocol::Http)
+                .with_id("p")
+                .with_max_concurrency(max_concurrency),
+        )
+        .unwrap();
+    flaky
+}
+
+fn pool() -> PoolId {
+    PoolId::from("pool")
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_retries: 3,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+    }
+}
+
+async fn active_leases<S: Storage>(m: &ProxyManager<S>) -> u64 {
+    m.pool_stats(&pool()).await.unwrap().active_leases
+}
+
+#[tokio::test]
+async fn default_consumer_is_ensured_once_not_per_call() {
+    let storage = seeded(10);
+    let m = ProxyManager::new(storage.clone());
+    for _ in 0..5 {
+        let l = m
+            .acquire(&AcquireRequest::new("pool"))
+            .await
+            .unwrap()
+            .unwrap();
+        m.release(&l).await.unwrap();
+    }
+    assert_eq!(storage.ensure_calls.load(Ordering::SeqCst), 1);
+    for _ in 0..3 {
+        m.acquire(&AcquireRequest::new("pool").consumer("worker-7"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(storage.ensure_calls.load(Ordering::SeqCst), 2);
+    let names: Vec<String> = storage
+        .list_consumers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name.to_string())
+        .collect();
+    assert_eq!(names, ["default", "worker-7"]);
+}
+
+#[tokio::test]
+async fn with_lease_releases_after_success() {
+    let m = ProxyManager::new(seeded(1));
+    let port = m
+        .with_lease(&AcquireRequest::new("pool"), |lease| async move {
+            Ok::<_, Error>(lease.proxy.port)
+        })
+        .await
+        .unwrap();
+    assert_eq!(port, Some(8080));
+    assert_eq!(active_leases(&m).await, 0);
+}
+
+#[derive(Debug, PartialEq)]
+enum JobError {
+    Scrape(&'static str),
+    Pharox(String),
+}
+
+impl From<Error> for JobError {
+    fn from(e: Error) -> Self {
+        Self::Pharox(e.to_string())
+    }
+}
+
+#[tokio::test]
+async fn with_lease_releases_after_an_error_and_returns_it() {
+    let m = ProxyManager::new(seeded(1));
+    let result: Result<Option<()>, JobError> = m
+        .with_lease(&AcquireRequest::new("pool"), |_lease| async {
+            Err(JobError::Scrape("target answered 429"))
+        })
+        .await;
+    assert_eq!(result, Err(JobError::Scrape("target answered 429")));
+    assert_eq!(active_leases(&m).await, 0);
+}
+
+#[tokio::test]
+async fn with_lease_releases_after_a_panic_and_resumes_it() {
+    let m = ProxyManager::new(seeded(1));
+    let m2 = m.clone();
+    let joined = tokio::spawn(async move {
+        m2.with_lease(&AcquireRequest::new("pool"), |_lease| async {
+            if true {
+                panic!("scraper bug");
+            }
+            Ok::<(), Error>(())
+        })
+        .await
+    })
+    .await;
+    assert!(joined.unwrap_err().is_panic(), "the panic propagates");
+    assert_eq!(active_leases(&m).await, 0);
+}
+
+#[tokio::test]
+async fn with_lease_releases_when_cancelled() {
+    let m = ProxyManager::new(seeded(1));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let (m2, started2) = (m.clone(), started.clone());
+    let task = tokio::spawn(async move {
+        m2.with_lease(&AcquireRequest::new("pool"), |_lease| async move {
+            started2.notify_one();
+            std::future::pending::<Result<(), Error>>().await
+        })
+        .await
+    });
+    started.notified().await;
+    assert_eq!(active_leases(&m).await, 1);
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    // The guard spawns the release; give it a moment to run.
+    for _ in 0..100 {
+        if active_leases(&m).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(active_leases(&m).await, 0);
+}
+
+#[tokio::test]
+async fn with_lease_returns_none_without_calling_work_when_no_proxy_is_free() {
+    let m = ProxyManager::new(seeded(1));
+    let _held = m
+        .acquire(&AcquireRequest::new("pool"))
+        .await
+        .unwrap()
+        .unwrap();
+    let called = AtomicU32::new(0);
+    let result = m
+        .with_lease(&AcquireRequest::new("pool"), |_| async {
+            called.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(result, None);
+    assert_eq!(called.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn with_lease_keeps_the_result_when_release_fails() {
+    let storage = seeded(1);
+    let m = ProxyManager::with_retry(storage.clone(), RetryPolicy::none());
+    storage.fail_release_always.store(true, Ordering::SeqCst);
+    let result = m
+        .with_lease(&AcquireRequest::new("pool"), |_| async {
+            Ok::<_, Error>(42)
+        })
+        .await
+        .unwrap();
+    assert_eq!(result, Some(42));
+}
+
+#[tokio::test]
+async fn retryable_errors_are_retried_with_backoff() {
+    let storage = seeded(1);
+    let m = ProxyManager::with_retry(storage.clone(), fast_retry());
+    storage.fail_next.store(2, Ordering::SeqCst);
+    let lease = m.acquire(&AcquireRequest::new("pool")).await.unwrap();
+    assert!(lease.is_some());
+    assert_eq!(storage.acquire_calls.load(Ordering::SeqCst), 3);
+
+    storage.fail_next.store(10, Ordering::SeqCst);
+    let err = m.acquire(&AcquireRequest::new("pool")).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(storage.acquire_calls.load(Ordering::SeqCst), 3 + 4);
+}
+
+#[tokio::test]
+async fn non_retryable_errors_are_not_retried() {
+    let storage = seeded(1);
+    let m = ProxyManager::with_retry(storage.clone(), fast_retry());
+    let err = m
+        .acquire(&AcquireRequest::new("pool").duration(TimeDelta::zero()))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidInput {
+            field: "duration",
+            ..
+        }
+    ));
+    assert_eq!(storage.acquire_calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn backoff_is_jittered_and_capped() {
+    let policy = RetryPolicy {
+        max_retries: 10,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+    };
+    let samples: Vec<Duration> = (0..200).map(|_| policy.backoff(1)).collect();
+    assert!(samples.iter().all(|d| *d <= Duration::from_millis(20)));
+    let distinct: std::collections::HashSet<_> = samples.iter().collect();
+    assert!(distinct.len() > 50, "backoff is jittered");
+    assert!((0..200).all(|_| policy.backoff(30) <= Duration::from_millis(100)));
+}
+
+#[tokio::test]
+async fn callbacks_receive_the_documented_payload() {
+    let m = ProxyManager::new(seeded(1));
+    let acquired = Arc::new(Mutex::new(Vec::new()));
+    let released = Arc::new(Mutex::new(Vec::new()));
+    let a = acquired.clone();
+    m.on_acquire(move |e| {
+        a.lock().push((
+            e.lease.map(|l| l.proxy.id.to_string()),
+            e.pool.to_string(),
+            e.consumer.to_string(),
+            e.filters.country.clone(),
+            e.selector,
+            e.pool_stats.map(|s| s.active_leases),
+        ));
+    });
+    let r = released.clone();
+    m.on_release(move |e| {
+        r.lock().push((
+            e.lease.proxy.id.to_string(),
+            e.outcome,
+            e.pool_stats.map(|s| s.active_leases),
+        ));
+    });
+    let req = AcquireRequest::new("pool")
+        .consumer("w1")
+        .selector(Selector::LeastUsed)
+        .filters(ProxyFilters::new());
+    let lease = m.acquire(&req).await.unwrap().unwrap();
+    assert!(m.acquire(&req).await.unwrap().is_none());
+    m.release(&lease).await.unwrap();
+    m.release(&lease).await.unwrap();
+
+    let acquired = acquired.lock().clone();
+    assert_eq!(
+        acquired,
+        [
+            (
+                Some("p".into()),
+                "pool".into(),
+                "w1".into(),
+                None,
+                Selector::LeastUsed,
+                Some(1)
+            ),
+            (
+                None,
+                "pool".into(),
+                "w1".into(),
+                None,
+                Selector::LeastUsed,
+                Some(1)
+            ),
+        ]
+    );
+    assert_eq!(
+        released.lock().clone(),
+        [("p".to_string(), ReleaseOutcome::Released, Some(0))],
+        "only the release that freed capacity is reported"
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_callback_does_not_lose_the_lease() {
+    let m = ProxyManager::new(seeded(1));
+    m.on_acquire(|_| panic!("metrics exporter bug"));
+    let lease = m.acquire(&AcquireRequest::new("pool")).await.unwrap();
+    assert!(lease.is_some(), "the caller still gets its lease");
+}
+
+#[tokio::test]
+async fn acquire_wait_wakes_when_capacity_returns() {
+    let m = ProxyManager::new(seeded(1));
+    let held = m
+        .acquire(&AcquireRequest::new("pool"))
+        .await
+        .unwrap()
+        .unwrap();
+    let m2 = m.clone();
+    let waiter = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let lease = m2
+            .acquire_wait(&AcquireRequest::new("pool"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        (lease, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    m.release(&held).await.unwrap();
+    let (lease, waited) = waiter.await.unwrap();
+    assert!(lease.is_some());
+    assert!(
+        waited < Duration::from_secs(5),
+        "woke on release, not at the deadline"
+    );
+}
+
+#[tokio::test]
+async fn acquire_wait_gives_up_at_the_deadline() {
+    let m = ProxyManager::new(seeded(1));
+    let _held = m
+        .acquire(&AcquireRequest::new("pool"))
+        .await
+        .unwrap()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let lease = m
+        .acquire_wait(&AcquireRequest::new("pool"), Duration::from_millis(150))
+        .await
+        .unwrap();
+    assert!(lease.is_none());
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn acquire_wait_sees_expired_leases_come_back() {
+    let clock = ManualClock::starting_now();
+    let storage = InMemoryStorage::with_clock(clock.clone());
+    storage.add_pool(ProxyPool::new("pool")).unwrap();
+    storage
+        .add_proxy(
+            Proxy::new("pool", "10.0.0.1", 8080, ProxyProtocol::Http).with_max_concurrency(1),
+        )
+        .unwrap();
+    let m = ProxyManager::new(storage);
+    let short = AcquireRequest::new("pool").duration(TimeDelta::seconds(1));
+    m.acquire(&short).await.unwrap().unwrap();
+    let m2 = m.clone();
+    let waiter = tokio::spawn(async move {
+        m2.acquire_wait(&AcquireRequest::new("pool"), Duration::from_secs(5))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    clock.advance(Duration::from_secs(2));
+    let lease = waiter.await.unwrap().unwrap();
+    assert!(
+        lease.is_some(),
+        "the expired lease was reclaimed for the waiter"
+    );
+}
+
+#[tokio::test]
+async fn cleanup_expired_sweeps_every_pool() {
+    let clock = ManualClock::starting_now();
+    let storage = InMemoryStorage::with_clock(clock.clone());
+    for pool in ["a", "b"] {
+        storage.add_pool(ProxyPool::new(pool)).unwrap();
+        storage
+            .add_proxy(Proxy::new(pool, "10.0.0.1", 8080, ProxyProtocol::Http))
+            .unwrap();
+    }
+    let m = ProxyManager::new(storage);
+    for pool in ["a", "b"] {
+        for _ in 0..1_500 {
+            let req = AcquireRequest::new(pool).duration(TimeDelta::seconds(1));
+            m.acquire(&req).await.unwrap().unwrap();
+        }
+    }
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(m.cleanup_expired().await.unwrap(), 3_000);
+    assert_eq!(m.cleanup_expired().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn renew_goes_through_the_manager() {
+    let m = ProxyManager::new(seeded(1));
+    let lease = m
+        .acquire(&AcquireRequest::new("pool"))
+        .await
+        .unwrap()
+        .unwrap();
+    let renewed = m.renew(&lease, TimeDelta::hours(1)).await.unwrap();
+    assert!(renewed.expires_at > lease.expires_at);
+    m.release(&renewed).await.unwrap();
+    assert!(matches!(
+        m.renew(&lease, TimeDelta::hours(1)).await,
+        Err(Error::LeaseLost { .. })
+    ));
+}
