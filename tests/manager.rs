@@ -6,121 +6,19 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use parking_lot::Mutex;
+use pharox::testkit::FaultyStorage;
 use pharox::{
-    AcquireRequest, Consumer, ConsumerName, Error, HealthCheckResult, InMemoryStorage, Lease,
-    ManualClock, PoolId, PoolSnapshot, PoolStatsSnapshot, Proxy, ProxyFilters, ProxyId,
-    ProxyManager, ProxyPool, ProxyProtocol, ReleaseOutcome, RetryPolicy, Selector, Storage,
+    AcquireRequest, Error, InMemoryStorage, ManualClock, PoolId, Proxy, ProxyFilters, ProxyManager,
+    ProxyPool, ProxyProtocol, ReleaseOutcome, RetryPolicy, Selector, Storage,
 };
 
-/// Wraps the in-memory store to count calls and fail the next N calls of
-/// `acquire`/`release` with a retryable error, as a dropped connection would.
-#[derive(Clone, Default)]
-struct Flaky {
-    inner: InMemoryStorage,
-    ensure_calls: Arc<AtomicU32>,
-    acquire_calls: Arc<AtomicU32>,
-    fail_next: Arc<AtomicU32>,
-    fail_release_always: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Flaky {
-    fn failure(&self) -> Option<Error> {
-        let left = self.fail_next.load(Ordering::SeqCst);
-        if left > 0 {
-            self.fail_next.store(left - 1, Ordering::SeqCst);
-            return Some(Error::Unavailable {
-                source: "connection reset (injected)".into(),
-            });
-        }
-        None
-    }
-}
-
-impl Storage for Flaky {
-    async fn ensure_consumer(&self, name: &ConsumerName) -> pharox::Result<Consumer> {
-        self.ensure_calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.ensure_consumer(name).await
-    }
-    async fn list_consumers(&self) -> pharox::Result<Vec<Consumer>> {
-        self.inner.list_consumers().await
-    }
-    async fn upsert_pool(&self, pool: &ProxyPool) -> pharox::Result<ProxyPool> {
-        self.inner.upsert_pool(pool).await
-    }
-    async fn get_pool(&self, pool: &PoolId) -> pharox::Result<Option<ProxyPool>> {
-        self.inner.get_pool(pool).await
-    }
-    async fn list_pools(&self) -> pharox::Result<Vec<ProxyPool>> {
-        self.inner.list_pools().await
-    }
-    async fn remove_pool(&self, pool: &PoolId) -> pharox::Result<bool> {
-        self.inner.remove_pool(pool).await
-    }
-    async fn upsert_proxy(&self, proxy: &Proxy) -> pharox::Result<Proxy> {
-        self.inner.upsert_proxy(proxy).await
-    }
-    async fn get_proxy(&self, pool: &PoolId, proxy: &ProxyId) -> pharox::Result<Option<Proxy>> {
-        self.inner.get_proxy(pool, proxy).await
-    }
-    async fn list_proxies(&self, pool: &PoolId) -> pharox::Result<Vec<Proxy>> {
-        self.inner.list_proxies(pool).await
-    }
-    async fn remove_proxy(&self, pool: &PoolId, proxy: &ProxyId) -> pharox::Result<bool> {
-        self.inner.remove_proxy(pool, proxy).await
-    }
-    async fn find_available_proxy(
-        &self,
-        pool: &PoolId,
-        filters: &ProxyFilters,
-        selector: Selector,
-    ) -> pharox::Result<Option<Proxy>> {
-        self.inner
-            .find_available_proxy(pool, filters, selector)
-            .await
-    }
-    async fn acquire(&self, request: &AcquireRequest) -> pharox::Result<Option<Lease>> {
-        self.acquire_calls.fetch_add(1, Ordering::SeqCst);
-        if let Some(e) = self.failure() {
-            return Err(e);
-        }
-        self.inner.acquire(request).await
-    }
-    async fn release(&self, lease: &Lease) -> pharox::Result<ReleaseOutcome> {
-        if self.fail_release_always.load(Ordering::SeqCst) {
-            return Err(Error::Backend {
-                source: "release refused (injected)".into(),
-            });
-        }
-        if let Some(e) = self.failure() {
-            return Err(e);
-        }
-        self.inner.release(lease).await
-    }
-    async fn renew(&self, lease: &Lease, duration: TimeDelta) -> pharox::Result<Lease> {
-        self.inner.renew(lease, duration).await
-    }
-    async fn cleanup_expired(&self, pool: &PoolId, limit: usize) -> pharox::Result<usize> {
-        self.inner.cleanup_expired(pool, limit).await
-    }
-    async fn pool_stats(&self, pool: &PoolId) -> pharox::Result<PoolStatsSnapshot> {
-        self.inner.pool_stats(pool).await
-    }
-    async fn pool_snapshot(&self, pool: &PoolId) -> pharox::Result<PoolSnapshot> {
-        self.inner.pool_snapshot(pool).await
-    }
-    async fn apply_health_check_result(
-        &self,
-        result: &HealthCheckResult,
-    ) -> pharox::Result<Option<Proxy>> {
-        self.inner.apply_health_check_result(result).await
-    }
-}
+type Flaky = FaultyStorage<InMemoryStorage>;
 
 fn seeded(max_concurrency: u32) -> Flaky {
     let flaky = Flaky::default();
-    flaky.inner.add_pool(ProxyPool::new("pool")).unwrap();
+    flaky.inner().add_pool(ProxyPool::new("pool")).unwrap();
     flaky
-        .inner
+        .inner()
         .add_proxy(
             Proxy::new("pool", "10.0.0.1", 8080, ProxyProtocol::Http)
                 .with_id("p")
@@ -158,13 +56,13 @@ async fn default_consumer_is_ensured_once_not_per_call() {
             .unwrap();
         m.release(&l).await.unwrap();
     }
-    assert_eq!(storage.ensure_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(storage.faults().ensure_calls.load(Ordering::SeqCst), 1);
     for _ in 0..3 {
         m.acquire(&AcquireRequest::new("pool").consumer("worker-7"))
             .await
             .unwrap();
     }
-    assert_eq!(storage.ensure_calls.load(Ordering::SeqCst), 2);
+    assert_eq!(storage.faults().ensure_calls.load(Ordering::SeqCst), 2);
     let names: Vec<String> = storage
         .list_consumers()
         .await
@@ -280,7 +178,7 @@ async fn with_lease_returns_none_without_calling_work_when_no_proxy_is_free() {
 async fn with_lease_keeps_the_result_when_release_fails() {
     let storage = seeded(1);
     let m = ProxyManager::with_retry(storage.clone(), RetryPolicy::none());
-    storage.fail_release_always.store(true, Ordering::SeqCst);
+    storage.faults().fail_releases.store(true, Ordering::SeqCst);
     let result = m
         .with_lease(&AcquireRequest::new("pool"), |_| async {
             Ok::<_, Error>(42)
@@ -294,15 +192,15 @@ async fn with_lease_keeps_the_result_when_release_fails() {
 async fn retryable_errors_are_retried_with_backoff() {
     let storage = seeded(1);
     let m = ProxyManager::with_retry(storage.clone(), fast_retry());
-    storage.fail_next.store(2, Ordering::SeqCst);
+    storage.faults().fail_next.store(2, Ordering::SeqCst);
     let lease = m.acquire(&AcquireRequest::new("pool")).await.unwrap();
     assert!(lease.is_some());
-    assert_eq!(storage.acquire_calls.load(Ordering::SeqCst), 3);
+    assert_eq!(storage.faults().acquire_calls.load(Ordering::SeqCst), 3);
 
-    storage.fail_next.store(10, Ordering::SeqCst);
+    storage.faults().fail_next.store(10, Ordering::SeqCst);
     let err = m.acquire(&AcquireRequest::new("pool")).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
-    assert_eq!(storage.acquire_calls.load(Ordering::SeqCst), 3 + 4);
+    assert_eq!(storage.faults().acquire_calls.load(Ordering::SeqCst), 3 + 4);
 }
 
 #[tokio::test]
@@ -320,7 +218,7 @@ async fn non_retryable_errors_are_not_retried() {
             ..
         }
     ));
-    assert_eq!(storage.acquire_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(storage.faults().acquire_calls.load(Ordering::SeqCst), 1);
 }
 
 #[test]

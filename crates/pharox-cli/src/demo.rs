@@ -456,7 +456,63 @@ impl DemoReport {
 
 #[cfg(test)]
 mod tests {
-    use super::fmt_count;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use pharox_core::testkit::FaultyStorage;
+    use pharox_core::{InMemoryStorage, PoolId};
+
+    use super::{DemoOptions, fmt_count, run};
+
+    fn quick() -> DemoOptions {
+        DemoOptions {
+            workers: 8,
+            proxies: 100,
+            seconds: 0.6,
+            lease_ttl: Duration::from_millis(100),
+            crash_rate: 0.01,
+            hold: Duration::ZERO,
+            seed: 1,
+            progress: false,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_lease_is_accounted_for_and_abandoned_ones_come_back() {
+        let pool = PoolId::from("demo");
+        let report = run("memory", InMemoryStorage::new(), &pool, &quick())
+            .await
+            .unwrap();
+        assert!(report.invariants_ok, "{:?}", report.violations);
+        assert!(report.crashes > 0, "crash rate 1% over thousands of cycles");
+        assert_eq!(
+            report.acquired,
+            report.released + report.released_late + report.crashes,
+            "every lease ended exactly one way"
+        );
+        assert_eq!(
+            report.expired_reclaimed,
+            report.crashes + report.released_late
+        );
+        assert_eq!(report.pool_stats.active_leases, 0);
+        assert!(report.snapshots_checked > 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_that_misreports_its_stats_fails_the_check() {
+        let storage = FaultyStorage::new(InMemoryStorage::new());
+        storage.faults().skew_available.store(1, Ordering::SeqCst);
+        let report = run("faulty", storage, &PoolId::from("demo"), &quick())
+            .await
+            .unwrap();
+        assert!(!report.invariants_ok);
+        assert!(
+            report.violations.iter().all(|v| v.starts_with("I3:")),
+            "{:?}",
+            report.violations
+        );
+        assert!(report.render().contains("VIOLATED"));
+    }
 
     #[test]
     fn counts_get_thousands_separators() {

@@ -6,11 +6,15 @@
 //! test crate needs `tokio` (features `macros`, `rt-multi-thread`) as a dev-dependency.
 //!
 //! ```ignore
+//! // tests/contract_memory.rs: one test per contract case.
 //! use pharox_core::testkit::MemoryHarness;
 //! pharox_core::storage_contract_tests!(MemoryHarness::new());
 //! ```
 
 pub mod contract;
+mod faulty;
+
+pub use faulty::{Faults, FaultyStorage};
 
 use std::future::Future;
 use std::time::Duration;

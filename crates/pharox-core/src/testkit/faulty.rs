@@ -1,0 +1,170 @@
+//! A store wrapper that injects faults and counts calls, for testing what
+//! sits on top of a store (the manager, the demo, the worker).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+
+use crate::model::{
+    Consumer, ConsumerName, HealthCheckResult, Lease, PoolId, PoolStatsSnapshot, Proxy, ProxyId,
+    ProxyPool,
+};
+use crate::storage::{AcquireRequest, PoolSnapshot, ReleaseOutcome, Storage};
+use crate::{Error, ProxyFilters, Result, Selector};
+
+/// The knobs and counters of a [`FaultyStorage`]; shared by its clones.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// The next N `acquire`/`release` calls fail with a retryable
+    /// [`Error::Unavailable`], as after a dropped connection.
+    pub fail_next: AtomicU32,
+    /// Every `release` fails with a non-retryable [`Error::Backend`].
+    pub fail_releases: AtomicBool,
+    /// Added to `available` in every snapshot's stats: a store that lies.
+    pub skew_available: AtomicI64,
+    /// `ensure_consumer` calls seen.
+    pub ensure_calls: AtomicU32,
+    /// `acquire` calls seen (failed ones included).
+    pub acquire_calls: AtomicU32,
+}
+
+impl Faults {
+    fn injected(&self) -> Option<Error> {
+        self.fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| Error::Unavailable {
+                source: "connection reset (injected)".into(),
+            })
+    }
+}
+
+/// Wraps a store, delegating every call, with the faults in [`Faults`].
+#[derive(Debug, Clone, Default)]
+pub struct FaultyStorage<S> {
+    inner: S,
+    faults: Arc<Faults>,
+}
+
+impl<S> FaultyStorage<S> {
+    /// Wraps `inner` with no faults armed.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            faults: Arc::default(),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The fault knobs and call counters.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+}
+
+impl<S: Storage> Storage for FaultyStorage<S> {
+    async fn ensure_consumer(&self, name: &ConsumerName) -> Result<Consumer> {
+        self.faults.ensure_calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.ensure_consumer(name).await
+    }
+
+    async fn list_consumers(&self) -> Result<Vec<Consumer>> {
+        self.inner.list_consumers().await
+    }
+
+    async fn upsert_pool(&self, pool: &ProxyPool) -> Result<ProxyPool> {
+        self.inner.upsert_pool(pool).await
+    }
+
+    async fn get_pool(&self, pool: &PoolId) -> Result<Option<ProxyPool>> {
+        self.inner.get_pool(pool).await
+    }
+
+    async fn list_pools(&self) -> Result<Vec<ProxyPool>> {
+        self.inner.list_pools().await
+    }
+
+    async fn remove_pool(&self, pool: &PoolId) -> Result<bool> {
+        self.inner.remove_pool(pool).await
+    }
+
+    async fn upsert_proxy(&self, proxy: &Proxy) -> Result<Proxy> {
+        self.inner.upsert_proxy(proxy).await
+    }
+
+    async fn get_proxy(&self, pool: &PoolId, proxy: &ProxyId) -> Result<Option<Proxy>> {
+        self.inner.get_proxy(pool, proxy).await
+    }
+
+    async fn list_proxies(&self, pool: &PoolId) -> Result<Vec<Proxy>> {
+        self.inner.list_proxies(pool).await
+    }
+
+    async fn remove_proxy(&self, pool: &PoolId, proxy: &ProxyId) -> Result<bool> {
+        self.inner.remove_proxy(pool, proxy).await
+    }
+
+    async fn find_available_proxy(
+        &self,
+        pool: &PoolId,
+        filters: &ProxyFilters,
+        selector: Selector,
+    ) -> Result<Option<Proxy>> {
+        self.inner
+            .find_available_proxy(pool, filters, selector)
+            .await
+    }
+
+    async fn acquire(&self, request: &AcquireRequest) -> Result<Option<Lease>> {
+        self.faults.acquire_calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(e) = self.faults.injected() {
+            return Err(e);
+        }
+        self.inner.acquire(request).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome> {
+        if self.faults.fail_releases.load(Ordering::SeqCst) {
+            return Err(Error::Backend {
+                source: "release refused (injected)".into(),
+            });
+        }
+        if let Some(e) = self.faults.injected() {
+            return Err(e);
+        }
+        self.inner.release(lease).await
+    }
+
+    async fn renew(&self, lease: &Lease, duration: TimeDelta) -> Result<Lease> {
+        self.inner.renew(lease, duration).await
+    }
+
+    async fn cleanup_expired(&self, pool: &PoolId, limit: usize) -> Result<usize> {
+        self.inner.cleanup_expired(pool, limit).await
+    }
+
+    async fn pool_stats(&self, pool: &PoolId) -> Result<PoolStatsSnapshot> {
+        self.inner.pool_stats(pool).await
+    }
+
+    async fn pool_snapshot(&self, pool: &PoolId) -> Result<PoolSnapshot> {
+        let mut snapshot = self.inner.pool_snapshot(pool).await?;
+        let skew = self.faults.skew_available.load(Ordering::SeqCst);
+        snapshot.stats.available = snapshot.stats.available.saturating_add_signed(skew);
+        Ok(snapshot)
+    }
+
+    async fn apply_health_check_result(&self, result: &HealthCheckResult) -> Result<Option<Proxy>> {
+        self.inner.apply_health_check_result(result).await
+    }
+
+    async fn wait_for_capacity(&self, pool: &PoolId, max_wait: Duration) {
+        self.inner.wait_for_capacity(pool, max_wait).await
+    }
+}

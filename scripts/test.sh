@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The one test command (README quick start, .ci/run): formatting, lints, docs,
+# then every test of the workspace. Fails on the first problem.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Tests that need Redis start their own redis-server on a free port. They never
+# skip in CI (CI=true), so make sure the binary is here before anything runs.
+ensure_redis_server() {
+    if command -v redis-server >/dev/null 2>&1; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        step "redis-server is missing: installing it (apt-get install -y redis-server)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server >/dev/null ||
+            { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server >/dev/null; }
+        command -v redis-server >/dev/null 2>&1 && return
+    fi
+    echo "error: redis-server is required by the Redis tests but is not installed." >&2
+    echo "       Install it (Debian/Ubuntu: sudo apt-get install -y redis-server) and re-run." >&2
+    exit 1
+}
+
+started=$SECONDS
+ensure_redis_server
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, all features, warnings are errors)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --all-features
+
+step "cargo test --workspace"
+cargo test --workspace --all-features
+
+printf '\nAll checks passed in %ds.\n' "$((SECONDS - started))"
