@@ -40,6 +40,14 @@ fn fast_retry() -> RetryPolicy {
     }
 }
 
+/// Acquires from the test pool, expecting a lease.
+async fn take<S: Storage>(m: &ProxyManager<S>) -> pharox::Lease {
+    m.acquire(&AcquireRequest::new("pool"))
+        .await
+        .unwrap()
+        .expect("a free proxy")
+}
+
 async fn active_leases<S: Storage>(m: &ProxyManager<S>) -> u64 {
     m.pool_stats(&pool()).await.unwrap().active_leases
 }
@@ -49,11 +57,7 @@ async fn default_consumer_is_ensured_once_not_per_call() {
     let storage = seeded(10);
     let m = ProxyManager::new(storage.clone());
     for _ in 0..5 {
-        let l = m
-            .acquire(&AcquireRequest::new("pool"))
-            .await
-            .unwrap()
-            .unwrap();
+        let l = take(&m).await;
         m.release(&l).await.unwrap();
     }
     assert_eq!(storage.faults().ensure_calls.load(Ordering::SeqCst), 1);
@@ -157,11 +161,7 @@ async fn with_lease_releases_when_cancelled() {
 #[tokio::test]
 async fn with_lease_returns_none_without_calling_work_when_no_proxy_is_free() {
     let m = ProxyManager::new(seeded(1));
-    let _held = m
-        .acquire(&AcquireRequest::new("pool"))
-        .await
-        .unwrap()
-        .unwrap();
+    let _held = take(&m).await;
     let called = AtomicU32::new(0);
     let result = m
         .with_lease(&AcquireRequest::new("pool"), |_| async {
@@ -298,6 +298,24 @@ async fn callbacks_receive_the_documented_payload() {
 }
 
 #[tokio::test]
+async fn without_callbacks_the_manager_reads_no_stats() {
+    let storage = seeded(1);
+    let m = ProxyManager::new(storage.clone());
+    let lease = take(&m).await;
+    m.release(&lease).await.unwrap();
+    let waited = m
+        .acquire_wait(&AcquireRequest::new("pool"), Duration::from_millis(10))
+        .await
+        .unwrap()
+        .expect("the slot is free");
+    m.release(&waited).await.unwrap();
+    assert_eq!(storage.faults().stats_calls.load(Ordering::SeqCst), 0);
+    m.on_acquire(|_| {});
+    take(&m).await;
+    assert_eq!(storage.faults().stats_calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn a_panicking_callback_does_not_lose_the_lease() {
     let m = ProxyManager::new(seeded(1));
     m.on_acquire(|_| panic!("metrics exporter bug"));
@@ -308,11 +326,7 @@ async fn a_panicking_callback_does_not_lose_the_lease() {
 #[tokio::test]
 async fn acquire_wait_wakes_when_capacity_returns() {
     let m = ProxyManager::new(seeded(1));
-    let held = m
-        .acquire(&AcquireRequest::new("pool"))
-        .await
-        .unwrap()
-        .unwrap();
+    let held = take(&m).await;
     let m2 = m.clone();
     let waiter = tokio::spawn(async move {
         let started = std::time::Instant::now();
@@ -335,11 +349,7 @@ async fn acquire_wait_wakes_when_capacity_returns() {
 #[tokio::test]
 async fn acquire_wait_gives_up_at_the_deadline() {
     let m = ProxyManager::new(seeded(1));
-    let _held = m
-        .acquire(&AcquireRequest::new("pool"))
-        .await
-        .unwrap()
-        .unwrap();
+    let _held = take(&m).await;
     let started = std::time::Instant::now();
     let lease = m
         .acquire_wait(&AcquireRequest::new("pool"), Duration::from_millis(150))
@@ -402,11 +412,7 @@ async fn cleanup_expired_sweeps_every_pool() {
 #[tokio::test]
 async fn renew_goes_through_the_manager() {
     let m = ProxyManager::new(seeded(1));
-    let lease = m
-        .acquire(&AcquireRequest::new("pool"))
-        .await
-        .unwrap()
-        .unwrap();
+    let lease = take(&m).await;
     let renewed = m.renew(&lease, TimeDelta::hours(1)).await.unwrap();
     assert!(renewed.expires_at > lease.expires_at);
     m.release(&renewed).await.unwrap();

@@ -182,6 +182,10 @@ pub async fn run<S: Storage + Clone>(
     violations.extend(sampled);
 
     // Recovery: every abandoned lease must expire and come back.
+    eprintln!(
+        "workers stopped; waiting {} ms for abandoned leases to expire, then checking the store",
+        opts.lease_ttl.as_millis() + 50
+    );
     tokio::time::sleep(opts.lease_ttl + Duration::from_millis(50)).await;
     manager.cleanup_expired_in(pool).await?;
     let snapshot = storage.pool_snapshot(pool).await?;

@@ -122,23 +122,18 @@ fn bench_json_reports_the_documented_fields() {
     assert!(report["cycles"].as_u64().unwrap() > 0);
 }
 
+/// Runs `pharox` expecting failure; returns its stderr.
+fn failure_stderr(args: &[&str]) -> String {
+    let out = pharox().args(args).assert().failure().get_output().clone();
+    String::from_utf8(out.stderr).unwrap()
+}
+
 #[test]
 fn bad_arguments_get_a_clear_error() {
-    let out = pharox()
-        .args(["bench", "--selector", "fastest"])
-        .assert()
-        .failure()
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = failure_stderr(&["bench", "--selector", "fastest"]);
     assert!(stderr.contains("first-available"), "{stderr}");
-
-    let out = pharox()
-        .args(["demo", "--lease-ttl-ms", "0"])
-        .assert()
-        .failure()
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = failure_stderr(&["demo", "--lease-ttl-ms", "0"]);
     assert!(stderr.contains("duration"), "{stderr}");
+    let stderr = failure_stderr(&["demo", "--crash-rate", "2"]);
+    assert!(stderr.contains("--crash-rate"), "{stderr}");
 }

@@ -280,7 +280,7 @@ impl<S: Storage> ProxyManager<S> {
         request: &AcquireRequest,
         max_wait: Duration,
     ) -> Result<Option<Lease>> {
-        let started = Some(Instant::now());
+        let started = self.clock_for_callbacks(&self.inner.acquire_callbacks);
         let deadline = Instant::now() + max_wait;
         self.ensure_consumer(&request.consumer).await?;
         let lease = loop {

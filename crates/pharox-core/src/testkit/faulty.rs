@@ -28,6 +28,8 @@ pub struct Faults {
     pub ensure_calls: AtomicU32,
     /// `acquire` calls seen (failed ones included).
     pub acquire_calls: AtomicU32,
+    /// `pool_stats` calls seen.
+    pub stats_calls: AtomicU32,
 }
 
 impl Faults {
@@ -150,6 +152,7 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     }
 
     async fn pool_stats(&self, pool: &PoolId) -> Result<PoolStatsSnapshot> {
+        self.faults.stats_calls.fetch_add(1, Ordering::SeqCst);
         self.inner.pool_stats(pool).await
     }
 
