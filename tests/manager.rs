@@ -148,14 +148,53 @@ async fn with_lease_releases_when_cancelled() {
     assert_eq!(active_leases(&m).await, 1);
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
-    // The guard spawns the release; give it a moment to run.
-    for _ in 0..100 {
-        if active_leases(&m).await == 0 {
-            break;
+    wait_for_no_active_leases(&m).await;
+}
+
+/// Cancellation hands the release to a spawned task: give it a moment.
+async fn wait_for_no_active_leases<S: Storage>(m: &ProxyManager<S>) {
+    for _ in 0..200 {
+        if active_leases(m).await == 0 {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(active_leases(&m).await, 0);
+    assert_eq!(active_leases(m).await, 0, "the lease was not given back");
+}
+
+#[tokio::test]
+async fn with_lease_releases_when_cancelled_during_the_release() {
+    let storage = seeded(1);
+    let m = ProxyManager::new(storage.clone());
+    storage
+        .faults()
+        .slow_release_ms
+        .store(200, Ordering::SeqCst);
+    let request = AcquireRequest::new("pool");
+    let scoped = m.with_lease(&request, |_| async { Ok::<_, Error>(()) });
+    let timed_out = tokio::time::timeout(Duration::from_millis(50), scoped).await;
+    assert!(timed_out.is_err(), "cancelled while releasing");
+    storage.faults().slow_release_ms.store(0, Ordering::SeqCst);
+    wait_for_no_active_leases(&m).await;
+}
+
+#[tokio::test]
+async fn acquire_cancelled_while_callbacks_run_releases_the_lease() {
+    let storage = seeded(1);
+    let m = ProxyManager::new(storage.clone());
+    m.on_acquire(|_| {});
+    storage.faults().slow_stats_ms.store(200, Ordering::SeqCst);
+    let timed_out = tokio::time::timeout(
+        Duration::from_millis(50),
+        m.acquire(&AcquireRequest::new("pool")),
+    )
+    .await;
+    assert!(
+        timed_out.is_err(),
+        "cancelled while the callback's stats were read"
+    );
+    storage.faults().slow_stats_ms.store(0, Ordering::SeqCst);
+    wait_for_no_active_leases(&m).await;
 }
 
 #[tokio::test]
@@ -201,6 +240,26 @@ async fn retryable_errors_are_retried_with_backoff() {
     let err = m.acquire(&AcquireRequest::new("pool")).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert_eq!(storage.faults().acquire_calls.load(Ordering::SeqCst), 3 + 4);
+}
+
+#[tokio::test]
+async fn acquire_is_not_retried_after_a_timeout_but_release_is() {
+    let storage = seeded(10);
+    let m = ProxyManager::with_retry(storage.clone(), fast_retry());
+    // The store grants a lease but the reply is lost: retrying would hold a
+    // second lease, so the timeout goes to the caller.
+    storage.faults().lose_next_reply.store(1, Ordering::SeqCst);
+    let err = m.acquire(&AcquireRequest::new("pool")).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert_eq!(storage.faults().acquire_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(active_leases(&m).await, 1, "the orphan ends at its expiry");
+
+    // A release is safe to repeat: its lost reply is retried, and the retry
+    // finds nothing held.
+    let lease = take(&m).await;
+    storage.faults().lose_next_reply.store(1, Ordering::SeqCst);
+    assert_eq!(m.release(&lease).await.unwrap(), ReleaseOutcome::NotHeld);
+    assert_eq!(active_leases(&m).await, 1);
 }
 
 #[tokio::test]

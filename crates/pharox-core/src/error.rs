@@ -47,14 +47,16 @@ pub enum Error {
     /// predicate on a server-side store).
     #[error("filter not supported by this storage: {0}")]
     UnsupportedFilter(&'static str),
-    /// The store could not be reached; the call may succeed if retried.
+    /// The request never reached the store (no connection, connection
+    /// refused, pool exhausted before sending); safe to retry any call.
     #[error("storage unavailable: {source}")]
     Unavailable {
         /// The driver's error.
         #[source]
         source: BoxError,
     },
-    /// The store did not answer in time; the call may succeed if retried.
+    /// The store did not answer in time. The request may or may not have
+    /// been applied: idempotent calls may be retried.
     #[error("storage operation `{operation}` timed out after {after:?}")]
     Timeout {
         /// The operation that timed out.
@@ -91,5 +93,11 @@ impl Error {
     /// ```
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable { .. } | Self::Timeout { .. })
+    }
+
+    /// Whether the request certainly did not reach the store, so even a call
+    /// that is not idempotent (an acquire) can be repeated safely.
+    pub fn request_not_sent(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
     }
 }

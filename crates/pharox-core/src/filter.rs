@@ -73,6 +73,10 @@ pub(crate) fn validate_coordinates(lat: f64, lon: f64, field: &'static str) -> R
 /// A closure filter. Only stores that evaluate filters in-process accept it;
 /// server-side stores answer [`Error::UnsupportedFilter`] rather than checking
 /// it outside their atomic acquire.
+///
+/// The store runs it while holding the pool's lock: keep it fast, and never
+/// call the store from inside it. It is not serialised (a deserialised filter
+/// has no predicate).
 #[derive(Clone)]
 pub struct Predicate(Arc<dyn Fn(&Proxy) -> bool + Send + Sync>);
 
@@ -143,7 +147,7 @@ pub struct ProxyFilters {
     /// None of these may match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub none_of: Vec<ProxyFilters>,
-    /// An arbitrary closure (in-process stores only; not serialised).
+    /// An arbitrary closure (in-process stores only; skipped by serde, see [`Predicate`]).
     #[serde(skip)]
     pub predicate: Option<Predicate>,
 }

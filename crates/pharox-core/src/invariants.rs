@@ -302,6 +302,8 @@ pub struct ReleaseLedger {
     pub released_after_reclaim: u64,
     /// Leases never released (abandoned by a crashed holder).
     pub abandoned: u64,
+    /// Leases ended by removing their proxy (the store counts them released).
+    pub revoked: u64,
     /// Repeat releases that freed capacity again (must stay 0).
     pub freed_twice: u64,
 }
@@ -330,6 +332,7 @@ impl ReleaseLedger {
         self.released_late += other.released_late;
         self.released_after_reclaim += other.released_after_reclaim;
         self.abandoned += other.abandoned;
+        self.revoked += other.revoked;
         self.freed_twice += other.freed_twice;
     }
 
@@ -354,7 +357,7 @@ impl ReleaseLedger {
         expect(
             "released leases",
             end.released_leases.saturating_sub(baseline.released_leases),
-            self.released,
+            self.released + self.revoked,
         );
         expect(
             "expired leases",

@@ -16,6 +16,11 @@ use crate::{Error, ProxyFilters, Result, Selector, validate};
 
 /// How often a retryable storage error is retried, with full-jitter
 /// exponential backoff between attempts.
+///
+/// Release, renew and reads retry every retryable error (they are safe to
+/// repeat). Acquire retries only errors where the request never reached the
+/// store ([`Error::request_not_sent`]): after a timeout the store may have
+/// granted a lease whose answer was lost, and a retry would hold a second one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt (0 disables retrying).
@@ -160,6 +165,9 @@ type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 /// bounds the cost of a wake-up that went to another waiter.
 const MAX_CAPACITY_WAIT: Duration = Duration::from_millis(100);
 
+/// Most consumer names a manager remembers as registered.
+const MAX_CACHED_CONSUMERS: usize = 4_096;
+
 /// Batch size of [`ProxyManager::cleanup_expired`].
 const CLEANUP_BATCH: usize = 1_000;
 
@@ -227,22 +235,36 @@ impl<S: Storage> ProxyManager<S> {
                 .await?;
             return Ok(());
         }
-        if self.inner.ensured.load().contains(consumer) {
+        let known = self.inner.ensured.load();
+        if known.contains(consumer) {
             return Ok(());
         }
         validate::consumer_name(consumer)?;
         self.retrying(|| self.inner.storage.ensure_consumer(consumer))
             .await?;
-        self.inner.ensured.rcu(|known| {
-            let mut known = HashSet::clone(known);
-            known.insert(consumer.clone());
-            known
-        });
+        // Names generated per request must not grow the cache forever: past
+        // the cap they are registered on every call instead.
+        if known.len() < MAX_CACHED_CONSUMERS {
+            self.inner.ensured.rcu(|known| {
+                let mut known = HashSet::clone(known);
+                known.insert(consumer.clone());
+                known
+            });
+        }
         Ok(())
     }
 
     /// Runs `op`, retrying retryable errors per the policy.
-    async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T>
+    async fn retrying<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.retrying_if(Error::is_retryable, op).await
+    }
+
+    /// Runs `op`, retrying the errors `retry` accepts per the policy.
+    async fn retrying_if<T, F, Fut>(&self, retry: fn(&Error) -> bool, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -250,7 +272,7 @@ impl<S: Storage> ProxyManager<S> {
         let mut attempt = 0;
         loop {
             match op().await {
-                Err(e) if e.is_retryable() && attempt < self.inner.retry.max_retries => {
+                Err(e) if retry(&e) && attempt < self.inner.retry.max_retries => {
                     let delay = self.inner.retry.backoff(attempt);
                     tracing::debug!(error = %e, attempt, ?delay, "retrying storage call");
                     tokio::time::sleep(delay).await;
@@ -261,15 +283,26 @@ impl<S: Storage> ProxyManager<S> {
         }
     }
 
+    /// One acquire attempt with retries. An acquire is not idempotent: after
+    /// a timeout it may have leased a proxy whose answer was lost, so only
+    /// errors where the request never reached the store are retried.
+    async fn acquire_once(&self, request: &AcquireRequest) -> Result<Option<Lease>> {
+        self.retrying_if(Error::request_not_sent, || {
+            self.inner.storage.acquire(request)
+        })
+        .await
+    }
+
     /// Leases a proxy, or `Ok(None)` when none is available now.
+    ///
+    /// Retries errors where the request never reached the store (per the
+    /// [`RetryPolicy`]); a timeout is returned, not retried, because the store
+    /// may have granted a lease whose answer was lost (it ends at its expiry).
     pub async fn acquire(&self, request: &AcquireRequest) -> Result<Option<Lease>> {
         let started = self.clock_for_callbacks(&self.inner.acquire_callbacks);
         self.ensure_consumer(&request.consumer).await?;
-        let lease = self
-            .retrying(|| self.inner.storage.acquire(request))
-            .await?;
-        self.notify_acquire(request, lease.as_ref(), started).await;
-        Ok(lease)
+        let lease = self.acquire_once(request).await?;
+        self.notify_acquire(request, lease, started).await
     }
 
     /// Like [`acquire`](Self::acquire), but when no proxy is available waits
@@ -284,9 +317,7 @@ impl<S: Storage> ProxyManager<S> {
         let deadline = Instant::now() + max_wait;
         self.ensure_consumer(&request.consumer).await?;
         let lease = loop {
-            let attempt = self
-                .retrying(|| self.inner.storage.acquire(request))
-                .await?;
+            let attempt = self.acquire_once(request).await?;
             let remaining = deadline.saturating_duration_since(Instant::now());
             if attempt.is_some() || remaining.is_zero() {
                 break attempt;
@@ -296,8 +327,7 @@ impl<S: Storage> ProxyManager<S> {
                 .wait_for_capacity(&request.pool, remaining.min(MAX_CAPACITY_WAIT))
                 .await;
         };
-        self.notify_acquire(request, lease.as_ref(), started).await;
-        Ok(lease)
+        self.notify_acquire(request, lease, started).await
     }
 
     /// Gives a lease back; idempotent (see [`ReleaseOutcome`]).
@@ -356,8 +386,12 @@ impl<S: Storage> ProxyManager<S> {
             lease: Some(lease.clone()),
         };
         let result = AssertUnwindSafe(work(lease)).catch_unwind().await;
+        // The guard stays armed until the release is done: dropping this
+        // future mid-release still gives the lease back.
+        let held = guard.lease.as_ref().expect("guard is armed until here");
+        let released = self.release(held).await;
         let lease = guard.lease.take().expect("guard is armed until here");
-        if let Err(e) = self.release(&lease).await {
+        if let Err(e) = released {
             tracing::warn!(
                 lease = %lease.id,
                 pool = %lease.pool,
@@ -423,19 +457,27 @@ impl<S: Storage> ProxyManager<S> {
         (!callbacks.load().is_empty()).then(Instant::now)
     }
 
+    /// Runs the acquire callbacks (when `started` says someone listens) and
+    /// hands the lease back. While the callbacks' stats are fetched, a guard
+    /// releases the lease if the caller drops this future.
     async fn notify_acquire(
         &self,
         request: &AcquireRequest,
-        lease: Option<&Lease>,
+        lease: Option<Lease>,
         started: Option<Instant>,
-    ) {
+    ) -> Result<Option<Lease>> {
         let Some(started) = started else {
-            return;
+            return Ok(lease);
         };
         let duration = started.elapsed();
-        let stats = self.stats_for_event(&request.pool).await;
-        let event = AcquireEvent {
+        let mut guard = ReleaseOnDrop {
+            manager: self.clone(),
             lease,
+        };
+        let stats = self.stats_for_event(&request.pool).await;
+        let lease = guard.lease.take();
+        let event = AcquireEvent {
+            lease: lease.as_ref(),
             pool: &request.pool,
             consumer: &request.consumer,
             filters: &request.filters,
@@ -446,6 +488,7 @@ impl<S: Storage> ProxyManager<S> {
         for cb in self.inner.acquire_callbacks.load().iter() {
             run_callback("acquire", || cb(&event));
         }
+        Ok(lease)
     }
 }
 

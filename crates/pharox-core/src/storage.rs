@@ -170,7 +170,9 @@ pub trait Storage: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool>> + Send;
 
     /// The proxy an acquire would pick now, without leasing it or moving the
-    /// round-robin cursor. Read-only: never use it as half of an acquisition.
+    /// round-robin cursor. Never use it as half of an acquisition: another
+    /// worker may take the proxy in between. Like every call, it may first
+    /// reclaim the pool's expired leases (a store may do that at any time).
     fn find_available_proxy(
         &self,
         pool: &PoolId,

@@ -61,6 +61,10 @@ struct Inner {
     clock: Arc<dyn Clock>,
     pools: RwLock<HashMap<PoolId, Arc<PoolCell>>>,
     consumers: Mutex<HashMap<ConsumerName, Consumer>>,
+    /// The highest fencing token any removed pool issued. A pool created
+    /// (again) starts above it, so a re-created pool never repeats a token
+    /// that a downstream system has already seen (I5).
+    retired_tokens: Mutex<u64>,
 }
 
 struct PoolCell {
@@ -96,6 +100,7 @@ impl InMemoryStorage {
                 clock: Arc::new(clock),
                 pools: RwLock::new(HashMap::default()),
                 consumers: Mutex::new(HashMap::default()),
+                retired_tokens: Mutex::new(0),
             }),
         }
     }
@@ -112,7 +117,10 @@ impl InMemoryStorage {
         pools.insert(
             pool.id.clone(),
             Arc::new(PoolCell {
-                state: Mutex::new(PoolState::new(pool.clone())),
+                state: Mutex::new(PoolState::new(
+                    pool.clone(),
+                    *self.inner.retired_tokens.lock(),
+                )),
                 capacity: Notify::new(),
             }),
         );
@@ -122,15 +130,13 @@ impl InMemoryStorage {
     /// Adds or updates a proxy (synchronous helper for seeding).
     pub fn add_proxy(&self, proxy: Proxy) -> Result<Proxy> {
         validate::proxy(&proxy)?;
-        let cell = self.cell(&proxy.pool)?;
-        let mut state = cell.state.lock();
-        state.ensure_live()?;
-        let (stored, freed) = state.upsert(proxy)?;
-        drop(state);
-        if freed {
-            cell.capacity.notify_one();
-        }
-        Ok(stored)
+        let now = self.now_ms();
+        self.with_pool(&proxy.pool.clone(), |st| {
+            // Leases past their deadline must not count against a lowered cap.
+            let reclaimed = st.reclaim_expired(now, usize::MAX);
+            let (stored, freed) = st.upsert(proxy)?;
+            Ok((stored, reclaimed + usize::from(freed)))
+        })
     }
 
     /// Registers a consumer (synchronous helper for seeding).
@@ -209,10 +215,14 @@ impl Storage for InMemoryStorage {
 
     async fn remove_pool(&self, pool: &PoolId) -> Result<bool> {
         validate::pool_id(pool)?;
-        let Some(cell) = self.inner.pools.write().remove(pool) else {
+        let mut pools = self.inner.pools.write();
+        let Some(cell) = pools.remove(pool) else {
             return Ok(false);
         };
-        cell.state.lock().removed = true;
+        let mut state = cell.state.lock();
+        state.removed = true;
+        let mut retired = self.inner.retired_tokens.lock();
+        *retired = (*retired).max(state.last_token());
         Ok(true)
     }
 

@@ -137,7 +137,7 @@ pub(super) struct LeaseEntry {
 pub(super) struct PoolState {
     pub(super) pool: ProxyPool,
     pub(super) removed: bool,
-    next_token: u64,
+    last_token: u64,
     /// Sequence of the last round-robin pick.
     cursor: Option<u64>,
     seq_of: HashMap<ProxyId, u64>,
@@ -156,11 +156,12 @@ pub(super) struct PoolState {
 }
 
 impl PoolState {
-    pub(super) fn new(pool: ProxyPool) -> Self {
+    /// An empty pool whose first fencing token will be `last_token + 1`.
+    pub(super) fn new(pool: ProxyPool, last_token: u64) -> Self {
         Self {
             pool,
             removed: false,
-            next_token: 0,
+            last_token,
             cursor: None,
             seq_of: HashMap::default(),
             hot: Vec::new(),
@@ -175,6 +176,11 @@ impl PoolState {
             released_leases: 0,
             expired_leases: 0,
         }
+    }
+
+    /// The last fencing token issued (0: none yet).
+    pub(super) fn last_token(&self) -> u64 {
+        self.last_token
     }
 
     pub(super) fn ensure_live(&self) -> Result<()> {
@@ -450,7 +456,7 @@ impl PoolState {
 
     /// Leases the proxy at `seq`.
     pub(super) fn grant(&mut self, seq: u64, req: &AcquireRequest, now_ms: i64) -> Lease {
-        self.next_token += 1;
+        self.last_token += 1;
         self.total_leases += 1;
         self.counts.active_leases += 1;
         if req.selector == Selector::RoundRobin {
@@ -460,7 +466,7 @@ impl PoolState {
         let id = LeaseId::random();
         let entry = LeaseEntry {
             seq,
-            token: self.next_token,
+            token: self.last_token,
             acquired_ms: now_ms,
             expires_ms: now_ms.saturating_add(req.duration.num_milliseconds()),
             consumer: req.consumer.clone(),
@@ -555,7 +561,7 @@ mod tests {
 
     #[test]
     fn compaction_keeps_order_cursor_and_leases() {
-        let mut st = PoolState::new(ProxyPool::new("p"));
+        let mut st = PoolState::new(ProxyPool::new("p"), 0);
         for i in 0..3_000 {
             st.upsert(proxy(i)).unwrap();
         }
@@ -592,7 +598,7 @@ mod tests {
 
     #[test]
     fn least_used_spans_bitset_levels_and_the_high_tree() {
-        let mut st = PoolState::new(ProxyPool::new("p"));
+        let mut st = PoolState::new(ProxyPool::new("p"), 0);
         let mut a = proxy(0);
         a.max_concurrency = None;
         let mut b = proxy(1);

@@ -277,27 +277,31 @@ pub async fn composite_filters_follow_boolean_logic<H: Harness>(h: &H) {
     }
 }
 
-/// A geo radius includes a proxy at its boundary and excludes one just beyond.
+/// A geo radius includes a proxy exactly at its boundary (distance equal to
+/// the radius, as the reference evaluator computes it) and excludes it one
+/// step inside; a proxy without a location never matches.
 pub async fn geo_radius_includes_its_boundary<H: Harness>(h: &H) {
     let pool = new_pool(h, "geo").await;
     let (lat, lon) = (-34.6037, -58.3816); // Buenos Aires
     let (plat, plon) = (-34.9214, -57.9545); // La Plata
-    add(h, proxy(&pool, "la-plata", 1).with_location(plat, plon)).await;
+    add(
+        h,
+        proxy(&pool, "la-plata", 1)
+            .with_location(plat, plon)
+            .with_max_concurrency(1),
+    )
+    .await;
     add(h, proxy(&pool, "nowhere", 2)).await;
     let d = haversine_km(lat, lon, plat, plon);
     assert!((50.0..60.0).contains(&d), "{d}");
     let within = |r: f64| request(&pool).filters(ProxyFilters::new().within_km(lat, lon, r));
-    let l = lease(h, &within(d + 0.001)).await;
-    assert_eq!(l.proxy.id, "la-plata");
-    h.storage().release(&l).await.unwrap();
-    miss(h, &within(d - 0.001)).await;
-    // A proxy with no location never matches, even a globe-sized radius.
-    add(
-        h,
-        proxy(&pool, "la-plata", 1).with_status(ProxyStatus::Inactive),
-    )
-    .await;
+    miss(h, &within(d.next_down())).await;
+    let l = lease(h, &within(d)).await;
+    assert_eq!(l.proxy.id, "la-plata", "the boundary is included");
+    // La Plata is now full; only the proxy without a location is left, and
+    // even a globe-sized radius does not match it.
     miss(h, &within(crate::filter::MAX_RADIUS_KM)).await;
+    assert_eq!(picked(h, &request(&pool)).await, "nowhere");
 }
 
 /// Closure predicates run in-process, or are refused with `UnsupportedFilter`.
@@ -541,20 +545,28 @@ pub async fn expired_leases_are_cleaned_up<H: Harness>(h: &H) {
     assert_eq!(s.release(&kept).await.unwrap(), ReleaseOutcome::Released);
 }
 
-/// An acquire reclaims the pool's expired leases before choosing (I6).
+/// An acquire reclaims every expired lease of its pool before choosing, not
+/// only the one it needs: afterwards no expired lease holds capacity (I6).
 pub async fn acquire_reclaims_expired_leases_first<H: Harness>(h: &H) {
     let s = h.storage();
     let pool = new_pool(h, "reclaim").await;
-    add(h, proxy(&pool, "one", 1).with_max_concurrency(1)).await;
-    let old = lease(h, &request(&pool).duration(SHORT_TTL)).await;
+    for i in 0..3u16 {
+        add(h, proxy(&pool, &format!("p{i}"), i).with_max_concurrency(2)).await;
+    }
+    let mut old = Vec::new();
+    for _ in 0..6 {
+        old.push(lease(h, &request(&pool).duration(SHORT_TTL)).await);
+    }
     miss(h, &request(&pool)).await;
     h.advance(PAST_SHORT_TTL).await;
     let new = lease(h, &request(&pool)).await;
-    assert_eq!(new.proxy.id, old.proxy.id);
+    assert_eq!(new.proxy.id, "p0");
     assert_invariants(h, &pool, true).await;
-    assert_eq!(s.release(&old).await.unwrap(), ReleaseOutcome::NotHeld);
     let stats = s.pool_stats(&pool).await.unwrap();
-    assert_eq!((stats.active_leases, stats.expired_leases), (1, 1));
+    assert_eq!((stats.active_leases, stats.expired_leases), (1, 6));
+    for l in &old {
+        assert_eq!(s.release(l).await.unwrap(), ReleaseOutcome::NotHeld);
+    }
 }
 
 /// Releasing twice frees capacity once (I4).
@@ -604,19 +616,37 @@ pub async fn release_after_expiry_is_not_an_error<H: Harness>(h: &H) {
     assert_invariants(h, &pool, true).await;
 }
 
-/// Renewing moves the deadline to now + duration and keeps the lease alive.
+/// Renewing moves the deadline to now + duration (not old deadline +
+/// duration), keeps the lease alive past its old deadline, and the renewed
+/// lease still expires at its new one.
 pub async fn renew_extends_the_lease<H: Harness>(h: &H) {
     let s = h.storage();
     let pool = new_pool(h, "renew").await;
     add(h, proxy(&pool, "p", 1).with_max_concurrency(1)).await;
     let l = lease(h, &request(&pool).duration(SHORT_TTL)).await;
-    let renewed = s.renew(&l, TimeDelta::seconds(30)).await.unwrap();
+    let extension = TimeDelta::milliseconds(600);
+    let renewed = s.renew(&l, extension).await.unwrap();
     assert_eq!((renewed.id, renewed.token), (l.id, l.token));
-    assert!(renewed.expires_at >= l.acquired_at + TimeDelta::seconds(30));
+    let from_acquire = renewed.expires_at - l.acquired_at;
+    assert!(
+        from_acquire >= extension && from_acquire < extension + TimeDelta::milliseconds(150),
+        "renewed to {from_acquire} after acquire, expected now + {extension}"
+    );
     h.advance(PAST_SHORT_TTL).await;
-    assert_eq!(s.cleanup_expired(&pool, 10).await.unwrap(), 0);
+    assert_eq!(
+        s.cleanup_expired(&pool, 10).await.unwrap(),
+        0,
+        "alive past the old deadline"
+    );
     miss(h, &request(&pool)).await;
-    assert_eq!(s.release(&l).await.unwrap(), ReleaseOutcome::Released);
+    h.advance(Duration::from_millis(400)).await;
+    assert_eq!(
+        s.cleanup_expired(&pool, 10).await.unwrap(),
+        1,
+        "expired at the new deadline"
+    );
+    assert_eq!(s.release(&l).await.unwrap(), ReleaseOutcome::NotHeld);
+    assert_eq!(s.pool_stats(&pool).await.unwrap().expired_leases, 1);
 }
 
 /// Renewing an expired lease fails with `LeaseLost` and frees nothing twice.
@@ -835,9 +865,27 @@ pub async fn lowering_max_concurrency_below_active_leases_is_rejected<H: Harness
     );
     miss(h, &request(&pool)).await;
     assert_invariants(h, &pool, true).await;
+
+    // Leases past their deadline do not count against a lowered cap.
+    let q = add(
+        h,
+        proxy(&pool, "q", 2).with_city("q").with_max_concurrency(2),
+    )
+    .await;
+    let on_q = request(&pool)
+        .filters(ProxyFilters::new().city("q"))
+        .duration(SHORT_TTL);
+    lease(h, &on_q).await;
+    lease(h, &on_q).await;
+    h.advance(PAST_SHORT_TTL).await;
+    let lowered = s.upsert_proxy(&q.with_max_concurrency(1)).await.unwrap();
+    assert_eq!(lowered.current_leases, 0);
+    assert_invariants(h, &pool, true).await;
 }
 
-/// Removing a pool removes its proxies and leases; its leases release as `NotHeld`.
+/// Removing a pool removes its proxies and leases; its leases release as
+/// `NotHeld`; a pool re-created with the same id starts empty but its fencing
+/// tokens keep increasing (I5 across incarnations).
 pub async fn removed_pool_takes_its_leases_with_it<H: Harness>(h: &H) {
     let s = h.storage();
     let pool = new_pool(h, "doomed").await;
@@ -849,11 +897,18 @@ pub async fn removed_pool_takes_its_leases_with_it<H: Harness>(h: &H) {
         s.pool_stats(&pool).await,
         Err(Error::PoolNotFound(_))
     ));
-    // Re-creating the pool starts from scratch.
     s.upsert_pool(&ProxyPool::new(pool.clone())).await.unwrap();
     let stats = s.pool_stats(&pool).await.unwrap();
     assert_eq!((stats.total, stats.total_leases), (0, 0));
     assert!(s.list_proxies(&pool).await.unwrap().is_empty());
+    add(h, proxy(&pool, "p", 1)).await;
+    let again = lease(h, &request(&pool)).await;
+    assert!(
+        again.token > l.token,
+        "token {} after re-creation, {} before",
+        again.token,
+        l.token
+    );
 }
 
 /// Credentials survive storage and leasing but never show in `Debug` (I8).
@@ -887,32 +942,40 @@ pub async fn credentials_round_trip_and_stay_redacted<H: Harness>(h: &H) {
     }
 }
 
-/// After a random sequence of every operation, the counters equal a
-/// recomputation and every invariant holds (I1–I4, I6).
+/// After a random sequence of every operation (acquire with every selector
+/// and filters, release, repeat release, renew, health results, proxy
+/// upserts and removals, cleanup, time passing), the counters equal a
+/// recomputation and I1–I4, I6 and I7 hold; every lease the store picked
+/// matches its request's filters by the reference evaluator.
 pub async fn pool_stats_match_recomputation_after_random_operations<H: Harness>(h: &H) {
+    const PROXIES: u16 = 12;
     let s = h.storage();
     let seed = fastrand::u64(..);
     let mut rng = fastrand::Rng::with_seed(seed);
     let pool = new_pool(h, "random").await;
     let countries = ["AR", "US", "DE"];
-    for i in 0..12u16 {
+    let make = |i: u16, rng: &mut fastrand::Rng| {
         let mut p = proxy(&pool, &format!("p{i}"), i).with_country(countries[i as usize % 3]);
-        if i % 4 != 0 {
-            p = p.with_max_concurrency(1 + u32::from(i % 3));
+        if rng.u8(0..4) != 0 {
+            p = p.with_max_concurrency(rng.u32(1..4));
         }
-        if i % 5 != 0 {
-            p = p.with_latency_ms(u32::from(i) * 37 % 400);
+        if rng.u8(0..5) != 0 {
+            p = p.with_latency_ms(rng.u32(1..400));
         }
-        add(h, p).await;
+        p
+    };
+    for i in 0..PROXIES {
+        add(h, make(i, &mut rng)).await;
     }
     let mut held: Vec<Lease> = Vec::new();
     let mut ended: Vec<Lease> = Vec::new();
     let mut advances = 0;
     let baseline = s.pool_stats(&pool).await.unwrap();
-    let mut first_releases = crate::invariants::ReleaseLedger::default();
+    let mut ledger = crate::invariants::ReleaseLedger::default();
     for step in 0..400 {
+        let ctx = format!("seed {seed}, step {step}");
         match rng.u32(0..100) {
-            0..=39 => {
+            0..=37 => {
                 let mut req = request(&pool).selector(Selector::ALL[rng.usize(0..4)]);
                 if rng.bool() {
                     req = req.filters(ProxyFilters::new().country(countries[rng.usize(0..3)]));
@@ -921,28 +984,34 @@ pub async fn pool_stats_match_recomputation_after_random_operations<H: Harness>(
                     req = req.duration(SHORT_TTL);
                 }
                 if let Some(l) = s.acquire(&req).await.unwrap() {
-                    first_releases.acquired += 1;
+                    ledger.acquired += 1;
+                    let p = s.get_proxy(&pool, &l.proxy.id).await.unwrap().unwrap();
+                    assert_eq!(p.status, ProxyStatus::Active, "{ctx}: I7");
+                    assert!(
+                        req.filters.matches(&p),
+                        "{ctx}: {p:?} does not match {req:?}"
+                    );
                     held.push(l);
                 }
             }
-            40..=64 if !held.is_empty() => {
+            38..=60 if !held.is_empty() => {
                 let l = held.swap_remove(rng.usize(0..held.len()));
-                first_releases.first_release(s.release(&l).await.unwrap());
+                ledger.first_release(s.release(&l).await.unwrap());
                 ended.push(l);
             }
-            65..=69 if !ended.is_empty() => {
+            61..=64 if !ended.is_empty() => {
                 let l = &ended[rng.usize(0..ended.len())];
-                first_releases.repeat_release(s.release(l).await.unwrap());
+                ledger.repeat_release(s.release(l).await.unwrap());
             }
-            70..=76 if !held.is_empty() => {
+            65..=70 if !held.is_empty() => {
                 let i = rng.usize(0..held.len());
                 match s.renew(&held[i], TimeDelta::seconds(60)).await {
                     Ok(renewed) => held[i] = renewed,
                     Err(Error::LeaseLost { .. }) => {}
-                    Err(e) => panic!("renew: {e}"),
+                    Err(e) => panic!("{ctx}: renew: {e}"),
                 }
             }
-            77..=82 => {
+            71..=76 => {
                 let status = [
                     ProxyStatus::Active,
                     ProxyStatus::Slow,
@@ -950,19 +1019,66 @@ pub async fn pool_stats_match_recomputation_after_random_operations<H: Harness>(
                 ][rng.usize(0..3)];
                 let at = crate::datetime_from_ms(Utc::now().timestamp_millis())
                     + TimeDelta::milliseconds(step);
-                let r = HealthCheckResult::new(
-                    pool.clone(),
-                    format!("p{}", rng.u16(0..12)),
-                    status,
-                    at,
-                )
-                .with_latency_ms(rng.u32(1..900));
+                let id = format!("p{}", rng.u16(0..PROXIES));
+                let r = HealthCheckResult::new(pool.clone(), id, status, at)
+                    .with_latency_ms(rng.u32(1..900));
                 s.apply_health_check_result(&r).await.unwrap();
             }
-            83..=86 => {
+            77..=81 => {
+                // Change cap, latency and status in place (or re-add a removed proxy).
+                let i = rng.u16(0..PROXIES);
+                let mut p = make(i, &mut rng);
+                p.status = [ProxyStatus::Active, ProxyStatus::Banned][rng.usize(0..2)];
+                let live = s
+                    .get_proxy(&pool, &p.id)
+                    .await
+                    .unwrap()
+                    .map_or(0, |p| p.current_leases);
+                match s.upsert_proxy(&p).await {
+                    // Upsert may first reclaim leases past their deadline.
+                    Ok(stored) => assert!(stored.current_leases <= live, "{ctx}"),
+                    Err(Error::InvalidInput {
+                        field: "proxy.max_concurrency",
+                        ..
+                    }) => {
+                        assert!(p.max_concurrency.is_some_and(|m| m < live), "{ctx}");
+                    }
+                    Err(e) => panic!("{ctx}: upsert: {e}"),
+                }
+            }
+            82..=83 => {
+                let id = ProxyId::from(format!("p{}", rng.u16(0..PROXIES)));
+                // Removal ends the leases the store still holds (counted as
+                // released); ones it already reclaimed stay counted as expired.
+                let live: HashSet<LeaseId> = s
+                    .pool_snapshot(&pool)
+                    .await
+                    .unwrap()
+                    .leases
+                    .iter()
+                    .filter(|l| l.proxy.id == id)
+                    .map(|l| l.id)
+                    .collect();
+                if s.remove_proxy(&pool, &id).await.unwrap() {
+                    let (gone, kept): (Vec<Lease>, Vec<Lease>) =
+                        held.drain(..).partition(|l| l.proxy.id == id);
+                    held = kept;
+                    for l in gone {
+                        let outcome = s.release(&l).await.unwrap();
+                        assert_eq!(outcome, ReleaseOutcome::NotHeld, "{ctx}");
+                        if live.contains(&l.id) {
+                            ledger.revoked += 1;
+                        } else {
+                            ledger.first_release(outcome);
+                        }
+                        ended.push(l);
+                    }
+                }
+            }
+            84..=87 => {
                 s.cleanup_expired(&pool, 1 + rng.usize(0..4)).await.unwrap();
             }
-            87..=88 if advances < 8 => {
+            88..=89 if advances < 8 => {
                 advances += 1;
                 h.advance(Duration::from_millis(60)).await;
             }
@@ -974,18 +1090,18 @@ pub async fn pool_stats_match_recomputation_after_random_operations<H: Harness>(
         }
         let snapshot = s.pool_snapshot(&pool).await.unwrap();
         let found = crate::invariants::check_snapshot(&snapshot, false);
-        assert!(found.is_empty(), "seed {seed}, step {step}: {found:?}");
+        assert!(found.is_empty(), "{ctx}: {found:?}");
     }
     // End every lease: release what is held, let the short ones expire.
     for l in held.drain(..) {
-        first_releases.first_release(s.release(&l).await.unwrap());
+        ledger.first_release(s.release(&l).await.unwrap());
     }
     h.advance(PAST_SHORT_TTL).await;
     while s.cleanup_expired(&pool, 100).await.unwrap() > 0 {}
     assert_invariants(h, &pool, true).await;
     let end = s.pool_stats(&pool).await.unwrap();
     assert_eq!(check_lifetime_counters(&end), None);
-    let accounting = first_releases.check(&baseline, &end);
+    let accounting = ledger.check(&baseline, &end);
     assert!(accounting.is_empty(), "seed {seed}: {accounting:?}");
 }
 

@@ -2,7 +2,7 @@
 //! sits on top of a store (the manager, the demo, the worker).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::TimeDelta;
@@ -20,8 +20,15 @@ pub struct Faults {
     /// The next N `acquire`/`release` calls fail with a retryable
     /// [`Error::Unavailable`], as after a dropped connection.
     pub fail_next: AtomicU32,
+    /// The next N `acquire`/`release` calls are applied but answer
+    /// [`Error::Timeout`], as when a reply is lost.
+    pub lose_next_reply: AtomicU32,
     /// Every `release` fails with a non-retryable [`Error::Backend`].
     pub fail_releases: AtomicBool,
+    /// `release` waits this long (ms) before applying.
+    pub slow_release_ms: AtomicU64,
+    /// `pool_stats` waits this long (ms) before answering.
+    pub slow_stats_ms: AtomicU64,
     /// Added to `available` in every snapshot's stats: a store that lies.
     pub skew_available: AtomicI64,
     /// `ensure_consumer` calls seen.
@@ -32,14 +39,35 @@ pub struct Faults {
     pub stats_calls: AtomicU32,
 }
 
+fn take_one(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+async fn pause(ms: &AtomicU64) {
+    let ms = ms.load(Ordering::SeqCst);
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
 impl Faults {
     fn injected(&self) -> Option<Error> {
-        self.fail_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .ok()
-            .map(|_| Error::Unavailable {
-                source: "connection reset (injected)".into(),
-            })
+        take_one(&self.fail_next).then(|| Error::Unavailable {
+            source: "connection refused (injected)".into(),
+        })
+    }
+
+    /// Applies `result` but answers a timeout if a lost reply is armed.
+    fn maybe_lose<T>(&self, operation: &'static str, result: Result<T>) -> Result<T> {
+        if result.is_ok() && take_one(&self.lose_next_reply) {
+            return Err(Error::Timeout {
+                operation,
+                after: Duration::from_millis(1),
+            });
+        }
+        result
     }
 }
 
@@ -128,7 +156,8 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         if let Some(e) = self.faults.injected() {
             return Err(e);
         }
-        self.inner.acquire(request).await
+        let result = self.inner.acquire(request).await;
+        self.faults.maybe_lose("acquire", result)
     }
 
     async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome> {
@@ -140,7 +169,9 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         if let Some(e) = self.faults.injected() {
             return Err(e);
         }
-        self.inner.release(lease).await
+        pause(&self.faults.slow_release_ms).await;
+        let result = self.inner.release(lease).await;
+        self.faults.maybe_lose("release", result)
     }
 
     async fn renew(&self, lease: &Lease, duration: TimeDelta) -> Result<Lease> {
@@ -153,6 +184,7 @@ impl<S: Storage> Storage for FaultyStorage<S> {
 
     async fn pool_stats(&self, pool: &PoolId) -> Result<PoolStatsSnapshot> {
         self.faults.stats_calls.fetch_add(1, Ordering::SeqCst);
+        pause(&self.faults.slow_stats_ms).await;
         self.inner.pool_stats(pool).await
     }
 
