@@ -102,14 +102,31 @@ struct BenchArgs {
     /// Name of the bench pool.
     #[arg(long, default_value = "bench")]
     pool: String,
+    /// Runtime worker threads (default: the smaller of --tasks and the CPU
+    /// count; more threads than tasks only move the tasks between cores).
+    #[arg(long)]
+    threads: Option<usize>,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
 }
 
+impl Command {
+    /// Worker threads for the runtime: all cores, except for a bench with
+    /// fewer tasks than cores.
+    fn threads(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        match self {
+            Self::Bench(args) => args.threads.unwrap_or(args.tasks.min(cores)).max(1),
+            Self::Demo(_) => cores,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.command.threads())
         .enable_all()
         .build()
         .expect("a tokio runtime");

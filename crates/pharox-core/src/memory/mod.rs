@@ -6,6 +6,7 @@
 //! and reclaiming an expired lease costs O(log n).
 
 mod bitset;
+mod mintree;
 mod pool;
 
 use std::sync::Arc;

@@ -9,7 +9,7 @@
 //! - by sequence: a hierarchical bitset (first available, round robin);
 //! - by (lease count, sequence): one bitset per small lease count, a B-tree
 //!   above that (least used);
-//! - by (latency, sequence): a B-tree (lowest latency).
+//! - by (latency, sequence): a min segment tree over sequences (lowest latency).
 //!
 //! Removing proxies leaves holes in the sequence space; when holes outnumber
 //! live proxies the pool renumbers itself (amortised O(1) per removal).
@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use super::HashMap;
 use super::bitset::HierBitset;
+use super::mintree::MinTree;
 use crate::clock::datetime_from_ms;
 use crate::model::{
     ConsumerName, Lease, LeaseId, LeaseStatus, LeasedProxy, PoolStatsSnapshot, Proxy, ProxyCounts,
@@ -62,6 +63,18 @@ impl Hot {
     }
 }
 
+/// Orders `(rank, seq)` in one `u64`, unique per proxy. Sequences stay below
+/// 2^32: compaction keeps them under twice the number of live proxies
+/// (checked in `upsert`).
+fn pack(rank: u32, seq: u64) -> u64 {
+    debug_assert!(seq <= u64::from(u32::MAX));
+    (u64::from(rank) << 32) | seq
+}
+
+fn unpack_seq(key: u64) -> u64 {
+    key & u64::from(u32::MAX)
+}
+
 /// Which indexes and counters a proxy belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct IndexKeys {
@@ -78,7 +91,7 @@ struct LoadIndex {
     /// `levels[n]`: free proxies holding exactly `n` leases.
     levels: Vec<HierBitset>,
     /// Free proxies holding `LOAD_LEVELS` leases or more.
-    high: BTreeSet<(u32, u64)>,
+    high: BTreeSet<u64>,
 }
 
 /// Lease counts with their own bitset; higher counts (unlimited proxies under
@@ -99,7 +112,7 @@ impl LoadIndex {
                 level.insert(seq);
             }
             None => {
-                self.high.insert((load, seq));
+                self.high.insert(pack(load, seq));
             }
         }
     }
@@ -110,7 +123,7 @@ impl LoadIndex {
                 level.remove(seq);
             }
             None => {
-                self.high.remove(&(load, seq));
+                self.high.remove(&pack(load, seq));
             }
         }
     }
@@ -119,7 +132,7 @@ impl LoadIndex {
         self.levels
             .iter()
             .flat_map(|level| level.iter_from(0))
-            .chain(self.high.iter().map(|&(_, seq)| seq))
+            .chain(self.high.iter().map(|&key| unpack_seq(key)))
     }
 }
 
@@ -146,7 +159,8 @@ pub(super) struct PoolState {
     cold: Vec<Option<Box<Proxy>>>,
     free_by_seq: HierBitset,
     free_by_load: LoadIndex,
-    free_by_latency: BTreeSet<(u32, u64)>,
+    /// Position `seq` holds [`pack`]`(latency, seq)`.
+    free_by_latency: MinTree,
     leases: HashMap<LeaseId, LeaseEntry>,
     by_expiry: BTreeSet<(i64, LeaseId)>,
     counts: ProxyCounts,
@@ -168,7 +182,7 @@ impl PoolState {
             cold: Vec::new(),
             free_by_seq: HierBitset::new(),
             free_by_load: LoadIndex::new(),
-            free_by_latency: BTreeSet::new(),
+            free_by_latency: MinTree::new(),
             leases: HashMap::default(),
             by_expiry: BTreeSet::new(),
             counts: ProxyCounts::default(),
@@ -205,7 +219,7 @@ impl PoolState {
                     self.free_by_load.remove(b.load, seq);
                 }
                 if !a_free || after.is_some_and(|a| a.latency != b.latency) {
-                    self.free_by_latency.remove(&(b.latency, seq));
+                    self.free_by_latency.set(seq, None);
                 }
             }
             self.counts.total -= 1;
@@ -223,7 +237,7 @@ impl PoolState {
                     self.free_by_load.insert(a.load, seq);
                 }
                 if !b_free || before.is_some_and(|b| b.latency != a.latency) {
-                    self.free_by_latency.insert((a.latency, seq));
+                    self.free_by_latency.set(seq, Some(pack(a.latency, seq)));
                 }
             }
             self.counts.total += 1;
@@ -289,6 +303,12 @@ impl PoolState {
         }
         proxy.current_leases = 0;
         let seq = self.hot.len() as u64;
+        if seq > u64::from(u32::MAX) {
+            return Err(Error::invalid(
+                "proxy",
+                "a pool of the in-memory store holds at most 2^32 proxies",
+            ));
+        }
         self.seq_of.insert(proxy.id.clone(), seq);
         self.hot.push(Hot::default());
         self.cold.push(Some(Box::new(proxy.clone())));
@@ -352,14 +372,14 @@ impl PoolState {
             .and_then(|c| remap[..=c as usize].iter().rev().find_map(|s| *s));
         self.free_by_seq = HierBitset::new();
         self.free_by_load = LoadIndex::new();
-        self.free_by_latency.clear();
+        self.free_by_latency = MinTree::new();
         self.hot = hot;
         self.cold = cold;
         for seq in 0..self.hot.len() as u64 {
             if let Some(k) = self.hot[seq as usize].keys().filter(|k| k.free) {
                 self.free_by_seq.insert(seq);
                 self.free_by_load.insert(k.load, seq);
-                self.free_by_latency.insert((k.latency, seq));
+                self.free_by_latency.set(seq, Some(pack(k.latency, seq)));
             }
         }
     }
@@ -445,7 +465,8 @@ impl PoolState {
                     .find(ok)
             }
             Selector::LeastUsed => self.free_by_load.iter().find(ok),
-            Selector::LowestLatency => self.free_by_latency.iter().map(|&(_, s)| s).find(ok),
+            Selector::LowestLatency if unfiltered => self.free_by_latency.first().map(unpack_seq),
+            Selector::LowestLatency => self.free_by_latency.iter().map(unpack_seq).find(ok),
         }
     }
 
