@@ -55,6 +55,14 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// The connection to the store broke while the request was in flight:
+    /// it may or may not have been applied. Retryable like a timeout.
+    #[error("storage connection interrupted: {source}")]
+    Interrupted {
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
     /// The store did not answer in time. The request may or may not have
     /// been applied: idempotent calls may be retried.
     #[error("storage operation `{operation}` timed out after {after:?}")]
@@ -92,7 +100,10 @@ impl Error {
     /// assert!(!Error::invalid("pool", "is empty").is_retryable());
     /// ```
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. } | Self::Timeout { .. })
+        matches!(
+            self,
+            Self::Unavailable { .. } | Self::Interrupted { .. } | Self::Timeout { .. }
+        )
     }
 
     /// Whether the request certainly did not reach the store, so even a call

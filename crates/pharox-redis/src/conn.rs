@@ -1,0 +1,200 @@
+//! Connections and the mapping of driver errors to pharox errors.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use deadpool_redis::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use deadpool_redis::redis::{
+    self, Cmd, ErrorKind, FromRedisValue, RedisError, ScriptInvocation, ServerErrorKind,
+};
+use deadpool_redis::{PoolConfig, PoolError, Runtime, Timeouts};
+use pharox_core::{Error, Result};
+
+use crate::config::{ConnectionMode, RedisConfig};
+
+pub(crate) enum Conn {
+    Multiplexed {
+        cons: Vec<ConnectionManager>,
+        next: AtomicUsize,
+    },
+    Pooled(deadpool_redis::Pool),
+}
+
+/// Maps a driver error. `Unavailable` only when the request surely was not
+/// sent (connection refused); a broken connection may have delivered it.
+pub(crate) fn map_err(op: &'static str, after: Duration, e: RedisError) -> Error {
+    if e.is_timeout() {
+        return Error::Timeout {
+            operation: op,
+            after,
+        };
+    }
+    if e.is_connection_refusal() {
+        return Error::Unavailable {
+            source: Box::new(e),
+        };
+    }
+    match e.kind() {
+        ErrorKind::Io
+        | ErrorKind::Server(
+            ServerErrorKind::BusyLoading | ServerErrorKind::TryAgain | ServerErrorKind::ClusterDown,
+        ) => Error::Interrupted {
+            source: Box::new(e),
+        },
+        _ if e.is_connection_dropped() => Error::Interrupted {
+            source: Box::new(e),
+        },
+        _ => Error::Backend {
+            source: Box::new(e),
+        },
+    }
+}
+
+impl Conn {
+    pub async fn open(cfg: &RedisConfig) -> Result<Self> {
+        let bad_url = |e: RedisError| {
+            // The driver's message may quote the URL; never pass it on (I8).
+            Error::invalid(
+                "redis url",
+                format!("cannot use {}: {}", cfg.redacted_url(), e.category()),
+            )
+        };
+        match cfg.mode {
+            ConnectionMode::Multiplexed { connections } => {
+                if connections == 0 {
+                    return Err(Error::invalid("connections", "must be at least 1"));
+                }
+                let client = redis::Client::open(cfg.url.as_str()).map_err(bad_url)?;
+                let mc = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(cfg.response_timeout))
+                    .set_connection_timeout(Some(cfg.connect_timeout))
+                    .set_number_of_retries(3)
+                    .set_max_delay(Duration::from_millis(500));
+                let mut cons = Vec::with_capacity(connections);
+                for _ in 0..connections {
+                    let con = ConnectionManager::new_with_config(client.clone(), mc.clone())
+                        .await
+                        .map_err(|e| map_err("connect", cfg.connect_timeout, e))?;
+                    cons.push(con);
+                }
+                Ok(Self::Multiplexed {
+                    cons,
+                    next: AtomicUsize::new(0),
+                })
+            }
+            ConnectionMode::Pooled { size } => {
+                if size == 0 {
+                    return Err(Error::invalid("pool size", "must be at least 1"));
+                }
+                let mut dc = deadpool_redis::Config::from_url(cfg.url.as_str());
+                dc.pool = Some(PoolConfig {
+                    max_size: size,
+                    timeouts: Timeouts {
+                        wait: Some(cfg.response_timeout),
+                        create: Some(cfg.connect_timeout),
+                        recycle: Some(cfg.response_timeout),
+                    },
+                    ..PoolConfig::default()
+                });
+                let pool = dc.create_pool(Some(Runtime::Tokio1)).map_err(|_| {
+                    Error::invalid("redis url", format!("cannot use {}", cfg.redacted_url()))
+                })?;
+                // Fail now, not on the first call, if the server is unreachable.
+                let con = Self::Pooled(pool);
+                con.query::<String>(&redis::cmd("PING"), "connect", cfg.connect_timeout)
+                    .await?;
+                Ok(con)
+            }
+        }
+    }
+
+    fn manager(&self) -> Option<ConnectionManager> {
+        match self {
+            Self::Multiplexed { cons, next } => {
+                let i = if cons.len() == 1 {
+                    0
+                } else {
+                    next.fetch_add(1, Ordering::Relaxed) % cons.len()
+                };
+                Some(cons[i].clone())
+            }
+            Self::Pooled(_) => None,
+        }
+    }
+
+    async fn pooled(
+        pool: &deadpool_redis::Pool,
+        after: Duration,
+    ) -> Result<deadpool_redis::Connection> {
+        pool.get().await.map_err(|e| match e {
+            PoolError::Backend(e) => map_err("connect", after, e),
+            other => Error::Unavailable {
+                source: Box::new(other),
+            },
+        })
+    }
+
+    /// Runs a script (EVALSHA, reloading after NOSCRIPT) within `after`.
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+        op: &'static str,
+        after: Duration,
+    ) -> Result<T> {
+        let call = async {
+            match self {
+                Self::Multiplexed { .. } => {
+                    let mut con = self.manager().expect("multiplexed");
+                    inv.invoke_async(&mut con)
+                        .await
+                        .map_err(|e| map_err(op, after, e))
+                }
+                Self::Pooled(pool) => {
+                    let mut con = Self::pooled(pool, after).await?;
+                    inv.invoke_async(&mut con)
+                        .await
+                        .map_err(|e| map_err(op, after, e))
+                }
+            }
+        };
+        match tokio::time::timeout(after, call).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                operation: op,
+                after,
+            }),
+        }
+    }
+
+    /// Runs one command within `after`.
+    pub async fn query<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        op: &'static str,
+        after: Duration,
+    ) -> Result<T> {
+        let call = async {
+            match self {
+                Self::Multiplexed { .. } => {
+                    let mut con = self.manager().expect("multiplexed");
+                    cmd.query_async(&mut con)
+                        .await
+                        .map_err(|e| map_err(op, after, e))
+                }
+                Self::Pooled(pool) => {
+                    let mut con = Self::pooled(pool, after).await?;
+                    cmd.query_async(&mut con)
+                        .await
+                        .map_err(|e| map_err(op, after, e))
+                }
+            }
+        };
+        match tokio::time::timeout(after, call).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                operation: op,
+                after,
+            }),
+        }
+    }
+}

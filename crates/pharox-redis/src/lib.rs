@@ -1,0 +1,43 @@
+//! Redis store for [pharox](https://docs.rs/pharox): [`RedisStorage`]
+//! implements the [`Storage`](pharox_core::Storage) contract with one Lua
+//! script per operation, so an acquire (reclaim expired leases, select,
+//! check capacity, lease, count) is one atomic round trip.
+//!
+//! ```no_run
+//! use pharox_core::{AcquireRequest, ProxyManager};
+//! use pharox_redis::{RedisConfig, RedisStorage};
+//!
+//! # async fn run() -> pharox_core::Result<()> {
+//! let storage = RedisStorage::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
+//! let manager = ProxyManager::new(storage);
+//! if let Some(lease) = manager.acquire(&AcquireRequest::new("residential")).await? {
+//!     // ... use lease.proxy.url() ...
+//!     manager.release(&lease).await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Layout, limits and the design of the scripts are described in `lua/lib.lua`
+//! and in the README's "Running on Redis" section.
+#![forbid(unsafe_code)]
+
+mod config;
+mod conn;
+pub mod keys;
+mod lease_id;
+mod scripts;
+mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use config::{ConnectionMode, RedisConfig};
+pub use store::RedisStorage;
+
+/// Highest `max_concurrency` the Redis store accepts; a proxy without a limit
+/// takes up to this many concurrent leases.
+pub const MAX_CONCURRENCY: u32 = 65_535;
+
+/// Latencies at or above this many milliseconds sort together at the end of
+/// the lowest-latency order (they are still stored exactly).
+pub const MAX_SORTED_LATENCY_MS: u32 = 1_048_574;

@@ -1,0 +1,177 @@
+-- lib.lua: helpers shared by every pharox script. scripts.rs prepends this
+-- file to each script, so each script stays one EVALSHA with no globals.
+--
+-- Layout of a pool (all keys carry the pool's hash tag, see keys.rs):
+--   hot   string read with BITFIELD, signed 64-bit slots:
+--           #0 last fencing token     #1 expired leases (lifetime)
+--           #2 round-robin cursor     #3 token at pool creation
+--           #4 active proxies         #5 proxies holding a lease
+--           #6 last proxy sequence    #7 1 while the pool exists
+--           #8 proxy-data generation  #9..#15 reserved
+--         slot #seq (seq >= 16) is one proxy's word, an integer below 2^53:
+--           bits  0-15 room (free slots)     bits 16-31 load (live leases)
+--           bits 32-47 load as last written to the `load` index
+--           bit 48 active, bit 49 in `load`, bit 50 in `lat`
+--   ids   hash proxy id -> seq            px    hash seq -> proxy JSON
+--   free  zset seq (score seq): active proxies with room, exactly
+--   load  zset seq (score ixload*2^32+seq): every active proxy with room,
+--         maybe some full ones (removed lazily when picked)
+--   lat   zset seq (score latkey*2^32+seq), same membership rule as load
+--   lsc   hash seq -> lat score           exp   zset lease -> deadline ms
+--   geo   geo set of located proxies      ix:<field>:<value> zset seq
+--   ixkeys set of the pool's ix key names (so removal can name them)
+-- A lease is the member "seq:token:nonce:acquired_ms:consumer" of exp.
+
+local P32 = 4294967296
+local P48 = 281474976710656
+local F_ACTIVE = P48
+local F_INLOAD = 2 * P48
+local F_INLAT = 4 * P48
+local ACQ = '65535'    -- load + 1, room - 1
+local REL = '-65535'   -- load - 1, room + 1
+
+-- Integers up to 2^53 as exact decimal strings (tostring would round them).
+local function int(x)
+  return string.format('%d', x)
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- room, load, ixload, active, in_load, in_lat
+local function decode(w)
+  local flags = math.floor(w / P48)
+  return w % 65536, math.floor(w / 65536) % 65536, math.floor(w / P32) % 65536,
+    flags % 2 == 1, math.floor(flags / 2) % 2 == 1, math.floor(flags / 4) % 2 == 1
+end
+
+local function fail(msg)
+  return redis.error_reply('PHAROX ' .. msg)
+end
+
+-- ARGV[i] as an integer within [lo, hi], or nil.
+local function arg_int(i, lo, hi)
+  local v = tonumber(ARGV[i])
+  if v == nil or v ~= math.floor(v) or v < lo or v > hi then
+    return nil
+  end
+  return v
+end
+
+-- After one lease on `seq` ended and its word became `w` (already
+-- decremented), restore the indexes. `bf` collects BITFIELD subcommands
+-- on `hot` that the caller sends in one call.
+local function after_free(K, seq, w, bf)
+  local room, load, ixload, active, inload, inlat = decode(w)
+  if load == 0 then
+    bf[#bf + 1] = 'INCRBY'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = '#5'; bf[#bf + 1] = '-1'
+  end
+  if not active then
+    return
+  end
+  local delta = 0
+  if room == 1 then
+    redis.call('ZADD', K.free, seq, seq)
+  end
+  if not inload then
+    redis.call('ZADD', K.load, int(load * P32 + tonumber(seq)), seq)
+    delta = delta + F_INLOAD + (load - ixload) * P32
+  elseif load < ixload then
+    redis.call('ZADD', K.load, int(load * P32 + tonumber(seq)), seq)
+    delta = delta + (load - ixload) * P32
+  end
+  if not inlat then
+    local sc = redis.call('HGET', K.lsc, seq)
+    if sc then
+      redis.call('ZADD', K.lat, sc, seq)
+      delta = delta + F_INLAT
+    end
+  end
+  if delta ~= 0 then
+    bf[#bf + 1] = 'INCRBY'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = '#' .. seq; bf[#bf + 1] = int(delta)
+  end
+end
+
+local function flush_bf(K, bf)
+  if #bf > 0 then
+    redis.call('BITFIELD', K.hot, unpack(bf))
+  end
+end
+
+-- Ends the leases `members` of exp (already known to exist), counting them
+-- as expired when `expired`; returns how many.
+local function end_leases(K, members, expired)
+  local n = #members
+  if n == 0 then
+    return 0
+  end
+  redis.call('ZREM', K.exp, unpack(members))
+  local cmd = {}
+  for i = 1, n do
+    local seq = string.match(members[i], '^(%d+):')
+    cmd[#cmd + 1] = 'INCRBY'; cmd[#cmd + 1] = 'i64'; cmd[#cmd + 1] = '#' .. seq; cmd[#cmd + 1] = REL
+  end
+  if expired then
+    cmd[#cmd + 1] = 'INCRBY'; cmd[#cmd + 1] = 'i64'; cmd[#cmd + 1] = '#1'; cmd[#cmd + 1] = tostring(n)
+  end
+  local words = redis.call('BITFIELD', K.hot, unpack(cmd))
+  local bf = {}
+  for i = 1, n do
+    after_free(K, string.match(members[i], '^(%d+):'), words[i], bf)
+  end
+  flush_bf(K, bf)
+  return n
+end
+
+-- Reclaims up to `limit` leases of the pool whose deadline is <= now.
+local function reclaim(K, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', K.exp, '-inf', now, 'LIMIT', 0, limit)
+  return end_leases(K, due, true)
+end
+
+-- Puts `seq` (word `w`) into exactly the indexes its state calls for and
+-- returns the new word: used by the admin scripts after a change.
+local function reindex(K, seq, w)
+  local room, load, ixload, active = decode(w)
+  redis.call('ZREM', K.free, seq)
+  redis.call('ZREM', K.load, seq)
+  redis.call('ZREM', K.lat, seq)
+  local nw = room + load * 65536
+  if active then
+    nw = nw + F_ACTIVE
+    if room > 0 then
+      redis.call('ZADD', K.free, seq, seq)
+      redis.call('ZADD', K.load, int(load * P32 + tonumber(seq)), seq)
+      nw = nw + load * P32 + F_INLOAD
+      local sc = redis.call('HGET', K.lsc, seq)
+      if sc then
+        redis.call('ZADD', K.lat, sc, seq)
+        nw = nw + F_INLAT
+      end
+    end
+  end
+  redis.call('BITFIELD', K.hot, 'SET', 'i64', '#' .. seq, int(nw))
+  return nw
+end
+
+-- Stores a proxy's JSON, capacity, status and latency score at `seq`
+-- (current word `w`) and rebuilds its index membership. Returns its load.
+local function write_proxy(K, seq, w, cap, active, json, latkey)
+  local _, load, _, was_active = decode(w)
+  if active ~= was_active then
+    redis.call('BITFIELD', K.hot, 'INCRBY', 'i64', '#4', active and '1' or '-1')
+  end
+  redis.call('HSET', K.px, seq, json)
+  redis.call('HSET', K.lsc, seq, int(latkey * P32 + tonumber(seq)))
+  local nw = (cap - load) + load * 65536
+  if active then nw = nw + F_ACTIVE end
+  reindex(K, seq, nw)
+  redis.call('BITFIELD', K.hot, 'INCRBY', 'i64', '#8', '1')
+  return load
+end
+
+local function pool_exists(K)
+  return redis.call('BITFIELD', K.hot, 'GET', 'i64', '#7')[1] == 1
+end
