@@ -7,7 +7,9 @@
 --           #2 round-robin cursor     #3 token at pool creation
 --           #4 active proxies         #5 proxies holding a lease
 --           #6 last proxy sequence    #7 1 while the pool exists
---           #8 proxy-data generation  #9..#15 reserved
+--           #8 proxy-data generation  #9 no lease ends before this
+--                                       (a lower bound of exp's deadlines)
+--           #10..#15 reserved
 --         slot #seq (seq >= 16) is one proxy's word, an integer below 2^53:
 --           bits  0-15 room (free slots)     bits 16-31 load (live leases)
 --           bits 32-47 load as last written to the `load` index
@@ -131,47 +133,17 @@ local function reclaim(K, now, limit)
   return end_leases(K, due, true)
 end
 
--- Puts `seq` (word `w`) into exactly the indexes its state calls for and
--- returns the new word: used by the admin scripts after a change.
-local function reindex(K, seq, w)
-  local room, load, ixload, active = decode(w)
-  redis.call('ZREM', K.free, seq)
-  redis.call('ZREM', K.load, seq)
-  redis.call('ZREM', K.lat, seq)
-  local nw = room + load * 65536
-  if active then
-    nw = nw + F_ACTIVE
-    if room > 0 then
-      redis.call('ZADD', K.free, seq, seq)
-      redis.call('ZADD', K.load, int(load * P32 + tonumber(seq)), seq)
-      nw = nw + load * P32 + F_INLOAD
-      local sc = redis.call('HGET', K.lsc, seq)
-      if sc then
-        redis.call('ZADD', K.lat, sc, seq)
-        nw = nw + F_INLAT
-      end
-    end
-  end
-  redis.call('BITFIELD', K.hot, 'SET', 'i64', '#' .. seq, int(nw))
-  return nw
+-- After reclaiming, sets the expiry hint (#9) to the earliest deadline
+-- left, or far in the future when no lease is left.
+local function rehint(K)
+  local first = redis.call('ZRANGE', K.exp, 0, 0, 'WITHSCORES')
+  redis.call('BITFIELD', K.hot, 'SET', 'i64', '#9', first[2] or '9007199254740991')
 end
 
--- Stores a proxy's JSON, capacity, status and latency score at `seq`
--- (current word `w`) and rebuilds its index membership. Returns its load.
-local function write_proxy(K, seq, w, cap, active, json, latkey)
-  local _, load, _, was_active = decode(w)
-  if active ~= was_active then
-    redis.call('BITFIELD', K.hot, 'INCRBY', 'i64', '#4', active and '1' or '-1')
-  end
-  redis.call('HSET', K.px, seq, json)
-  redis.call('HSET', K.lsc, seq, int(latkey * P32 + tonumber(seq)))
-  local nw = (cap - load) + load * 65536
-  if active then nw = nw + F_ACTIVE end
-  reindex(K, seq, nw)
-  redis.call('BITFIELD', K.hot, 'INCRBY', 'i64', '#8', '1')
-  return load
-end
-
-local function pool_exists(K)
-  return redis.call('BITFIELD', K.hot, 'GET', 'i64', '#7')[1] == 1
+-- Reclaims expired leases if the hint says one may be due; returns how many.
+local function reclaim_due(K, now, limit, hint)
+  if limit == 0 or hint > now then return 0 end
+  local n = reclaim(K, now, limit)
+  rehint(K)
+  return n
 end

@@ -22,4 +22,8 @@ if tonumber(deadline) <= now then
   return { 0 }
 end
 redis.call('ZADD', K.exp, 'XX', now + dur, member)
+local hint = redis.call('BITFIELD', K.hot, 'GET', 'i64', '#9')[1]
+if now + dur < hint then
+  redis.call('BITFIELD', K.hot, 'SET', 'i64', '#9', now + dur)
+end
 return { now, now + dur }

@@ -1,5 +1,7 @@
 //! `pharox bench`: acquire+release cycles against a store, as fast as it goes.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -11,6 +13,8 @@ use pharox_core::{
 };
 use serde::Serialize;
 use tokio::sync::Barrier;
+
+use futures_util::StreamExt;
 
 use crate::synthetic::{self, Shape};
 
@@ -56,7 +60,23 @@ pub struct BenchReport {
     pub acquire_p99_us: f64,
     /// Acquires that found no free proxy.
     pub misses: u64,
+    /// Redis only: trivial `EVALSHA` calls per second through the same
+    /// client configuration and task count, measured in the same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling_calls_per_sec: Option<f64>,
+    /// Redis only: median latency of that trivial call, in microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling_p50_us: Option<f64>,
+    /// Redis only: Redis's own CPU time per cycle, from `INFO commandstats`
+    /// (EVALSHA `usec` delta over the window divided by cycles).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_usec_per_cycle: Option<f64>,
 }
+
+/// Reads a server-side counter (e.g. microseconds of script CPU) at the
+/// start and end of the measured window.
+pub type WindowProbe =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<u64>> + Send>> + Send + Sync>;
 
 /// Creates `pool` and fills it with the first `n` synthetic proxies.
 pub async fn seed_pool<S: Storage>(storage: &S, pool: &PoolId, n: u64, shape: Shape) -> Result<()> {
@@ -64,11 +84,12 @@ pub async fn seed_pool<S: Storage>(storage: &S, pool: &PoolId, n: u64, shape: Sh
         .upsert_pool(&ProxyPool::new(pool.clone()).with_description("synthetic pool"))
         .await
         .context("creating the pool")?;
-    for proxy in synthetic::proxies(pool, n, shape) {
-        storage
-            .upsert_proxy(&proxy)
-            .await
-            .context("adding a proxy")?;
+    // Many upserts in flight: a remote store is bound by round trips.
+    let mut added = futures_util::stream::iter(synthetic::proxies(pool, n, shape))
+        .map(|proxy| async move { storage.upsert_proxy(&proxy).await })
+        .buffer_unordered(64);
+    while let Some(r) = added.next().await {
+        r.context("adding a proxy")?;
     }
     Ok(())
 }
@@ -96,6 +117,20 @@ pub async fn run<S: Storage + Clone>(
     pool: &PoolId,
     opts: &BenchOptions,
 ) -> Result<BenchReport> {
+    run_probed(backend, storage, pool, opts, None)
+        .await
+        .map(|(report, _)| report)
+}
+
+/// [`run`], also reading `probe` as the window opens and after it closes;
+/// returns the report and the probe's delta.
+pub async fn run_probed<S: Storage + Clone>(
+    backend: &str,
+    storage: S,
+    pool: &PoolId,
+    opts: &BenchOptions,
+    probe: Option<WindowProbe>,
+) -> Result<(BenchReport, Option<u64>)> {
     anyhow::ensure!(opts.tasks > 0, "--tasks must be at least 1");
     anyhow::ensure!(
         opts.seconds.is_finite() && opts.seconds > 0.0,
@@ -142,6 +177,10 @@ pub async fn run<S: Storage + Clone>(
     barrier.wait().await; // all tasks ready: warm-up starts
     barrier.wait().await; // warm-up over: the window starts
     let started = Instant::now();
+    let probe_start = match &probe {
+        Some(p) => Some(p().await?),
+        None => None,
+    };
     let mut cycles = 0;
     let mut misses = 0;
     let mut latencies = latency_histogram();
@@ -152,7 +191,11 @@ pub async fn run<S: Storage + Clone>(
         latencies.add(&r.latencies).expect("same histogram bounds");
     }
     let seconds = started.elapsed().as_secs_f64();
-    Ok(BenchReport {
+    let probe_delta = match (&probe, probe_start) {
+        (Some(p), Some(start)) => Some(p().await?.saturating_sub(start)),
+        _ => None,
+    };
+    let report = BenchReport {
         backend: backend.to_owned(),
         proxies: opts.proxies,
         tasks: opts.tasks,
@@ -164,7 +207,52 @@ pub async fn run<S: Storage + Clone>(
         acquire_p50_us: ns_to_us(latencies.value_at_quantile(0.50)),
         acquire_p99_us: ns_to_us(latencies.value_at_quantile(0.99)),
         misses,
-    })
+        ceiling_calls_per_sec: None,
+        ceiling_p50_us: None,
+        redis_usec_per_cycle: None,
+    };
+    Ok((report, probe_delta))
+}
+
+/// The ceiling of a client: `tasks` tasks calling `call` in a loop for
+/// `seconds`; returns (calls per second, median latency in µs).
+pub async fn ceiling<F, Fut>(tasks: usize, seconds: f64, call: F) -> Result<(f64, f64)>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = pharox_core::Result<()>> + Send,
+{
+    let window = Duration::from_secs_f64(seconds);
+    let barrier = Arc::new(Barrier::new(tasks + 1));
+    let end = Arc::new(OnceLock::new());
+    let mut handles = Vec::with_capacity(tasks);
+    for _ in 0..tasks {
+        let (call, barrier, end) = (call.clone(), barrier.clone(), end.clone());
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let end: Instant = *end.get_or_init(|| Instant::now() + window);
+            let mut h = latency_histogram();
+            let mut calls = 0u64;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    return anyhow::Ok((calls, h));
+                }
+                call().await?;
+                h.saturating_record(t0.elapsed().as_nanos() as u64);
+                calls += 1;
+            }
+        }));
+    }
+    barrier.wait().await;
+    let started = Instant::now();
+    let (mut calls, mut h) = (0, latency_histogram());
+    for handle in handles {
+        let (c, th) = handle.await.context("ceiling task panicked")??;
+        calls += c;
+        h.add(&th).expect("same histogram bounds");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok((calls as f64 / secs, ns_to_us(h.value_at_quantile(0.5))))
 }
 
 /// Acquire+release until `deadline`; returns (cycles, misses).
@@ -218,6 +306,16 @@ impl BenchReport {
             self.acquire_p50_us,
             self.acquire_p99_us,
             self.misses
-        )
+        ) + &match (
+            self.ceiling_calls_per_sec,
+            self.ceiling_p50_us,
+            self.redis_usec_per_cycle,
+        ) {
+            (Some(c), Some(p), Some(u)) => format!(
+                "\nceiling (trivial EVALSHA) {c:.0} calls/s  p50 {p:.2} µs  \
+                 redis CPU {u:.2} µs/cycle"
+            ),
+            _ => String::new(),
+        }
     }
 }

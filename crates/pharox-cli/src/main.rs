@@ -5,12 +5,13 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use pharox_cli::bench::{self, BenchOptions};
 use pharox_cli::demo::{self, DemoOptions};
 use pharox_cli::synthetic::Shape;
-use pharox_core::{InMemoryStorage, PoolId, Selector};
+use pharox_core::{InMemoryStorage, PoolId, Selector, Storage};
+use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage};
 
 #[derive(Parser)]
 #[command(
@@ -35,18 +36,77 @@ enum Command {
 enum Backend {
     /// The embedded in-memory store.
     Memory,
+    /// Redis at --redis-url.
+    Redis,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    /// Multiplexed connections shared by all tasks (pipelined).
+    Multiplexed,
+    /// A deadpool-redis pool: one connection per call in flight.
+    Pooled,
+}
+
+#[derive(clap::Args, Clone)]
+struct RedisArgs {
+    /// Redis URL (`redis://[user:password@]host:port[/db]`); the password is never printed.
+    #[arg(
+        long,
+        env = "PHAROX_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_url: String,
+    /// Key prefix in Redis.
+    #[arg(long, default_value = "pharox")]
+    redis_prefix: String,
+    /// How to connect to Redis.
+    #[arg(long, value_enum, default_value_t = Mode::Multiplexed)]
+    redis_mode: Mode,
+    /// Multiplexed connections to open, or the size of the deadpool pool
+    /// (default: 1 multiplexed; pooled: one per task).
+    #[arg(long)]
+    redis_connections: Option<usize>,
+}
+
+impl RedisArgs {
+    fn config(&self, tasks: usize) -> RedisConfig {
+        let mode = match self.redis_mode {
+            Mode::Multiplexed => ConnectionMode::Multiplexed {
+                connections: self.redis_connections.unwrap_or(1),
+            },
+            Mode::Pooled => ConnectionMode::Pooled {
+                size: self.redis_connections.unwrap_or(tasks),
+            },
+        };
+        RedisConfig::new(self.redis_url.clone())
+            .prefix(self.redis_prefix.clone())
+            .mode(mode)
+    }
+
+    async fn connect(&self, tasks: usize) -> Result<RedisStorage> {
+        let config = self.config(tasks);
+        RedisStorage::connect(config.clone())
+            .await
+            .with_context(|| format!("connecting to {}", config.redacted_url()))
+    }
 }
 
 impl Backend {
     fn name(self) -> &'static str {
         match self {
             Self::Memory => "memory",
+            Self::Redis => "redis",
         }
     }
 }
 
 #[derive(clap::Args)]
 struct DemoArgs {
+    /// Run on Redis at this URL instead of the embedded in-memory store
+    /// (the pool named by --pool is replaced).
+    #[arg(long, env = "PHAROX_REDIS_URL")]
+    redis_url: Option<String>,
     /// Concurrent workers.
     #[arg(long, default_value_t = 64)]
     workers: usize,
@@ -99,9 +159,11 @@ struct BenchArgs {
     /// Lease only proxies of this country (synthetic pools: US 25%, DE 15%, … AU 1%, NZ 1%).
     #[arg(long)]
     country: Option<String>,
-    /// Name of the bench pool.
+    /// Name of the bench pool (replaced, and removed after a Redis run).
     #[arg(long, default_value = "bench")]
     pool: String,
+    #[command(flatten)]
+    redis: RedisArgs,
     /// Runtime worker threads (default: the smaller of --tasks and the CPU
     /// count; more threads than tasks only move the tasks between cores).
     #[arg(long)]
@@ -158,7 +220,17 @@ async fn run_demo(args: DemoArgs) -> Result<ExitCode> {
         progress: std::io::stderr().is_terminal(),
     };
     let pool = PoolId::from(args.pool);
-    let report = demo::run("memory", InMemoryStorage::new(), &pool, &opts).await?;
+    let report = match &args.redis_url {
+        None => demo::run("memory", InMemoryStorage::new(), &pool, &opts).await?,
+        Some(url) => {
+            let config = RedisConfig::new(url.clone());
+            let storage = RedisStorage::connect(config.clone())
+                .await
+                .with_context(|| format!("connecting to {}", config.redacted_url()))?;
+            storage.remove_pool(&pool).await?;
+            demo::run("redis", storage, &pool, &opts).await?
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -178,15 +250,16 @@ async fn run_bench(args: BenchArgs) -> Result<ExitCode> {
         seconds: args.seconds,
         warmup_seconds: args.warmup_seconds,
         selector: args.selector,
-        country: args.country,
+        country: args.country.clone(),
     };
-    let pool = PoolId::from(args.pool);
+    let pool = PoolId::from(args.pool.clone());
     let report = match args.backend {
         Backend::Memory => {
             let storage = InMemoryStorage::new();
             bench::seed_pool(&storage, &pool, opts.proxies, Shape::default()).await?;
             bench::run(args.backend.name(), storage, &pool, &opts).await?
         }
+        Backend::Redis => run_redis_bench(&args, &pool, &opts).await?,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -194,4 +267,35 @@ async fn run_bench(args: BenchArgs) -> Result<ExitCode> {
         println!("{}", report.render());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn run_redis_bench(
+    args: &BenchArgs,
+    pool: &PoolId,
+    opts: &BenchOptions,
+) -> Result<bench::BenchReport> {
+    let storage = args.redis.connect(args.tasks).await?;
+    storage.remove_pool(pool).await?;
+    if !args.json {
+        eprintln!("seeding {} proxies into pool {pool} ...", opts.proxies);
+    }
+    bench::seed_pool(&storage, pool, opts.proxies, Shape::default()).await?;
+    let probe_storage = storage.clone();
+    let probe: bench::WindowProbe = std::sync::Arc::new(move || {
+        let s = probe_storage.clone();
+        Box::pin(async move { Ok(s.script_cpu_usec().await?) })
+    });
+    let (mut report, usec) =
+        bench::run_probed("redis", storage.clone(), pool, opts, Some(probe)).await?;
+    let ceiling_storage = storage.clone();
+    let (calls, p50) = bench::ceiling(opts.tasks, opts.seconds, move || {
+        let s = ceiling_storage.clone();
+        async move { s.ping_script().await }
+    })
+    .await?;
+    report.ceiling_calls_per_sec = Some(calls);
+    report.ceiling_p50_us = Some(p50);
+    report.redis_usec_per_cycle = usec.map(|u| u as f64 / report.cycles.max(1) as f64);
+    storage.remove_pool(pool).await?;
+    Ok(report)
 }

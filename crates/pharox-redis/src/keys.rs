@@ -16,16 +16,22 @@ use pharox_core::PoolId;
 /// The equality fields that have indexes, in the order the adapter prefers
 /// them as a candidate source (rarer values first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum IndexField {
+pub enum IndexField {
+    /// Autonomous system number.
     Asn,
+    /// City.
     City,
+    /// Internet service provider.
     Isp,
+    /// Source (provider).
     Source,
+    /// Country code (indexed in upper case).
     Country,
 }
 
 impl IndexField {
-    fn name(self) -> &'static str {
+    /// The field's name inside index keys.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Asn => "asn",
             Self::City => "city",
@@ -50,12 +56,15 @@ fn escape_tag(id: &str, out: &mut String) {
 
 /// Names of the global keys under a prefix.
 #[derive(Debug, Clone)]
-pub(crate) struct GlobalKeys {
+pub struct GlobalKeys {
+    /// Hash: pool id → pool JSON.
     pub pools: String,
+    /// Hash: consumer name → consumer JSON.
     pub consumers: String,
 }
 
 impl GlobalKeys {
+    /// The global keys under `prefix`.
     pub fn new(prefix: &str) -> Self {
         Self {
             pools: format!("{prefix}:pools"),
@@ -66,24 +75,37 @@ impl GlobalKeys {
 
 /// The keys of one pool. Built once per call; cheap (one allocation per key).
 #[derive(Debug, Clone)]
-pub(crate) struct PoolKeys {
+pub struct PoolKeys {
     /// `<prefix>:{<escaped id>}:`, every key's start.
     base: String,
+    /// BITFIELD counters and proxy words (see `lua/lib.lua`).
     pub hot: String,
+    /// Zset of live leases by deadline.
     pub exp: String,
+    /// Zset of active proxies with room, by sequence.
     pub free: String,
+    /// Zset of active proxies by lease count (lazy).
     pub load: String,
+    /// Zset of active proxies by latency (lazy).
     pub lat: String,
+    /// Hash: sequence → latency score.
     pub lsc: String,
+    /// Hash: proxy id → sequence.
     pub ids: String,
+    /// Hash: sequence → proxy JSON.
     pub px: String,
+    /// GEO set of located proxies.
     pub geo: String,
+    /// Zset of proxies located beyond GEO's latitude range.
     pub polar: String,
+    /// Set of the pool's index key names.
     pub ixkeys: String,
+    /// Last fencing token of removed incarnations.
     pub retired: String,
 }
 
 impl PoolKeys {
+    /// The keys of `pool` under `prefix`.
     pub fn new(prefix: &str, pool: &PoolId) -> Self {
         let mut base = String::with_capacity(prefix.len() + pool.as_str().len() + 4);
         base.push_str(prefix);

@@ -26,12 +26,15 @@ mod config;
 mod conn;
 pub mod keys;
 mod lease_id;
-mod scripts;
+pub mod scripts;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use config::{ConnectionMode, RedisConfig};
+/// The redis crate this adapter is built on (re-exported from deadpool-redis),
+/// for raw commands in tests and tools.
+pub use deadpool_redis::redis;
 pub use store::RedisStorage;
 
 /// Highest `max_concurrency` the Redis store accepts; a proxy without a limit

@@ -14,16 +14,18 @@ macro_rules! lua {
 }
 
 /// Source texts, exposed for tests that inspect them.
-pub(crate) mod source {
+pub mod source {
+    //! The full text sent to Redis for each script.
+    #![allow(missing_docs)]
     pub const ACQUIRE: &str = lua!("lib.lua", "filter.lua", "acquire.lua");
     pub const RELEASE: &str = lua!("lib.lua", "release.lua");
     pub const RENEW: &str = lua!("lib.lua", "renew.lua");
     pub const CLEANUP: &str = lua!("lib.lua", "cleanup.lua");
     pub const STATS: &str = lua!("lib.lua", "stats.lua");
     pub const SNAPSHOT: &str = lua!("lib.lua", "snapshot.lua");
-    pub const UPSERT_PROXY: &str = lua!("lib.lua", "upsert_proxy.lua");
-    pub const REMOVE_PROXY: &str = lua!("lib.lua", "remove_proxy.lua");
-    pub const HEALTH: &str = lua!("lib.lua", "health.lua");
+    pub const UPSERT_PROXY: &str = lua!("lib.lua", "admin.lua", "upsert_proxy.lua");
+    pub const REMOVE_PROXY: &str = lua!("lib.lua", "admin.lua", "remove_proxy.lua");
+    pub const HEALTH: &str = lua!("lib.lua", "admin.lua", "health.lua");
     pub const CREATE_POOL: &str = lua!("lib.lua", "create_pool.lua");
     pub const REMOVE_POOL: &str = lua!("lib.lua", "remove_pool.lua");
     pub const GET_PROXY: &str = lua!("lib.lua", "get_proxy.lua");
@@ -34,10 +36,10 @@ macro_rules! scripts {
     ($($name:ident),+ $(,)?) => {
         $(
             #[doc = concat!("The `", stringify!($name), "` script.")]
-            pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| Script::new(source::$name));
+            pub static $name: LazyLock<Script> = LazyLock::new(|| Script::new(source::$name));
         )+
         /// Every script with its name, for tests and diagnostics.
-        pub(crate) fn all() -> Vec<(&'static str, &'static Script)> {
+        pub fn all() -> Vec<(&'static str, &'static Script)> {
             vec![$((stringify!($name), &*$name)),+]
         }
     };

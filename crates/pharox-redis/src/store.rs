@@ -1,5 +1,6 @@
 //! [`RedisStorage`]: the Storage contract on Redis.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,47 @@ struct Inner {
     conn: Conn,
     config: RedisConfig,
     global: GlobalKeys,
+    /// Connection data of leased proxies, per pool, valid for one
+    /// proxy-data generation (bumped by every proxy change): an acquire
+    /// whose generation matches skips sending the proxy's JSON.
+    cache: parking_lot::Mutex<HashMap<String, PoolCache>>,
+}
+
+struct PoolCache {
+    generation: i64,
+    proxies: HashMap<u64, Arc<LeasedProxy>>,
+}
+
+/// Pools and proxies remembered at most, so the cache stays small.
+const CACHE_POOLS: usize = 1_024;
+const CACHE_PROXIES: usize = 200_000;
+
+impl Inner {
+    fn remember(&self, pool: &PoolId, generation: i64, seq: u64, proxy: &Arc<LeasedProxy>) {
+        let mut cache = self.cache.lock();
+        if cache.len() >= CACHE_POOLS && !cache.contains_key(pool.as_str()) {
+            cache.clear();
+        }
+        let entry = cache
+            .entry(pool.as_str().to_owned())
+            .or_insert_with(|| PoolCache {
+                generation,
+                proxies: HashMap::new(),
+            });
+        if entry.generation != generation || entry.proxies.len() >= CACHE_PROXIES {
+            entry.generation = generation;
+            entry.proxies.clear();
+        }
+        entry.proxies.insert(seq, proxy.clone());
+    }
+
+    fn recall(&self, pool: &PoolId, generation: i64, seq: u64) -> Option<Arc<LeasedProxy>> {
+        let cache = self.cache.lock();
+        let entry = cache.get(pool.as_str())?;
+        (entry.generation == generation)
+            .then(|| entry.proxies.get(&seq).cloned())
+            .flatten()
+    }
 }
 
 impl std::fmt::Debug for RedisStorage {
@@ -218,6 +260,7 @@ impl RedisStorage {
                 conn,
                 global: GlobalKeys::new(&config.prefix),
                 config,
+                cache: parking_lot::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -365,10 +408,7 @@ impl RedisStorage {
             .key(&k.lsc)
             .key(&k.px);
         let (mode, json) = match &plan {
-            Plan::All => {
-                inv.key(&k.free);
-                ("", None)
-            }
+            Plan::All => ("", None),
             Plan::Exact(key) => {
                 inv.key(key);
                 ("x", None)
@@ -378,28 +418,36 @@ impl RedisStorage {
                 ("v", Some(()))
             }
             Plan::Geo { .. } => {
-                inv.key(&k.geo);
+                inv.key(&k.geo).key(&k.polar);
                 ("g", Some(()))
             }
-            Plan::Scan => {
-                inv.key(&k.free);
-                ("s", Some(()))
-            }
+            Plan::Scan => ("s", Some(())),
         };
-        inv.key(&k.polar);
         let filter_json = match json {
             Some(()) => serde_json::to_string(&request.filters)
                 .map_err(|e| Error::invalid("filters", e.to_string()))?,
             None => String::new(),
         };
         let duration_ms = request.duration.num_milliseconds();
+        let cached = if find {
+            String::new()
+        } else {
+            self.inner
+                .cache
+                .lock()
+                .get(request.pool.as_str())
+                .map_or_else(String::new, |c| c.generation.to_string())
+        };
         inv.arg(selector_code(request.selector))
             .arg(duration_ms)
             .arg(request.consumer.as_str())
             .arg(nonce)
             .arg(self.inner.config.reclaim_batch)
-            .arg(mode)
-            .arg(filter_json);
+            .arg(if find { "1" } else { "0" })
+            .arg(cached);
+        if !mode.is_empty() {
+            inv.arg(mode).arg(filter_json);
+        }
         if let Plan::Geo {
             lon,
             lat,
@@ -413,10 +461,7 @@ impl RedisStorage {
             inv.arg(lon.to_string())
                 .arg(lat.to_string())
                 .arg(search.to_string());
-        } else {
-            inv.arg("").arg("").arg("");
         }
-        inv.arg(if find { "1" } else { "0" });
         let r = array(
             self.run(&inv, if find { "find" } else { "acquire" })
                 .await?,
@@ -426,6 +471,28 @@ impl RedisStorage {
             0 => Ok(None),
             _ => Ok(Some((r, nonce))),
         }
+    }
+
+    /// The connection data of proxy `seq` when the cache lacks it; `None`
+    /// if the proxy is gone.
+    async fn fetch_leased(
+        &self,
+        pool: &PoolId,
+        generation: i64,
+        seq: u64,
+    ) -> Result<Option<Arc<LeasedProxy>>> {
+        let k = self.keys(pool);
+        let json: Option<String> = self
+            .cmd(redis::cmd("HGET").arg(&k.px).arg(seq), "acquire")
+            .await?;
+        let Some(json) = json else {
+            return Ok(None);
+        };
+        let proxy: Proxy =
+            serde_json::from_str(&json).map_err(|e| corrupt(format!("stored proxy: {e}")))?;
+        let proxy = Arc::new(LeasedProxy::of(&proxy));
+        self.inner.remember(pool, generation, seq, &proxy);
+        Ok(Some(proxy))
     }
 
     async fn ix_members(&self, k: &PoolKeys) -> Result<Vec<String>> {
@@ -709,35 +776,50 @@ impl Storage for RedisStorage {
             .selector(selector);
         match self.select(&request, true).await? {
             None => Ok(None),
-            Some((r, _)) if r.len() == 5 => parse_proxy(&r[3], int(&r[4])?).map(Some),
+            Some((r, _)) if r.len() == 6 => parse_proxy(&r[4], int(&r[5])?).map(Some),
             Some(_) => Err(corrupt("find reply")),
         }
     }
 
     async fn acquire(&self, request: &AcquireRequest) -> Result<Option<Lease>> {
-        let Some((r, nonce)) = self.select(request, false).await? else {
-            return Ok(None);
-        };
-        let [seq, token, now, json] = r.as_slice() else {
-            return Err(corrupt("acquire reply"));
-        };
-        let now = int(now)?;
-        let parts = LeaseParts {
-            token: u64_of(int(token)?, "token")?,
-            seq: u64_of(int(seq)?, "sequence")?,
-            nonce,
-        };
-        let proxy: Proxy =
-            serde_json::from_str(text(json)?).map_err(|e| corrupt(format!("stored proxy: {e}")))?;
-        Self::build_lease(
-            &request.pool,
-            &request.consumer,
-            parts,
-            now,
-            now + request.duration.num_milliseconds(),
-            Arc::new(LeasedProxy::of(&proxy)),
-        )
-        .map(Some)
+        for _ in 0..2 {
+            let Some((r, nonce)) = self.select(request, false).await? else {
+                return Ok(None);
+            };
+            let (seq, token, now, generation) = match r.as_slice() {
+                [seq, token, now, generation, ..] => (
+                    u64_of(int(seq)?, "sequence")?,
+                    u64_of(int(token)?, "token")?,
+                    int(now)?,
+                    int(generation)?,
+                ),
+                _ => return Err(corrupt("acquire reply")),
+            };
+            let parts = LeaseParts { token, seq, nonce };
+            let proxy = match r.get(4) {
+                Some(json) => {
+                    let proxy = Arc::new(LeasedProxy::of(&parse_proxy(json, 0)?));
+                    self.inner.remember(&request.pool, generation, seq, &proxy);
+                    Some(proxy)
+                }
+                None => match self.inner.recall(&request.pool, generation, seq) {
+                    Some(p) => Some(p),
+                    None => self.fetch_leased(&request.pool, generation, seq).await?,
+                },
+            };
+            let Some(proxy) = proxy else {
+                // The proxy was removed between the lease and the lookup, so
+                // the lease already ended; drop the cache and try again.
+                self.inner.cache.lock().remove(request.pool.as_str());
+                continue;
+            };
+            let expires = now + request.duration.num_milliseconds();
+            return Self::build_lease(&request.pool, &request.consumer, parts, now, expires, proxy)
+                .map(Some);
+        }
+        Err(Error::Backend {
+            source: "acquire: leased proxies kept disappearing".into(),
+        })
     }
 
     async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome> {
@@ -945,5 +1027,25 @@ impl Storage for RedisStorage {
         Err(Error::Backend {
             source: "health: the proxy kept changing; gave up".into(),
         })
+    }
+}
+
+impl RedisStorage {
+    /// Microseconds of CPU Redis has spent running scripts (`EVALSHA` and
+    /// `EVAL` in `INFO commandstats`), server-wide. Benchmarks read it before
+    /// and after a window to get Redis's own cost per operation.
+    pub async fn script_cpu_usec(&self) -> Result<u64> {
+        let info: String = self
+            .cmd(redis::cmd("INFO").arg("commandstats"), "info")
+            .await?;
+        Ok(info
+            .lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter_map(|l| {
+                l.split([':', ','])
+                    .find_map(|f| f.strip_prefix("usec="))
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .sum())
     }
 }
