@@ -36,7 +36,9 @@ end
 local dur = arg_int(2, 1, 86400000)
 if dur == nil then return fail('bad argument: duration') end
 if ARGV[3] == nil or ARGV[3] == '' then return fail('bad argument: consumer') end
-if arg_int(4, 0, 17592186044415) == nil then return fail('bad argument: nonce') end
+if not string.match(ARGV[4] or '', '^%d+$') or arg_int(4, 0, 17592186044415) == nil then
+  return fail('bad argument: nonce')
+end
 local batch = arg_int(5, 0, 10000)
 if batch == nil then return fail('bad argument: reclaim batch') end
 if not (mode == '' or mode == 'x' or mode == 'v' or mode == 'g' or mode == 's') then
@@ -137,7 +139,8 @@ local function select_filtered()
   if mode == 'x' or mode == 'v' then source = KEYS[8] end
   if mode == 'g' then
     local lon, lat, radius = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-    if lon == nil or lat == nil or radius == nil or radius <= 0 then
+    if lon == nil or lat == nil or radius == nil or radius <= 0
+        or lon < -180 or lon > 180 or lat < -85.05112878 or lat > 85.05112878 then
       return nil, 'bad argument: geo'
     end
     local found = redis.call('GEOSEARCH', KEYS[8], 'FROMLONLAT', ARGV[10], ARGV[11],

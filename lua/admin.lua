@@ -42,6 +42,3 @@ local function write_proxy(K, seq, w, cap, active, json, latkey)
   return load
 end
 
-local function pool_exists(K)
-  return redis.call('BITFIELD', K.hot, 'GET', 'i64', '#7')[1] == 1
-end

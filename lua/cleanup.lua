@@ -9,7 +9,7 @@ local limit = arg_int(1, 1, 10000)
 if limit == nil then return fail('bad argument: limit') end
 local K = { hot = KEYS[1], exp = KEYS[2], free = KEYS[3], load = KEYS[4],
   lat = KEYS[5], lsc = KEYS[6] }
-if redis.call('EXISTS', K.hot) == 0 then return -1 end
+if not pool_exists(K) then return -1 end
 local n = reclaim(K, now_ms(), limit)
 rehint(K)
 return n

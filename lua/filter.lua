@@ -33,11 +33,15 @@ local function filter_matcher()
     if f.asn ~= nil and p.asn ~= f.asn then
       return false
     end
-    if f.geo ~= nil then
+    if f.geo ~= nil and f.geo ~= cjson.null then
       if type(p.latitude) ~= 'number' or type(p.longitude) ~= 'number' then
         return false
       end
       local g = f.geo
+      if type(g) ~= 'table' or type(g.latitude) ~= 'number' or type(g.longitude) ~= 'number'
+          or type(g.radius_km) ~= 'number' then
+        error('PHAROX bad argument: geo filter')
+      end
       if haversine_km(g.latitude, g.longitude, p.latitude, p.longitude) > g.radius_km then
         return false
       end

@@ -29,5 +29,5 @@ if not seq then return { 0 } end
 if redis.call('HGET', K.px, seq) ~= expected then return { -2 } end
 local w = redis.call('BITFIELD', K.hot, 'GET', 'i64', '#' .. seq)[1]
 local _, load = decode(w)
-if cap < load then return { -2 } end
+if cap < load then return fail('bad argument: capacity below live leases') end
 return { tonumber(seq), write_proxy(K, seq, w, cap, ARGV[4] == '1', json, latkey) }

@@ -49,6 +49,10 @@ local function decode(w)
     flags % 2 == 1, math.floor(flags / 2) % 2 == 1, math.floor(flags / 4) % 2 == 1
 end
 
+local function pool_exists(K)
+  return redis.call('BITFIELD', K.hot, 'GET', 'i64', '#7')[1] == 1
+end
+
 local function fail(msg)
   return redis.error_reply('PHAROX ' .. msg)
 end

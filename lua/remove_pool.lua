@@ -9,7 +9,7 @@
 --          retry). Error reply for bad ARGV.
 
 local n = tonumber(ARGV[1])
-if n == nil or n < 0 or #KEYS < 3 + n then return redis.error_reply('PHAROX bad argument: key count') end
+if n == nil or n ~= math.floor(n) or n < 0 or #KEYS < 3 + n then return redis.error_reply('PHAROX bad argument: key count') end
 if redis.call('BITFIELD', KEYS[1], 'GET', 'i64', '#7')[1] ~= 1 then return 0 end
 if redis.call('SCARD', KEYS[3]) ~= n then return -2 end
 for i = #KEYS - n + 1, #KEYS do

@@ -27,8 +27,11 @@ if cap == nil then return fail('bad argument: capacity') end
 local latkey = arg_int(6, 0, 1048575)
 if latkey == nil then return fail('bad argument: latency key') end
 local located = ARGV[7] ~= ''
-if located and (tonumber(ARGV[7]) == nil or tonumber(ARGV[8]) == nil) then
-  return fail('bad argument: location')
+if located then
+  local lon, lat = tonumber(ARGV[7]), tonumber(ARGV[8])
+  if lon == nil or lat == nil or lon < -180 or lon > 180 or lat < -90 or lat > 90 then
+    return fail('bad argument: location')
+  end
 end
 local n_old = arg_int(9, 0, 5)
 if n_old == nil or #KEYS < 11 + n_old then return fail('bad argument: old key count') end

@@ -2,3 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub use pharox_core::*;
+
+/// The Redis store: [`RedisStorage`](pharox_redis::RedisStorage) and its settings.
+pub mod redis {
+    pub use pharox_redis::*;
+}

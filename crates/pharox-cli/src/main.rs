@@ -162,6 +162,10 @@ struct BenchArgs {
     /// Name of the bench pool (replaced, and removed after a Redis run).
     #[arg(long, default_value = "bench")]
     pool: String,
+    /// Redis: keep the seeded pool after the run and reuse it when it already
+    /// holds exactly --proxies proxies and no lease (saves re-seeding large pools).
+    #[arg(long)]
+    reuse_pool: bool,
     #[command(flatten)]
     redis: RedisArgs,
     /// Runtime worker threads (default: the smaller of --tasks and the CPU
@@ -275,11 +279,18 @@ async fn run_redis_bench(
     opts: &BenchOptions,
 ) -> Result<bench::BenchReport> {
     let storage = args.redis.connect(args.tasks).await?;
-    storage.remove_pool(pool).await?;
-    if !args.json {
+    let reusable = args.reuse_pool
+        && storage
+            .pool_stats(pool)
+            .await
+            .is_ok_and(|s| s.total == opts.proxies && s.active_leases == 0);
+    if !reusable {
+        storage.remove_pool(pool).await?;
         eprintln!("seeding {} proxies into pool {pool} ...", opts.proxies);
+        let started = std::time::Instant::now();
+        bench::seed_pool(&storage, pool, opts.proxies, Shape::default()).await?;
+        eprintln!("seeded in {:.1} s", started.elapsed().as_secs_f64());
     }
-    bench::seed_pool(&storage, pool, opts.proxies, Shape::default()).await?;
     let probe_storage = storage.clone();
     let probe: bench::WindowProbe = std::sync::Arc::new(move || {
         let s = probe_storage.clone();
@@ -296,6 +307,8 @@ async fn run_redis_bench(
     report.ceiling_calls_per_sec = Some(calls);
     report.ceiling_p50_us = Some(p50);
     report.redis_usec_per_cycle = usec.map(|u| u as f64 / report.cycles.max(1) as f64);
-    storage.remove_pool(pool).await?;
+    if !args.reuse_pool {
+        storage.remove_pool(pool).await?;
+    }
     Ok(report)
 }

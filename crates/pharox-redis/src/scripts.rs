@@ -13,7 +13,6 @@ macro_rules! lua {
     };
 }
 
-/// Source texts, exposed for tests that inspect them.
 pub mod source {
     //! The full text sent to Redis for each script.
     #![allow(missing_docs)]
