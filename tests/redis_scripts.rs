@@ -475,14 +475,26 @@ async fn every_script_rejects_bad_arguments_and_answers_for_a_missing_pool() {
     let size: i64 = redis::cmd("DBSIZE").query_async(&mut con).await.unwrap();
     assert_eq!(size, 0, "rejected or pool-less script calls wrote keys");
 
-    // create_pool takes no ARGV: 1 when it creates, 0 when the pool is there.
+    // create_pool takes the first proxy-data generation (a decimal below
+    // 2^40) and answers 1 when it creates, 0 when the pool is there.
     let create = script("CREATE_POOL");
+    for bad in ["", "x", "-1", "1.5", "1099511627776"] {
+        let err = eval(&mut con, create, &k.create(), &[bad])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad argument: generation"), "{bad:?}: {err}");
+    }
     assert_eq!(
-        eval(&mut con, create, &k.create(), &[]).await.unwrap(),
+        eval(&mut con, create, &k.create(), &["12345"])
+            .await
+            .unwrap(),
         Value::Int(1)
     );
     assert_eq!(
-        eval(&mut con, create, &k.create(), &[]).await.unwrap(),
+        eval(&mut con, create, &k.create(), &["12345"])
+            .await
+            .unwrap(),
         Value::Int(0)
     );
     covered.insert("CREATE_POOL");

@@ -145,15 +145,11 @@ impl Conn {
             match self {
                 Self::Multiplexed { .. } => {
                     let mut con = self.manager().expect("multiplexed");
-                    inv.invoke_async(&mut con)
-                        .await
-                        .map_err(|e| map_err(op, after, e))
+                    Self::invoke_on(&mut con, inv, op, after).await
                 }
                 Self::Pooled(pool) => {
                     let mut con = Self::pooled(pool, after).await?;
-                    inv.invoke_async(&mut con)
-                        .await
-                        .map_err(|e| map_err(op, after, e))
+                    Self::invoke_on(&mut con, inv, op, after).await
                 }
             }
         };
@@ -163,6 +159,33 @@ impl Conn {
                 operation: op,
                 after,
             }),
+        }
+    }
+
+    /// `invoke_async` reloads a script once after NOSCRIPT; a flush landing
+    /// between that reload and the retry gives NOSCRIPT again. Nothing ran
+    /// then, so try again a few times, and report a persisting NOSCRIPT as
+    /// `Unavailable` (certainly not applied).
+    async fn invoke_on<T: FromRedisValue>(
+        con: &mut impl redis::aio::ConnectionLike,
+        inv: &ScriptInvocation<'_>,
+        op: &'static str,
+        after: Duration,
+    ) -> Result<T> {
+        let mut attempts = 0;
+        loop {
+            match inv.invoke_async(con).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    attempts += 1;
+                    if attempts >= 4 {
+                        return Err(Error::Unavailable {
+                            source: Box::new(e),
+                        });
+                    }
+                }
+                Err(e) => return Err(map_err(op, after, e)),
+            }
         }
     }
 

@@ -541,7 +541,10 @@ impl Storage for RedisStorage {
         validate::pool(pool)?;
         let k = self.keys(&pool.id);
         let mut inv = scripts::CREATE_POOL.prepare_invoke();
-        inv.key(&k.hot).key(&k.retired);
+        // A random first generation: see create_pool.lua.
+        inv.key(&k.hot)
+            .key(&k.retired)
+            .arg(fastrand::u64(..1 << 40));
         let _: i64 = self.run(&inv, "upsert_pool").await?;
         let json = serde_json::to_string(pool).map_err(|e| corrupt(e.to_string()))?;
         let _: i64 = self
