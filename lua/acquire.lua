@@ -76,6 +76,8 @@ end
 
 -- Selection with a filter: candidates in pages, checked against the words.
 local function select_filtered()
+  -- Pages grow 8, 16, 32, 64, 64, ...: the first free candidate is usually
+  -- near the front, and a small page keeps that case cheap.
   local PAGE = 64
   local verify = nil
   if mode ~= 'x' then
@@ -89,10 +91,11 @@ local function select_filtered()
   end
   -- Pages of seqs from a zset whose scores are the seqs, in [min, max].
   local function by_seq(key, min, max)
-    local offset = 0
+    local offset, size = 0, 8
     return function()
-      local page = redis.call('ZRANGEBYSCORE', key, min, max, 'LIMIT', offset, PAGE)
-      offset = offset + PAGE
+      local page = redis.call('ZRANGEBYSCORE', key, min, max, 'LIMIT', offset, size)
+      offset = offset + size
+      if size < PAGE then size = size * 2 end
       if #page == 0 then return nil end
       return page
     end
