@@ -137,3 +137,85 @@ fn bad_arguments_get_a_clear_error() {
     let stderr = failure_stderr(&["demo", "--crash-rate", "2"]);
     assert!(stderr.contains("--crash-rate"), "{stderr}");
 }
+
+#[test]
+fn redis_bench_reports_the_ceiling_and_redis_cpu() {
+    let server = pharox_redis::testkit::RedisServer::start();
+    let url = server.url();
+    let report = json(&[
+        "bench",
+        "--backend",
+        "redis",
+        "--redis-url",
+        &url,
+        "--proxies",
+        "50",
+        "--tasks",
+        "4",
+        "--seconds",
+        "0.3",
+        "--warmup-seconds",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(report["backend"], "redis");
+    assert!(report["cycles"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["misses"], 0, "{report}");
+    for key in [
+        "ceiling_calls_per_sec",
+        "ceiling_p50_us",
+        "redis_usec_per_cycle",
+    ] {
+        let v = report[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} in {report}"));
+        assert!(v > 0.0, "{key} = {v}");
+    }
+}
+
+#[test]
+fn redis_demo_passes_its_checks_and_never_prints_the_password() {
+    let server = pharox_redis::testkit::RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--requirepass",
+        "hunter2-secret",
+    ]);
+    let url = format!("redis://:hunter2-secret@127.0.0.1:{}", server.port());
+    let out = pharox()
+        .args([
+            "demo",
+            "--redis-url",
+            &url,
+            "--workers",
+            "8",
+            "--proxies",
+            "50",
+            "--seconds",
+            "1",
+            "--lease-ttl-ms",
+            "200",
+            "--json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(report["invariants_ok"], true, "{report}");
+    assert!(report["acquired"].as_u64().unwrap() > 0);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("hunter2-secret"), "password printed: {all}");
+
+    // A wrong password fails with the URL redacted.
+    let bad = format!("redis://:wrong-pass@127.0.0.1:{}", server.port());
+    let err = failure_stderr(&["demo", "--redis-url", &bad, "--seconds", "1"]);
+    assert!(!err.contains("wrong-pass"), "password printed: {err}");
+    assert!(err.contains("***"), "{err}");
+}

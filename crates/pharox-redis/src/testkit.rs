@@ -42,7 +42,9 @@ fn ping(port: u16) -> bool {
     let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
     let mut buf = [0u8; 16];
     s.write_all(b"PING\r\n").is_ok()
-        && matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+        && matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG")
+            // A server with `requirepass` is up too.
+            || buf[..n].starts_with(b"-NOAUTH"))
 }
 
 impl RedisServer {
