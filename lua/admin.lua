@@ -42,3 +42,17 @@ local function write_proxy(K, seq, w, cap, active, json, latkey)
   return load
 end
 
+
+-- Checks the ARGV that upsert_proxy and health share: 1 proxy id, 3 proxy
+-- JSON, 4 active flag, 5 capacity, 6 latency key. Returns the name of the
+-- first bad one, or nil, capacity, latency key.
+local function proxy_args()
+  if ARGV[1] == nil or ARGV[1] == '' then return 'proxy id' end
+  if ARGV[3] == nil or string.sub(ARGV[3], 1, 1) ~= '{' then return 'proxy JSON' end
+  if not (ARGV[4] == '1' or ARGV[4] == '0') then return 'active' end
+  local cap = arg_int(5, 1, 65535)
+  if cap == nil then return 'capacity' end
+  local latkey = arg_int(6, 0, 1048575)
+  if latkey == nil then return 'latency key' end
+  return nil, cap, latkey
+end

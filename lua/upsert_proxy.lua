@@ -19,13 +19,8 @@
 --          leases. Error reply for bad ARGV.
 
 local id, expected, json = ARGV[1], ARGV[2], ARGV[3]
-if id == nil or id == '' then return fail('bad argument: proxy id') end
-if json == nil or string.sub(json, 1, 1) ~= '{' then return fail('bad argument: proxy JSON') end
-if not (ARGV[4] == '1' or ARGV[4] == '0') then return fail('bad argument: active') end
-local cap = arg_int(5, 1, 65535)
-if cap == nil then return fail('bad argument: capacity') end
-local latkey = arg_int(6, 0, 1048575)
-if latkey == nil then return fail('bad argument: latency key') end
+local bad, cap, latkey = proxy_args()
+if bad then return fail('bad argument: ' .. bad) end
 local located = ARGV[7] ~= ''
 if located then
   local lon, lat = tonumber(ARGV[7]), tonumber(ARGV[8])

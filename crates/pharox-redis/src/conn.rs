@@ -108,18 +108,28 @@ impl Conn {
         }
     }
 
-    fn manager(&self) -> Option<ConnectionManager> {
-        match self {
-            Self::Multiplexed { cons, next } => {
-                let i = if cons.len() == 1 {
-                    0
-                } else {
-                    next.fetch_add(1, Ordering::Relaxed) % cons.len()
-                };
-                Some(cons[i].clone())
-            }
-            Self::Pooled(_) => None,
-        }
+    /// One of the shared connections, round-robin.
+    fn shared(cons: &[ConnectionManager], next: &AtomicUsize) -> ConnectionManager {
+        let i = if cons.len() == 1 {
+            0
+        } else {
+            next.fetch_add(1, Ordering::Relaxed) % cons.len()
+        };
+        cons[i].clone()
+    }
+
+    /// `call` bounded by `after`, as a `Timeout` of `op`.
+    async fn within<T>(
+        op: &'static str,
+        after: Duration,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout(after, call).await.unwrap_or_else(|_| {
+            Err(Error::Timeout {
+                operation: op,
+                after,
+            })
+        })
     }
 
     async fn pooled(
@@ -141,25 +151,18 @@ impl Conn {
         op: &'static str,
         after: Duration,
     ) -> Result<T> {
-        let call = async {
+        Self::within(op, after, async {
             match self {
-                Self::Multiplexed { .. } => {
-                    let mut con = self.manager().expect("multiplexed");
-                    Self::invoke_on(&mut con, inv, op, after).await
+                Self::Multiplexed { cons, next } => {
+                    Self::invoke_on(&mut Self::shared(cons, next), inv, op, after).await
                 }
                 Self::Pooled(pool) => {
                     let mut con = Self::pooled(pool, after).await?;
                     Self::invoke_on(&mut con, inv, op, after).await
                 }
             }
-        };
-        match tokio::time::timeout(after, call).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
-                operation: op,
-                after,
-            }),
-        }
+        })
+        .await
     }
 
     /// `invoke_async` reloads a script once after NOSCRIPT; a flush landing
@@ -196,28 +199,18 @@ impl Conn {
         op: &'static str,
         after: Duration,
     ) -> Result<T> {
-        let call = async {
+        let sent = |r: redis::RedisResult<T>| r.map_err(|e| map_err(op, after, e));
+        Self::within(op, after, async {
             match self {
-                Self::Multiplexed { .. } => {
-                    let mut con = self.manager().expect("multiplexed");
-                    cmd.query_async(&mut con)
-                        .await
-                        .map_err(|e| map_err(op, after, e))
+                Self::Multiplexed { cons, next } => {
+                    sent(cmd.query_async(&mut Self::shared(cons, next)).await)
                 }
                 Self::Pooled(pool) => {
                     let mut con = Self::pooled(pool, after).await?;
-                    cmd.query_async(&mut con)
-                        .await
-                        .map_err(|e| map_err(op, after, e))
+                    sent(cmd.query_async(&mut con).await)
                 }
             }
-        };
-        match tokio::time::timeout(after, call).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
-                operation: op,
-                after,
-            }),
-        }
+        })
+        .await
     }
 }

@@ -142,8 +142,9 @@ impl PoolKeys {
         key
     }
 
-    /// Every key of the pool except the ix keys and `retired`.
-    pub fn all_fixed(&self) -> [&str; 11] {
+    /// Every key of the pool except the ix keys and `retired`, in the order
+    /// `upsert_proxy.lua` and `remove_proxy.lua` take them as KEYS 1-11.
+    pub fn admin_keys(&self) -> [&str; 11] {
         [
             &self.hot,
             &self.exp,
@@ -154,8 +155,8 @@ impl PoolKeys {
             &self.ids,
             &self.px,
             &self.geo,
-            &self.polar,
             &self.ixkeys,
+            &self.polar,
         ]
     }
 }
@@ -223,7 +224,7 @@ mod tests {
         ] {
             let k = keys(id);
             let slot = cluster_slot(k.hot.as_bytes());
-            let mut all: Vec<String> = k.all_fixed().iter().map(|s| s.to_string()).collect();
+            let mut all: Vec<String> = k.admin_keys().iter().map(|s| s.to_string()).collect();
             all.push(k.retired.clone());
             all.push(k.index(IndexField::Country, "ar"));
             all.push(k.index(IndexField::City, "{evil}"));
@@ -241,7 +242,7 @@ mod tests {
         let mut seen = std::collections::HashMap::new();
         for id in ids {
             let k = keys(id);
-            for key in k.all_fixed() {
+            for key in k.admin_keys() {
                 if let Some(other) = seen.insert(key.to_string(), id) {
                     panic!("{id:?} and {other:?} share {key}");
                 }

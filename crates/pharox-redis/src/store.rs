@@ -95,6 +95,13 @@ fn corrupt(what: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::Corrupt(what.into())
 }
 
+/// An optimistic admin update that lost the race `ADMIN_ATTEMPTS` times.
+fn gave_up(op: &str, what: &str) -> Error {
+    Error::Backend {
+        source: format!("{op}: the {what} kept changing; gave up").into(),
+    }
+}
+
 fn int(v: &Value) -> Result<i64> {
     match v {
         Value::Int(n) => Ok(*n),
@@ -315,24 +322,19 @@ impl RedisStorage {
         inv
     }
 
-    /// Reads a proxy: `Ok(None)` if it or its pool does not exist. Returns
-    /// the raw stored JSON too, for optimistic updates.
-    async fn read_proxy(
-        &self,
-        k: &PoolKeys,
-        pool: &PoolId,
-        id: &ProxyId,
-    ) -> Result<std::result::Result<Option<(Proxy, String)>, ()>> {
+    /// Reads a proxy: `Ok(None)` if it or its pool does not exist (a write
+    /// that follows then learns which from its own script). Returns the raw
+    /// stored JSON too, for optimistic updates.
+    async fn read_proxy(&self, k: &PoolKeys, id: &ProxyId) -> Result<Option<(Proxy, String)>> {
         let mut inv = scripts::GET_PROXY.prepare_invoke();
         inv.key(&k.hot).key(&k.ids).key(&k.px).arg(id.as_str());
         let r = array(self.run(&inv, "get_proxy").await?)?;
         match int(r.first().ok_or_else(|| corrupt("empty reply"))?)? {
-            -1 => Err(Error::PoolNotFound(pool.clone())),
-            0 => Ok(Ok(None)),
+            -1 | 0 => Ok(None),
             _ => {
                 let (load, json) = (int(&r[1])?, &r[2]);
                 let raw = text(json)?.to_owned();
-                Ok(Ok(Some((parse_proxy(json, load)?, raw))))
+                Ok(Some((parse_proxy(json, load)?, raw)))
             }
         }
     }
@@ -399,34 +401,30 @@ impl RedisStorage {
         let k = self.keys(&request.pool);
         let plan = plan(&k, &request.filters);
         let nonce = fastrand::u64(..NONCE_LIMIT);
-        let mut inv = scripts::ACQUIRE.prepare_invoke();
-        inv.key(&k.hot)
-            .key(&k.exp)
-            .key(&k.free)
-            .key(&k.load)
-            .key(&k.lat)
-            .key(&k.lsc)
-            .key(&k.px);
-        let (mode, json) = match &plan {
-            Plan::All => ("", None),
+        let mut inv = Self::pool_keys_inv(&scripts::ACQUIRE, &k);
+        inv.key(&k.px);
+        // Whether the script evaluates the filter itself (it gets the JSON).
+        let (mode, verified) = match &plan {
+            Plan::All => ("", false),
             Plan::Exact(key) => {
                 inv.key(key);
-                ("x", None)
+                ("x", false)
             }
             Plan::Verify(key) => {
                 inv.key(key);
-                ("v", Some(()))
+                ("v", true)
             }
             Plan::Geo { .. } => {
                 inv.key(&k.geo).key(&k.polar);
-                ("g", Some(()))
+                ("g", true)
             }
-            Plan::Scan => ("s", Some(())),
+            Plan::Scan => ("s", true),
         };
-        let filter_json = match json {
-            Some(()) => serde_json::to_string(&request.filters)
-                .map_err(|e| Error::invalid("filters", e.to_string()))?,
-            None => String::new(),
+        let filter_json = if verified {
+            serde_json::to_string(&request.filters)
+                .map_err(|e| Error::invalid("filters", e.to_string()))?
+        } else {
+            String::new()
         };
         let duration_ms = request.duration.num_milliseconds();
         let cached = if find {
@@ -618,9 +616,7 @@ impl Storage for RedisStorage {
                 .await?;
             return Ok(r == 1);
         }
-        Err(Error::Backend {
-            source: "remove_pool: the pool kept changing; gave up".into(),
-        })
+        Err(gave_up("remove_pool", "pool"))
     }
 
     async fn upsert_proxy(&self, proxy: &Proxy) -> Result<Proxy> {
@@ -636,11 +632,7 @@ impl Storage for RedisStorage {
         stored_form.current_leases = 0;
         let json = serde_json::to_string(&stored_form).map_err(|e| corrupt(e.to_string()))?;
         for _ in 0..ADMIN_ATTEMPTS {
-            let old = self
-                .read_proxy(&k, &proxy.pool, &proxy.id)
-                .await?
-                .ok()
-                .flatten();
+            let old = self.read_proxy(&k, &proxy.id).await?;
             let old_ix: Vec<String> = old
                 .as_ref()
                 .map(|(p, _)| {
@@ -651,10 +643,7 @@ impl Storage for RedisStorage {
                 })
                 .unwrap_or_default();
             let mut inv = scripts::UPSERT_PROXY.prepare_invoke();
-            for key in [
-                &k.hot, &k.exp, &k.free, &k.load, &k.lat, &k.lsc, &k.ids, &k.px, &k.geo, &k.ixkeys,
-                &k.polar,
-            ] {
+            for key in k.admin_keys() {
                 inv.key(key);
             }
             for key in &old_ix {
@@ -702,19 +691,13 @@ impl Storage for RedisStorage {
                 }
             }
         }
-        Err(Error::Backend {
-            source: "upsert_proxy: the proxy kept changing; gave up".into(),
-        })
+        Err(gave_up("upsert_proxy", "proxy"))
     }
 
     async fn get_proxy(&self, pool: &PoolId, proxy: &ProxyId) -> Result<Option<Proxy>> {
         validate::pool_id(pool)?;
         let k = self.keys(pool);
-        match self.read_proxy(&k, pool, proxy).await {
-            Ok(found) => Ok(found.ok().flatten().map(|(p, _)| p)),
-            Err(Error::PoolNotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self.read_proxy(&k, proxy).await?.map(|(p, _)| p))
     }
 
     async fn list_proxies(&self, pool: &PoolId) -> Result<Vec<Proxy>> {
@@ -738,18 +721,11 @@ impl Storage for RedisStorage {
         validate::pool_id(pool)?;
         let k = self.keys(pool);
         for _ in 0..ADMIN_ATTEMPTS {
-            let Some((old, raw)) = (match self.read_proxy(&k, pool, proxy).await {
-                Ok(r) => r.ok().flatten(),
-                Err(Error::PoolNotFound(_)) => return Ok(false),
-                Err(e) => return Err(e),
-            }) else {
+            let Some((old, raw)) = self.read_proxy(&k, proxy).await? else {
                 return Ok(false);
             };
             let mut inv = scripts::REMOVE_PROXY.prepare_invoke();
-            for key in [
-                &k.hot, &k.exp, &k.free, &k.load, &k.lat, &k.lsc, &k.ids, &k.px, &k.geo, &k.ixkeys,
-                &k.polar,
-            ] {
+            for key in k.admin_keys() {
                 inv.key(key);
             }
             for (f, v) in index_values(&old) {
@@ -763,9 +739,7 @@ impl Storage for RedisStorage {
                 _ => return Ok(false),
             }
         }
-        Err(Error::Backend {
-            source: "remove_proxy: the proxy kept changing; gave up".into(),
-        })
+        Err(gave_up("remove_proxy", "proxy"))
     }
 
     async fn find_available_proxy(
@@ -981,12 +955,7 @@ impl Storage for RedisStorage {
         validate::pool_id(&result.pool)?;
         let k = self.keys(&result.pool);
         for _ in 0..ADMIN_ATTEMPTS {
-            let Some((current, raw)) = (match self.read_proxy(&k, &result.pool, &result.proxy).await
-            {
-                Ok(r) => r.ok().flatten(),
-                Err(Error::PoolNotFound(_)) => return Ok(None),
-                Err(e) => return Err(e),
-            }) else {
+            let Some((current, raw)) = self.read_proxy(&k, &result.proxy).await? else {
                 return Ok(None);
             };
             if current
@@ -1027,9 +996,7 @@ impl Storage for RedisStorage {
                 }
             }
         }
-        Err(Error::Backend {
-            source: "health: the proxy kept changing; gave up".into(),
-        })
+        Err(gave_up("health", "proxy"))
     }
 }
 
