@@ -2,7 +2,7 @@
 -- keeping only its last fencing token so a re-created pool continues it.
 --
 -- KEYS: 1 hot, 2 retired, 3 ixkeys, then every other key of the pool (exp,
---       free, load, lat, lsc, ids, px, geo, polar), then every ix key
+--       free, load, lat, lsc, ids, px, geo, polar, hist), then every ix key
 --       listed in ixkeys
 -- ARGV: 1 number of ix keys passed
 -- Returns: 1 removed, 0 no such pool, -2 the ix keys changed (re-read and

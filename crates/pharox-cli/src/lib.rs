@@ -1,7 +1,9 @@
-//! The `pharox` command's building blocks: the demo, the benchmark and the
-//! deterministic synthetic pools both use (also used by the criterion benches).
+//! The `pharox` command's building blocks: the demo, the benchmark, the
+//! deterministic synthetic pools both use (also used by the criterion
+//! benches), and the output of the operations commands.
 #![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod demo;
+pub mod ops;
 pub mod synthetic;

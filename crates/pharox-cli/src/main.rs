@@ -9,9 +9,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use pharox_cli::bench::{self, BenchOptions};
 use pharox_cli::demo::{self, DemoOptions};
+use pharox_cli::ops;
 use pharox_cli::synthetic::Shape;
 use pharox_core::{InMemoryStorage, PoolId, Selector, Storage};
 use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage};
+use pharox_worker::{CancellationToken, HealthChecker, HealthConfig, Worker, WorkerConfig};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +32,13 @@ enum Command {
     Demo(DemoArgs),
     /// Measure acquire+release cycles per second against a store.
     Bench(BenchArgs),
+    /// Run the worker: sweep expired leases, export pool stats (/metrics,
+    /// /healthz), keep a stats history, run health checks; stops on SIGINT/SIGTERM.
+    Worker(WorkerArgs),
+    /// Check every proxy of a pool once through a target URL and apply the results.
+    HealthCheck(HealthCheckArgs),
+    /// Print a pool's stats, or its history as recorded by workers.
+    Stats(StatsArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -177,6 +186,114 @@ struct BenchArgs {
     json: bool,
 }
 
+#[derive(clap::Args)]
+struct LogArgs {
+    /// Log lines as `pretty` text or `json` objects (standard error).
+    #[arg(long, env = "PHAROX_LOG_FORMAT", default_value = "pretty")]
+    log_format: ops::LogFormat,
+    /// Log filter, e.g. `info` or `pharox_worker=debug,info`.
+    #[arg(long, env = "PHAROX_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+#[derive(clap::Args)]
+struct HealthArgs {
+    /// Request made through each proxy (http:// or https://, the latter via CONNECT).
+    #[arg(long = "health-target", env = "PHAROX_HEALTH_TARGET")]
+    target: Option<String>,
+    /// Time allowed per check.
+    #[arg(long = "health-timeout", env = "PHAROX_HEALTH_TIMEOUT", default_value = "10s", value_parser = ops::parse_duration)]
+    timeout: Duration,
+    /// Answers slower than this mark a proxy `slow`.
+    #[arg(long, env = "PHAROX_SLOW_THRESHOLD", default_value = "2s", value_parser = ops::parse_duration)]
+    slow_threshold: Duration,
+    /// Checks in flight at once.
+    #[arg(
+        long = "health-concurrency",
+        env = "PHAROX_HEALTH_CONCURRENCY",
+        default_value_t = 32
+    )]
+    concurrency: usize,
+}
+
+impl HealthArgs {
+    fn config(&self, target: String, failures: u32) -> HealthConfig {
+        HealthConfig {
+            target,
+            timeout: self.timeout,
+            slow_threshold: self.slow_threshold,
+            failures_to_inactive: failures,
+            concurrency: self.concurrency,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    redis: RedisArgs,
+    /// Pools to look after (comma-separated); default: every pool, discovered on each tick.
+    #[arg(long, env = "PHAROX_POOLS", value_delimiter = ',')]
+    pools: Vec<String>,
+    /// Time between sweeps (each followed by a stats snapshot per pool).
+    #[arg(long, env = "PHAROX_SWEEP_INTERVAL", default_value = "5s", value_parser = ops::parse_duration)]
+    sweep_interval: Duration,
+    /// Expired leases reclaimed per cleanup call.
+    #[arg(long, env = "PHAROX_SWEEP_BATCH", default_value_t = 500)]
+    sweep_batch: usize,
+    /// Random stretch of each interval, as a fraction (0 to 0.5).
+    #[arg(long, env = "PHAROX_JITTER", default_value_t = 0.1)]
+    jitter: f64,
+    /// Stats snapshots kept per pool in Redis.
+    #[arg(long, env = "PHAROX_HISTORY_LEN", default_value_t = 1_000)]
+    history_len: usize,
+    /// Serve /metrics and /healthz here (`off` to serve nothing).
+    #[arg(long, env = "PHAROX_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    metrics_addr: String,
+    #[command(flatten)]
+    health: HealthArgs,
+    /// Time between health-check passes (with --health-target).
+    #[arg(long, env = "PHAROX_HEALTH_INTERVAL", default_value = "60s", value_parser = ops::parse_duration)]
+    health_interval: Duration,
+    /// Consecutive failed checks that mark a proxy `inactive`.
+    #[arg(long, env = "PHAROX_FAILURES_TO_INACTIVE", default_value_t = 3)]
+    failures_to_inactive: u32,
+    /// After SIGINT/SIGTERM, how long work in flight may take.
+    #[arg(long, env = "PHAROX_SHUTDOWN_GRACE", default_value = "3s", value_parser = ops::parse_duration)]
+    shutdown_grace: Duration,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(clap::Args)]
+struct HealthCheckArgs {
+    #[command(flatten)]
+    redis: RedisArgs,
+    /// The pool to check.
+    #[arg(long)]
+    pool: String,
+    #[command(flatten)]
+    health: HealthArgs,
+    /// Print the rows as JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct StatsArgs {
+    #[command(flatten)]
+    redis: RedisArgs,
+    /// The pool.
+    #[arg(long)]
+    pool: String,
+    /// Print the newest N snapshots recorded by workers instead of the live stats.
+    #[arg(long, num_args = 0..=1, default_missing_value = "20")]
+    history: Option<usize>,
+    /// Print JSON (one object per line).
+    #[arg(long)]
+    json: bool,
+}
+
 impl Command {
     /// Worker threads for the runtime: all cores, except for a bench with
     /// fewer tasks than cores.
@@ -184,7 +301,7 @@ impl Command {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         match self {
             Self::Bench(args) => args.threads.unwrap_or(args.tasks.min(cores)).max(1),
-            Self::Demo(_) => cores,
+            _ => cores,
         }
     }
 }
@@ -209,6 +326,9 @@ async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Demo(args) => run_demo(args).await,
         Command::Bench(args) => run_bench(args).await,
+        Command::Worker(args) => run_worker(args).await,
+        Command::HealthCheck(args) => run_health_check(args).await,
+        Command::Stats(args) => run_stats(args).await,
     }
 }
 
@@ -311,4 +431,95 @@ async fn run_redis_bench(
         storage.remove_pool(pool).await?;
     }
     Ok(report)
+}
+
+async fn run_worker(args: WorkerArgs) -> Result<ExitCode> {
+    ops::init_logging(args.log.log_format, &args.log.log_level)?;
+    let metrics_addr = match args.metrics_addr.as_str() {
+        "off" | "" => None,
+        a => Some(
+            a.parse()
+                .with_context(|| format!("--metrics-addr {a:?} is not host:port"))?,
+        ),
+    };
+    let config = WorkerConfig {
+        pools: args
+            .pools
+            .iter()
+            .map(|p| PoolId::from(p.as_str()))
+            .collect(),
+        sweep_interval: args.sweep_interval,
+        sweep_batch: args.sweep_batch,
+        jitter: args.jitter,
+        history_len: args.history_len,
+        metrics_addr,
+        health: args
+            .health
+            .target
+            .clone()
+            .map(|t| args.health.config(t, args.failures_to_inactive)),
+        health_interval: args.health_interval,
+        shutdown_grace: args.shutdown_grace,
+    };
+    let storage = args.redis.connect(1).await?;
+    tracing::info!(redis = %storage.config().redacted_url(), "connected");
+    let stop = CancellationToken::new();
+    let trigger = stop.clone();
+    tokio::spawn(async move {
+        pharox_worker::shutdown_signal().await;
+        trigger.cancel();
+    });
+    Worker::new(storage, config).run(stop).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_health_check(args: HealthCheckArgs) -> Result<ExitCode> {
+    let target = args
+        .health
+        .target
+        .clone()
+        .context("--health-target URL is required (or PHAROX_HEALTH_TARGET)")?;
+    // One pass: a single failure is all the evidence there is.
+    let checker = HealthChecker::new(args.health.config(target, 1))?;
+    let storage = args.redis.connect(1).await?;
+    let pool = PoolId::from(args.pool.as_str());
+    let rows = checker
+        .run_pass(&storage, &pool, &CancellationToken::new())
+        .await?;
+    if args.json {
+        for r in &rows {
+            let row = serde_json::json!({
+                "proxy": r.proxy.as_str(),
+                "before": r.before,
+                "after": r.after,
+                "latency_ms": r.latency_ms,
+                "error": r.error,
+                "applied": r.applied,
+            });
+            println!("{row}");
+        }
+    } else {
+        print!("{}", ops::render_checks(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_stats(args: StatsArgs) -> Result<ExitCode> {
+    let storage = args.redis.connect(1).await?;
+    let pool = PoolId::from(args.pool.as_str());
+    let snapshots = match args.history {
+        None => vec![storage.pool_stats(&pool).await?],
+        Some(n) => storage.stats_history(&pool, n).await?,
+    };
+    if snapshots.is_empty() {
+        eprintln!("no history recorded for pool {pool} (is a worker running?)");
+    }
+    for s in &snapshots {
+        if args.json {
+            println!("{}", serde_json::to_string(s)?);
+        } else {
+            print!("{}", ops::render_stats(s));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

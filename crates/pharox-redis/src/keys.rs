@@ -142,6 +142,14 @@ impl PoolKeys {
         key
     }
 
+    /// The pool's capped stats history: a stream of [`PoolStatsSnapshot`]
+    /// JSON written by the worker (built on demand: it is off the hot path).
+    ///
+    /// [`PoolStatsSnapshot`]: pharox_core::PoolStatsSnapshot
+    pub fn history(&self) -> String {
+        format!("{}hist", self.base)
+    }
+
     /// Every key of the pool except the ix keys and `retired`, in the order
     /// `upsert_proxy.lua` and `remove_proxy.lua` take them as KEYS 1-11.
     pub fn admin_keys(&self) -> [&str; 11] {

@@ -1,0 +1,296 @@
+//! Proxy health checks: a request through each proxy to a target URL.
+//!
+//! Every proxy protocol pharox knows is checked the way a scraper would use
+//! it: `http` and `https` proxies by an absolute-form request (or `CONNECT`
+//! when the target is `https://`), `socks4` and `socks5` by the SOCKS
+//! handshake; credentials are sent when the proxy has them. The outcome:
+//!
+//! - an answer (any status below 400) within [`HealthConfig::slow_threshold`]
+//!   marks the proxy `active`; a slower one marks it `slow`;
+//! - a failure (refused, timed out, TLS or protocol error, status 400 or
+//!   above, e.g. 407 for wrong credentials) counts towards a streak; after
+//!   [`HealthConfig::failures_to_inactive`] consecutive failures the proxy
+//!   is marked `inactive` (out of rotation at once); before that its status
+//!   is kept and only `checked_at` and the error move;
+//! - a success ends the streak, so an `inactive` proxy recovers.
+//!
+//! `banned` proxies are an operator's decision and are not checked. Failure
+//! streaks live in the checker (per process): a worker restart starts them
+//! again. Error texts never contain credentials (I8): they are built from
+//! the error kind and have the proxy's credentials masked.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use pharox_core::{Error, HealthCheckResult, PoolId, Proxy, ProxyId, ProxyStatus, Result, Storage};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// How health checks run.
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// The URL requested through each proxy.
+    pub target: String,
+    /// Time allowed for connecting through the proxy and getting the answer's headers.
+    pub timeout: Duration,
+    /// Answers slower than this mark the proxy `slow`.
+    pub slow_threshold: Duration,
+    /// Consecutive failures that mark a proxy `inactive` (at least 1).
+    pub failures_to_inactive: u32,
+    /// Checks in flight at once.
+    pub concurrency: usize,
+}
+
+impl HealthConfig {
+    /// Defaults (10 s timeout, 2 s slow threshold, 3 failures, 32 at once) for `target`.
+    pub fn new(target: impl Into<String>) -> Self {
+        Self {
+            target: target.into(),
+            timeout: Duration::from_secs(10),
+            slow_threshold: Duration::from_secs(2),
+            failures_to_inactive: 3,
+            concurrency: 32,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let url = reqwest::Url::parse(&self.target)
+            .map_err(|e| Error::invalid("health.target", format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::invalid(
+                "health.target",
+                "must be an http or https URL",
+            ));
+        }
+        if self.failures_to_inactive == 0 {
+            return Err(Error::invalid(
+                "health.failures_to_inactive",
+                "must be at least 1",
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err(Error::invalid("health.concurrency", "must be at least 1"));
+        }
+        if self.timeout.is_zero() {
+            return Err(Error::invalid("health.timeout", "must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// One proxy's check in a pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRow {
+    /// The proxy.
+    pub proxy: ProxyId,
+    /// Its status before the check.
+    pub before: ProxyStatus,
+    /// The status recorded.
+    pub after: ProxyStatus,
+    /// The measured round trip, when the check got an answer.
+    pub latency_ms: Option<u32>,
+    /// Why the check failed (credentials masked).
+    pub error: Option<String>,
+    /// Consecutive failures so far (0 after a success).
+    pub failures: u32,
+    /// Whether the store still had the proxy when the result was applied.
+    pub applied: bool,
+}
+
+struct Probe {
+    latency: Duration,
+    error: Option<String>,
+}
+
+/// Runs health checks and remembers failure streaks between passes.
+pub struct HealthChecker {
+    config: HealthConfig,
+    streaks: Mutex<HashMap<(PoolId, ProxyId), u32>>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl HealthChecker {
+    /// A checker with `config`; fails on a bad target URL or zero limits.
+    pub fn new(config: HealthConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            streaks: Mutex::new(HashMap::new()),
+            metrics: None,
+        })
+    }
+
+    /// Counts applied results in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HealthConfig {
+        &self.config
+    }
+
+    /// Checks every proxy of `pool` except banned ones, at most
+    /// `concurrency` at once, and applies each result as it arrives. Stops
+    /// starting checks when `cancel` fires (those in flight finish and are
+    /// applied). Rows come in the pool's proxy order.
+    pub async fn run_pass<S: Storage>(
+        &self,
+        store: &S,
+        pool: &PoolId,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<CheckRow>> {
+        let proxies: Vec<Proxy> = store
+            .list_proxies(pool)
+            .await?
+            .into_iter()
+            .filter(|p| p.status != ProxyStatus::Banned)
+            .collect();
+        let order: HashMap<ProxyId, usize> = proxies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.clone(), i))
+            .collect();
+        let mut rows = Vec::with_capacity(proxies.len());
+        let mut checks = futures_util::stream::iter(proxies)
+            .take_while(|_| std::future::ready(!cancel.is_cancelled()))
+            .map(|proxy| async move {
+                let probe = self.probe(&proxy).await;
+                (proxy, probe)
+            })
+            .buffer_unordered(self.config.concurrency);
+        while let Some((proxy, probe)) = checks.next().await {
+            rows.push(self.apply(store, &proxy, probe).await?);
+        }
+        rows.sort_by_key(|r| order.get(&r.proxy).copied());
+        Ok(rows)
+    }
+
+    async fn apply<S: Storage>(&self, store: &S, proxy: &Proxy, probe: Probe) -> Result<CheckRow> {
+        let key = (proxy.pool.clone(), proxy.id.clone());
+        let failures = {
+            let mut streaks = self.streaks.lock();
+            if probe.error.is_some() {
+                let n = streaks.entry(key).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            } else {
+                streaks.remove(&key);
+                0
+            }
+        };
+        let latency_ms = probe
+            .error
+            .is_none()
+            .then(|| u32::try_from(probe.latency.as_millis()).unwrap_or(u32::MAX));
+        let after = match (&probe.error, failures) {
+            (None, _) if probe.latency > self.config.slow_threshold => ProxyStatus::Slow,
+            (None, _) => ProxyStatus::Active,
+            (Some(_), n) if n >= self.config.failures_to_inactive => ProxyStatus::Inactive,
+            (Some(_), _) => proxy.status,
+        };
+        let mut result =
+            HealthCheckResult::new(proxy.pool.clone(), proxy.id.clone(), after, Utc::now());
+        result.latency_ms = latency_ms;
+        result.error = probe.error.clone();
+        let applied = store.apply_health_check_result(&result).await?.is_some();
+        if applied && let Some(m) = &self.metrics {
+            m.observe_health(&proxy.pool, after);
+        }
+        match &probe.error {
+            None => {
+                tracing::debug!(pool = %proxy.pool, proxy = %proxy.id, ?after, latency_ms, "health check passed")
+            }
+            Some(e) => {
+                tracing::info!(pool = %proxy.pool, proxy = %proxy.id, ?after, failures, error = %e, "health check failed")
+            }
+        }
+        Ok(CheckRow {
+            proxy: proxy.id.clone(),
+            before: proxy.status,
+            after,
+            latency_ms,
+            error: probe.error,
+            failures,
+            applied,
+        })
+    }
+
+    async fn probe(&self, proxy: &Proxy) -> Probe {
+        let started = Instant::now();
+        let outcome = self.request(proxy).await;
+        Probe {
+            latency: started.elapsed(),
+            error: outcome.err().map(|e| mask(proxy, &e)),
+        }
+    }
+
+    async fn request(&self, proxy: &Proxy) -> std::result::Result<(), String> {
+        // The URL carries the credentials (percent-encoded): reqwest sends
+        // them as Proxy-Authorization or in the SOCKS5 handshake. It is
+        // never logged.
+        let via = reqwest::Proxy::all(proxy.url()).map_err(|e| describe(&e))?;
+        let client = reqwest::Client::builder()
+            .proxy(via)
+            .timeout(self.config.timeout)
+            .connect_timeout(self.config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| describe(&e))?;
+        let answer = client
+            .get(&self.config.target)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        let status = answer.status();
+        if status.as_u16() >= 400 {
+            return Err(format!("status {status}"));
+        }
+        Ok(())
+    }
+}
+
+/// An error's kind and its chain of causes, without the request URL.
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connect failed"
+    } else if e.is_builder() {
+        "bad proxy address"
+    } else {
+        "request failed"
+    };
+    let mut out = kind.to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Masks the proxy's credentials in `text` wherever they appear, plain or
+/// percent-encoded (defence in depth: `describe` never includes the URL).
+fn mask(proxy: &Proxy, text: &str) -> String {
+    let mut out = text.to_owned();
+    if let Some(c) = &proxy.credentials {
+        let password = c.password.expose();
+        let encoded =
+            percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        for s in [proxy.url(), password.to_owned(), encoded] {
+            if !s.is_empty() {
+                out = out.replace(&s, "***");
+            }
+        }
+    }
+    out
+}
