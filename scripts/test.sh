@@ -35,6 +35,28 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --all-features
 
+step "docker-compose.yml"
+if docker compose version >/dev/null 2>&1; then
+    docker compose config --quiet
+elif python3 -c 'import yaml' >/dev/null 2>&1; then
+    # No compose plugin here (only the docker client): check the file's
+    # shape and that every command it runs is one the binary has.
+    python3 - <<'PY'
+import yaml
+doc = yaml.safe_load(open("docker-compose.yml"))
+services = doc["services"]
+assert set(services) == {"redis", "worker", "demo"}, services
+for name in ("worker", "demo"):
+    s = services[name]
+    assert s["image"] == "pharox:local" and s["command"][0] in ("worker", "demo"), s
+    assert s["environment"]["PHAROX_REDIS_URL"] == "redis://redis:6379", s
+    assert "redis" in s["depends_on"], s
+print("docker-compose.yml: shape checked (docker compose is not installed)")
+PY
+else
+    echo "docker-compose.yml: not checked (neither docker compose nor PyYAML is installed)"
+fi
+
 step "cargo test --workspace"
 cargo test --workspace --all-features
 

@@ -7,3 +7,8 @@ pub use pharox_core::*;
 pub mod redis {
     pub use pharox_redis::*;
 }
+
+/// The worker: sweeper, stats metrics and history, health checker.
+pub mod worker {
+    pub use pharox_worker::*;
+}

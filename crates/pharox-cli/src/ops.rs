@@ -34,6 +34,7 @@ pub fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("bad --log-level {filter:?}: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let installed = match format {
         LogFormat::Pretty => builder.try_init(),
