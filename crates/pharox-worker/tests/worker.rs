@@ -87,7 +87,7 @@ async fn two_sweepers_reclaim_each_expired_lease_exactly_once() {
     let store = h.storage().clone();
     let pool = PoolId::from("race");
     support::seed(&store, &pool, 100, 100).await;
-    let ttl = Duration::from_millis(2500);
+    let ttl = Duration::from_millis(3000);
     let started = Instant::now();
     support::abandon_leases(&store, &pool, 10_000, ttl, 32).await;
     assert!(
