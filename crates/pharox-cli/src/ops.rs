@@ -52,15 +52,6 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
-fn status(s: ProxyStatus) -> &'static str {
-    match s {
-        ProxyStatus::Active => "active",
-        ProxyStatus::Inactive => "inactive",
-        ProxyStatus::Slow => "slow",
-        ProxyStatus::Banned => "banned",
-    }
-}
-
 /// The table `pharox health-check` prints.
 ///
 /// ```
@@ -90,7 +81,7 @@ pub fn render_checks(rows: &[CheckRow]) -> String {
         "proxy", "status", "latency ms"
     );
     for r in rows {
-        let change = format!("{} -> {}", status(r.before), status(r.after));
+        let change = format!("{} -> {}", r.before, r.after);
         let latency = r.latency_ms.map_or("-".to_owned(), |l| l.to_string());
         let mut note = r.error.clone().unwrap_or_default();
         if r.failures > 0 {

@@ -152,24 +152,19 @@ impl HealthChecker {
             .into_iter()
             .filter(|p| p.status != ProxyStatus::Banned)
             .collect();
-        let order: HashMap<ProxyId, usize> = proxies
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.id.clone(), i))
-            .collect();
         let mut rows = Vec::with_capacity(proxies.len());
-        let mut checks = futures_util::stream::iter(proxies)
+        let mut checks = futures_util::stream::iter(proxies.into_iter().enumerate())
             .take_while(|_| std::future::ready(!cancel.is_cancelled()))
-            .map(|proxy| async move {
+            .map(|(i, proxy)| async move {
                 let probe = self.probe(&proxy).await;
-                (proxy, probe)
+                (i, proxy, probe)
             })
             .buffer_unordered(self.config.concurrency);
-        while let Some((proxy, probe)) = checks.next().await {
-            rows.push(self.apply(store, &proxy, probe).await?);
+        while let Some((i, proxy, probe)) = checks.next().await {
+            rows.push((i, self.apply(store, &proxy, probe).await?));
         }
-        rows.sort_by_key(|r| order.get(&r.proxy).copied());
-        Ok(rows)
+        rows.sort_by_key(|(i, _)| *i);
+        Ok(rows.into_iter().map(|(_, row)| row).collect())
     }
 
     async fn apply<S: Storage>(&self, store: &S, proxy: &Proxy, probe: Probe) -> Result<CheckRow> {

@@ -195,7 +195,7 @@ impl Metrics {
         self.health
             .get_or_create(&PoolStatus {
                 pool: pool.as_str().to_owned(),
-                status: status_word(status),
+                status: status.as_str(),
             })
             .inc();
     }
@@ -229,7 +229,7 @@ impl Metrics {
         ] {
             self.health.remove(&PoolStatus {
                 pool: p.clone(),
-                status: status_word(status),
+                status: status.as_str(),
             });
         }
         self.seen.lock().remove(pool);
@@ -261,13 +261,4 @@ fn follow(family: &Family<PoolLabel, Counter>, label: &PoolLabel, last: &mut u64
     }
     family.get_or_create(label).inc_by(now - *last);
     *last = now;
-}
-
-fn status_word(s: ProxyStatus) -> &'static str {
-    match s {
-        ProxyStatus::Active => "active",
-        ProxyStatus::Inactive => "inactive",
-        ProxyStatus::Slow => "slow",
-        ProxyStatus::Banned => "banned",
-    }
 }

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use pharox_core::invariants::{check_lifetime_counters, check_snapshot};
+use pharox_core::invariants::check_lifetime_counters;
 use pharox_core::testkit::Harness;
 use pharox_core::{PoolId, PoolStatsSnapshot, Storage};
 use pharox_redis::testkit::RedisHarness;
@@ -16,11 +16,10 @@ fn live(s: &PoolStatsSnapshot) -> (u64, u64, u64, u64, u64) {
     (s.total, s.active, s.available, s.leased, s.active_leases)
 }
 
-async fn assert_invariants(store: &RedisStorage, pool: &PoolId) {
-    let snapshot = store.pool_snapshot(pool).await.unwrap();
-    let violations = check_snapshot(&snapshot, true);
-    assert!(violations.is_empty(), "{violations:?}");
-    let stats = store.pool_stats(pool).await.unwrap();
+/// I1–I3 and I6 (the testkit's check), plus the lifetime counters adding up.
+async fn assert_invariants(h: &RedisHarness, pool: &PoolId) {
+    pharox_core::testkit::assert_invariants(h, pool, true).await;
+    let stats = h.storage().pool_stats(pool).await.unwrap();
     assert_eq!(check_lifetime_counters(&stats), None);
 }
 
@@ -75,7 +74,7 @@ async fn sweeper_reclaims_abandoned_leases_within_two_intervals() {
         "{}",
         metrics.render()
     );
-    assert_invariants(&store, &pool).await;
+    assert_invariants(&h, &pool).await;
     stop.cancel();
     running.await.unwrap().unwrap();
 }
@@ -117,7 +116,7 @@ async fn two_sweepers_reclaim_each_expired_lease_exactly_once() {
         (0, 10_000, 0)
     );
     assert_eq!(stats.available, 100);
-    assert_invariants(&store, &pool).await;
+    assert_invariants(&h, &pool).await;
     // Nothing left for a third sweep.
     let again = sweep_pool(&store, &pool, 100, &never).await.unwrap();
     assert_eq!(again.reclaimed, 0);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use pharox_core::{AcquireRequest, PoolId, Proxy, ProxyPool, ProxyProtocol, Storage};
+use pharox_core::{AcquireRequest, PoolId, ProxyPool, Storage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -18,15 +18,9 @@ pub async fn seed<S: Storage>(store: &S, pool: &PoolId, proxies: usize, max_conc
         .upsert_pool(&ProxyPool::new(pool.clone()))
         .await
         .unwrap();
-    for i in 0..proxies {
-        let p = Proxy::new(
-            pool.clone(),
-            format!("10.1.{}.{}", i / 250, i % 250),
-            8000,
-            ProxyProtocol::Http,
-        )
-        .with_id(format!("p{i:05}"))
-        .with_max_concurrency(max_concurrency);
+    for i in 0..u16::try_from(proxies).expect("at most 65,535 proxies") {
+        let p = pharox_core::testkit::proxy(pool, &format!("p{i:05}"), i)
+            .with_max_concurrency(max_concurrency);
         store.upsert_proxy(&p).await.unwrap();
     }
 }
