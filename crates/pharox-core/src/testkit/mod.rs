@@ -11,6 +11,7 @@
 //! pharox_core::storage_contract_tests!(MemoryHarness::new());
 //! ```
 
+pub mod churn;
 pub mod contract;
 mod faulty;
 

@@ -1,0 +1,144 @@
+//! Churn on both backends with invariants I1–I7 checked throughout (see
+//! [`pharox_core::testkit::churn`]): 64 tasks doing random acquires with
+//! every selector and random filters, renewals, releases, double releases
+//! and abandons, TTLs of 300 ms, a sweeper, a health flapper and an
+//! independent checker.
+//!
+//! Each run lasts 4 s, or `PHAROX_SOAK_SECONDS` (e.g. 600 for the soak of
+//! RELIABILITY.md). Run with `--nocapture` to see the figures.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use pharox_core::InMemoryStorage;
+use pharox_core::testkit::churn::{ChurnConfig, ChurnReport, run_churn};
+use pharox_core::testkit::{FaultyStorage, Harness};
+use pharox_redis::testkit::RedisHarness;
+use pharox_redis::{ConnectionMode, RedisStorage};
+
+fn seconds() -> Duration {
+    let secs = std::env::var("PHAROX_SOAK_SECONDS")
+        .ok()
+        .map(|s| {
+            s.parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .unwrap_or_else(|| {
+                    panic!("PHAROX_SOAK_SECONDS must be a positive number, got {s:?}")
+                })
+        })
+        .unwrap_or(4.0);
+    Duration::from_secs_f64(secs)
+}
+
+fn print(name: &str, r: &ChurnReport, took: Duration) {
+    let end = r.end.as_ref().expect("end stats");
+    println!(
+        "{name}: {:.1} s, {} store calls ({:.0}/s), {} leases, {} misses, {} renewals \
+         ({} lost), {} releases, {} double releases, {} abandoned, {} held past TTL, \
+         {} health flips, {} samples ({} with I6), {} swept, {} tolerated errors; \
+         end: total_leases {} released {} expired {} active {}; violations {}",
+        took.as_secs_f64(),
+        r.operations,
+        r.operations as f64 / took.as_secs_f64(),
+        r.acquired,
+        r.misses,
+        r.renewed,
+        r.renew_lost,
+        r.released,
+        r.double_releases,
+        r.abandoned,
+        r.held_past_ttl,
+        r.flips,
+        r.samples,
+        r.i6_checks,
+        r.swept,
+        r.errors,
+        end.total_leases,
+        end.released_leases,
+        end.expired_leases,
+        end.active_leases,
+        r.violations.len()
+    );
+}
+
+/// Checks what every clean run must show beyond "no violations": the run
+/// really exercised each path.
+fn assert_exercised(r: &ChurnReport) {
+    r.assert_clean();
+    assert!(r.acquired > 500, "too few leases to mean anything: {r:?}");
+    assert!(r.abandoned > 0 && r.double_releases > 0 && r.renewed > 0);
+    assert!(r.held_past_ttl > 0 && r.flips > 0 && r.i6_checks > 0);
+    let end = r.end.as_ref().unwrap();
+    assert!(
+        end.expired_leases >= r.abandoned,
+        "abandoned leases came back"
+    );
+}
+
+async fn churn<S: pharox_core::Storage + Clone>(name: &str, s: S, pool: &str) -> ChurnReport {
+    let t = std::time::Instant::now();
+    let r = run_churn(s, ChurnConfig::new(pool, seconds())).await;
+    print(name, &r, t.elapsed());
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_memory() {
+    let r = churn("memory", InMemoryStorage::new(), "churn-memory").await;
+    assert_exercised(&r);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_redis_multiplexed() {
+    let h = RedisHarness::start().await;
+    let r = churn("redis (multiplexed)", h.storage().clone(), "churn-redis").await;
+    assert_exercised(&r);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_redis_pooled() {
+    let h = RedisHarness::start_with(|c| c.mode(ConnectionMode::Pooled { size: 8 })).await;
+    let s: RedisStorage = h.storage().clone();
+    let r = churn("redis (pooled, 8)", s, "churn-pooled").await;
+    assert_exercised(&r);
+}
+
+/// The harness can fail: a store whose stats lie is caught.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_catches_a_store_that_misreports_stats() {
+    let s = FaultyStorage::new(InMemoryStorage::new());
+    s.faults().skew_available.store(1, Ordering::SeqCst);
+    let mut cfg = ChurnConfig::new("liar", Duration::from_millis(800));
+    cfg.tasks = 8;
+    let r = run_churn(s, cfg).await;
+    assert!(!r.violations.is_empty());
+    assert!(
+        r.violations.iter().all(|v| v.starts_with("I3:")),
+        "{:?}",
+        r.violations
+    );
+}
+
+/// The harness can fail: lost replies under `faults: false` are reported,
+/// and with `faults: true` they are tolerated and bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_bounds_outcomes_of_failed_calls() {
+    let s = FaultyStorage::new(InMemoryStorage::new());
+    let handle = s.clone();
+    let mut cfg = ChurnConfig::new("lossy", Duration::from_millis(1500));
+    cfg.tasks = 8;
+    cfg.faults = true;
+    let injector = tokio::spawn(async move {
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let faults = handle.faults();
+            faults.lose_next_reply.fetch_add(1, Ordering::SeqCst);
+            faults.fail_next.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let r = run_churn(s, cfg).await;
+    injector.await.unwrap();
+    r.assert_clean();
+    assert!(r.errors >= 20, "injected errors were seen: {}", r.errors);
+}
