@@ -66,10 +66,11 @@ local function arg_int(i, lo, hi)
   return v
 end
 
--- After one lease on `seq` ended and its word became `w` (already
--- decremented), restore the indexes. `bf` collects BITFIELD subcommands
--- on `hot` that the caller sends in one call.
-local function after_free(K, seq, w, bf)
+-- After `freed` leases on `seq` ended and its word became `w` (already
+-- decremented by all of them), restore the indexes. Called once per proxy
+-- and batch: the flags in `w` are stale until `bf` is flushed. `bf`
+-- collects BITFIELD subcommands on `hot` that the caller sends in one call.
+local function after_free(K, seq, w, bf, freed)
   local room, load, ixload, active, inload, inlat = decode(w)
   if load == 0 then
     bf[#bf + 1] = 'INCRBY'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = '#5'; bf[#bf + 1] = '-1'
@@ -78,7 +79,7 @@ local function after_free(K, seq, w, bf)
     return
   end
   local delta = 0
-  if room == 1 then
+  if room == freed then
     redis.call('ZADD', K.free, seq, seq)
   end
   if not inload then
@@ -114,18 +115,29 @@ local function end_leases(K, members, expired)
     return 0
   end
   redis.call('ZREM', K.exp, unpack(members))
-  local cmd = {}
+  -- One decrement and one index update per proxy, however many of its
+  -- leases end here.
+  local order, freed = {}, {}
   for i = 1, n do
     local seq = string.match(members[i], '^(%d+):')
-    cmd[#cmd + 1] = 'INCRBY'; cmd[#cmd + 1] = 'i64'; cmd[#cmd + 1] = '#' .. seq; cmd[#cmd + 1] = REL
+    if freed[seq] == nil then
+      freed[seq] = 0
+      order[#order + 1] = seq
+    end
+    freed[seq] = freed[seq] + 1
+  end
+  local cmd = {}
+  for _, seq in ipairs(order) do
+    cmd[#cmd + 1] = 'INCRBY'; cmd[#cmd + 1] = 'i64'; cmd[#cmd + 1] = '#' .. seq
+    cmd[#cmd + 1] = freed[seq] == 1 and REL or int(-65535 * freed[seq])
   end
   if expired then
     cmd[#cmd + 1] = 'INCRBY'; cmd[#cmd + 1] = 'i64'; cmd[#cmd + 1] = '#1'; cmd[#cmd + 1] = tostring(n)
   end
   local words = redis.call('BITFIELD', K.hot, unpack(cmd))
   local bf = {}
-  for i = 1, n do
-    after_free(K, string.match(members[i], '^(%d+):'), words[i], bf)
+  for i, seq in ipairs(order) do
+    after_free(K, seq, words[i], bf, freed[seq])
   end
   flush_bf(K, bf)
   return n

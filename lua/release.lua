@@ -24,7 +24,7 @@ else
   w = redis.call('BITFIELD', K.hot, 'INCRBY', 'i64', '#' .. seq, REL)[1]
 end
 local bf = {}
-after_free(K, seq, w, bf)
+after_free(K, seq, w, bf, 1)
 flush_bf(K, bf)
 if expired then return 2 end
 return 1

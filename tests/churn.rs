@@ -11,55 +11,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pharox_core::InMemoryStorage;
-use pharox_core::testkit::churn::{ChurnConfig, ChurnReport, run_churn};
+use pharox_core::testkit::churn::{ChurnConfig, ChurnReport, run_churn, soak_duration};
 use pharox_core::testkit::{FaultyStorage, Harness};
-use pharox_redis::testkit::RedisHarness;
+use pharox_redis::testkit::{RedisHarness, index_problems};
 use pharox_redis::{ConnectionMode, RedisStorage};
 
 fn seconds() -> Duration {
-    let secs = std::env::var("PHAROX_SOAK_SECONDS")
-        .ok()
-        .map(|s| {
-            s.parse::<f64>()
-                .ok()
-                .filter(|s| s.is_finite() && *s > 0.0)
-                .unwrap_or_else(|| {
-                    panic!("PHAROX_SOAK_SECONDS must be a positive number, got {s:?}")
-                })
-        })
-        .unwrap_or(4.0);
-    Duration::from_secs_f64(secs)
-}
-
-fn print(name: &str, r: &ChurnReport, took: Duration) {
-    let end = r.end.as_ref().expect("end stats");
-    println!(
-        "{name}: {:.1} s, {} store calls ({:.0}/s), {} leases, {} misses, {} renewals \
-         ({} lost), {} releases, {} double releases, {} abandoned, {} held past TTL, \
-         {} health flips, {} samples ({} with I6), {} swept, {} tolerated errors; \
-         end: total_leases {} released {} expired {} active {}; violations {}",
-        took.as_secs_f64(),
-        r.operations,
-        r.operations as f64 / took.as_secs_f64(),
-        r.acquired,
-        r.misses,
-        r.renewed,
-        r.renew_lost,
-        r.released,
-        r.double_releases,
-        r.abandoned,
-        r.held_past_ttl,
-        r.flips,
-        r.samples,
-        r.i6_checks,
-        r.swept,
-        r.errors,
-        end.total_leases,
-        end.released_leases,
-        end.expired_leases,
-        end.active_leases,
-        r.violations.len()
-    );
+    soak_duration(Duration::from_secs(4))
 }
 
 /// Checks what every clean run must show beyond "no violations": the run
@@ -77,9 +35,8 @@ fn assert_exercised(r: &ChurnReport) {
 }
 
 async fn churn<S: pharox_core::Storage + Clone>(name: &str, s: S, pool: &str) -> ChurnReport {
-    let t = std::time::Instant::now();
     let r = run_churn(s, ChurnConfig::new(pool, seconds())).await;
-    print(name, &r, t.elapsed());
+    println!("{name}: {}", r.summary());
     r
 }
 
@@ -94,14 +51,18 @@ async fn churn_redis_multiplexed() {
     let h = RedisHarness::start().await;
     let r = churn("redis (multiplexed)", h.storage().clone(), "churn-redis").await;
     assert_exercised(&r);
+    let problems = index_problems(h.storage(), &r.pool).await;
+    assert!(problems.is_empty(), "{problems:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_redis_pooled() {
     let h = RedisHarness::start_with(|c| c.mode(ConnectionMode::Pooled { size: 8 })).await;
     let s: RedisStorage = h.storage().clone();
-    let r = churn("redis (pooled, 8)", s, "churn-pooled").await;
+    let r = churn("redis (pooled, 8)", s.clone(), "churn-pooled").await;
     assert_exercised(&r);
+    let problems = index_problems(&s, &r.pool).await;
+    assert!(problems.is_empty(), "{problems:#?}");
 }
 
 /// The harness can fail: a store whose stats lie is caught.

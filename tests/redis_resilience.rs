@@ -34,54 +34,14 @@ use pharox_core::{
     AcquireRequest, Error, Lease, LeaseId, PoolId, ProxyPool, ReleaseOutcome, Selector, Storage,
 };
 use pharox_redis::keys::PoolKeys;
-use pharox_redis::testkit::{RedisHarness, RedisServer};
-use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage, redis, scripts};
+use pharox_redis::testkit::{OwnedRedis, RedisHarness};
+use pharox_redis::{ConnectionMode, RedisStorage, redis, scripts};
 
 /// `redis-server` arguments for a server that keeps nothing on disk.
 const NO_PERSISTENCE: &[&str] = &["--save", "", "--appendonly", "no"];
 
-/// A store on a server this test alone owns, so it may kill, restart, stall
-/// or measure it.
-struct Private {
-    server: RedisServer,
-    storage: RedisStorage,
-}
-
-impl Private {
-    async fn start(args: &[&str], adjust: impl FnOnce(RedisConfig) -> RedisConfig) -> Self {
-        let server = RedisServer::start_with(args);
-        let storage = RedisStorage::connect(adjust(RedisConfig::new(server.url())))
-            .await
-            .expect("connect to the private redis-server");
-        Self { server, storage }
-    }
-
-    /// Kills the server as a crash would (blocking: waits for the exit).
-    fn kill(&mut self) {
-        tokio::task::block_in_place(|| self.server.kill());
-    }
-
-    /// Starts the server again on the same port and directory.
-    fn restart(&mut self) {
-        tokio::task::block_in_place(|| self.server.restart());
-    }
-}
-
-impl Harness for Private {
-    type Storage = RedisStorage;
-
-    fn storage(&self) -> &RedisStorage {
-        &self.storage
-    }
-
-    async fn advance(&self, by: Duration) {
-        tokio::time::sleep(by).await;
-    }
-
-    fn supports_predicates(&self) -> bool {
-        false
-    }
-}
+/// A store on a server this test alone owns.
+type Private = OwnedRedis;
 
 /// A fresh pool with `n` proxies `p0..` of capacity `cap`, latencies varied
 /// so the lowest-latency index has an order to keep.

@@ -18,7 +18,7 @@ use pharox_core::{
 use pharox_redis::keys::{PoolKeys, cluster_slot};
 use pharox_redis::redis::{self, Script, Value, aio::MultiplexedConnection};
 use pharox_redis::scripts;
-use pharox_redis::testkit::RedisServer;
+use pharox_redis::testkit::{RedisServer, index_problems};
 use pharox_redis::{RedisConfig, RedisStorage};
 
 const PREFIX: &str = "pharox";
@@ -1331,4 +1331,61 @@ async fn hostile_pool_ids_stay_apart() {
     // Nothing was created for them.
     let pools = store.list_pools().await.unwrap();
     assert_eq!(pools.len(), ids.len() - 1);
+}
+
+/// Several leases of one proxy reclaimed by the same script call (a batch of
+/// expired leases, as after a stall or a restart) restore its indexes once.
+/// Found by the fault churn: the proxy, full and lazily dropped from the
+/// least-used and latency indexes, got its "back in the index" flags added
+/// once per lease, which corrupted its word and the `available` counter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_of_one_proxy_reclaimed_in_one_batch_restore_it_once() {
+    let server = RedisServer::start();
+    let s = storage(&server.url()).await;
+    for selector in Selector::ALL {
+        let pool = PoolId::from(format!("batch-{selector:?}"));
+        s.upsert_pool(&ProxyPool::new(pool.clone())).await.unwrap();
+        for (i, cap) in [(0u16, 3u32), (1, 1)] {
+            let p = Proxy::new(
+                pool.clone(),
+                format!("10.1.0.{i}"),
+                8000 + i,
+                ProxyProtocol::Http,
+            )
+            .with_id(format!("p{i}"))
+            .with_latency_ms(10 + u32::from(i))
+            .with_max_concurrency(cap);
+            s.upsert_proxy(&p).await.unwrap();
+        }
+        let short = AcquireRequest::new(pool.clone())
+            .duration(TimeDelta::milliseconds(300))
+            .selector(selector);
+        // Fill both proxies, then ask once more so the full ones are found
+        // full (and dropped from the lazy indexes).
+        for _ in 0..4 {
+            s.acquire(&short).await.unwrap().expect("a lease");
+        }
+        assert!(s.acquire(&short).await.unwrap().is_none());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(s.cleanup_expired(&pool, 100).await.unwrap(), 4);
+        let problems = index_problems(&s, &pool).await;
+        assert!(problems.is_empty(), "{selector:?}: {problems:#?}");
+        let snap = s.pool_snapshot(&pool).await.unwrap();
+        let found = pharox_core::invariants::check_snapshot(&snap, true);
+        assert!(found.is_empty(), "{selector:?}: {found:?}");
+        // Every slot is usable again, exactly once, through every selector.
+        let long = AcquireRequest::new(pool.clone()).selector(selector);
+        let mut got = Vec::new();
+        while let Some(l) = s.acquire(&long).await.unwrap() {
+            got.push(l.proxy.id.to_string());
+            assert!(got.len() <= 4, "{selector:?} over-leased: {got:?}");
+        }
+        got.sort();
+        assert_eq!(got, ["p0", "p0", "p0", "p1"], "{selector:?}");
+        let found =
+            pharox_core::invariants::check_snapshot(&s.pool_snapshot(&pool).await.unwrap(), true);
+        assert!(found.is_empty(), "{selector:?}: {found:?}");
+        let problems = index_problems(&s, &pool).await;
+        assert!(problems.is_empty(), "{selector:?}: {problems:#?}");
+    }
 }

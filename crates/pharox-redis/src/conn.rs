@@ -138,6 +138,14 @@ impl Conn {
     ) -> Result<deadpool_redis::Connection> {
         pool.get().await.map_err(|e| match e {
             PoolError::Backend(e) => map_err("connect", after, e),
+            // Nothing was sent: retrying is safe, hence `Unavailable`.
+            PoolError::Timeout(_) => Error::Unavailable {
+                source: format!(
+                    "connection pool exhausted: none of its {} connections came free within {after:?}",
+                    pool.status().max_size
+                )
+                .into(),
+            },
             other => Error::Unavailable {
                 source: Box::new(other),
             },

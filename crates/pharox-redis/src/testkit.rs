@@ -183,3 +183,206 @@ impl Harness for RedisHarness {
         false
     }
 }
+
+/// A store on a private server the test alone owns, so it may kill, restart,
+/// stall or measure it (unlike [`RedisHarness`], it never uses
+/// `PHAROX_TEST_REDIS_URL`). `kill` and `restart` block the calling thread:
+/// call them from a multi-threaded runtime.
+#[derive(Debug)]
+pub struct OwnedRedis {
+    /// The server.
+    pub server: RedisServer,
+    /// A store connected to it.
+    pub storage: RedisStorage,
+}
+
+impl OwnedRedis {
+    /// Starts a server with `args` (see [`RedisServer::start_with`]) and
+    /// connects a store configured by `adjust`.
+    pub async fn start(args: &[&str], adjust: impl FnOnce(RedisConfig) -> RedisConfig) -> Self {
+        let server = RedisServer::start_with(args);
+        let storage = RedisStorage::connect(adjust(RedisConfig::new(server.url())))
+            .await
+            .expect("connect to the private redis-server");
+        Self { server, storage }
+    }
+
+    /// Kills the server as a crash would, and waits for it to exit.
+    pub fn kill(&mut self) {
+        tokio::task::block_in_place(|| self.server.kill());
+    }
+
+    /// Starts the server again on the same port and directory.
+    pub fn restart(&mut self) {
+        tokio::task::block_in_place(|| self.server.restart());
+    }
+}
+
+impl Harness for OwnedRedis {
+    type Storage = RedisStorage;
+
+    fn storage(&self) -> &RedisStorage {
+        &self.storage
+    }
+
+    async fn advance(&self, by: Duration) {
+        tokio::time::sleep(by).await;
+    }
+
+    fn supports_predicates(&self) -> bool {
+        false
+    }
+}
+
+/// Checks the Redis-internal bookkeeping of a pool that nobody is using at
+/// the moment (it reads with several commands): every proxy word has only
+/// known flag bits; its `active` flag agrees with its stored status; it is
+/// in `free` exactly when active with room; its "in load" and "in lat" flags
+/// agree with membership of those indexes (with the load score it records);
+/// the active-proxy and leased-proxy counters agree with the words; and its
+/// load equals its live leases. Returns what disagrees (empty when sound).
+///
+/// The public invariant checks see these only once they surface as wrong
+/// stats or selections; this sees them as soon as they happen.
+pub async fn index_problems(storage: &RedisStorage, pool: &pharox_core::PoolId) -> Vec<String> {
+    use std::collections::HashMap;
+
+    use crate::redis::cmd;
+
+    const P32: i64 = 1 << 32;
+    let k = crate::keys::PoolKeys::new(&storage.config().prefix, pool);
+    let ids: HashMap<String, i64> = q(storage, cmd("HGETALL").arg(&k.ids).clone()).await;
+    let zset = |pairs: Vec<(i64, f64)>| -> HashMap<i64, f64> { pairs.into_iter().collect() };
+    let free = zset(
+        q(
+            storage,
+            cmd("ZRANGE")
+                .arg(&k.free)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .clone(),
+        )
+        .await,
+    );
+    let load_ix = zset(
+        q(
+            storage,
+            cmd("ZRANGE")
+                .arg(&k.load)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .clone(),
+        )
+        .await,
+    );
+    let lat_ix = zset(
+        q(
+            storage,
+            cmd("ZRANGE")
+                .arg(&k.lat)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .clone(),
+        )
+        .await,
+    );
+    let leases: Vec<String> = q(storage, cmd("ZRANGE").arg(&k.exp).arg(0).arg(-1).clone()).await;
+    let mut held: HashMap<i64, i64> = HashMap::new();
+    for m in &leases {
+        let seq = m
+            .split(':')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(-1);
+        *held.entry(seq).or_default() += 1;
+    }
+    let mut out = Vec::new();
+    let (mut active_count, mut leased_count) = (0, 0);
+    for (id, seq) in &ids {
+        let word: Vec<i64> = q(
+            storage,
+            cmd("BITFIELD")
+                .arg(&k.hot)
+                .arg("GET")
+                .arg("i64")
+                .arg(format!("#{seq}"))
+                .clone(),
+        )
+        .await;
+        let w = word[0];
+        let (room, load, ixload, flags) =
+            (w & 0xffff, (w >> 16) & 0xffff, (w >> 32) & 0xffff, w >> 48);
+        let (active, inload, inlat) = (flags & 1 == 1, flags & 2 == 2, flags & 4 == 4);
+        let json: Option<String> = q(storage, cmd("HGET").arg(&k.px).arg(*seq).clone()).await;
+        let stored_active = json
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+            .is_some_and(|v| v["status"] == "active");
+        let mut bad = |what: String| out.push(format!("proxy {id} (seq {seq}): {what}"));
+        if flags >= 8 {
+            bad(format!("unknown flag bits in {flags:#b}"));
+        }
+        if active != stored_active {
+            bad(format!(
+                "active flag {active}, stored status active {stored_active}"
+            ));
+        }
+        if free.contains_key(seq) != (active && room > 0) {
+            bad(format!(
+                "in free {} with active {active}, room {room}",
+                free.contains_key(seq)
+            ));
+        }
+        match (inload, load_ix.get(seq)) {
+            (true, Some(score)) if *score as i64 != ixload * P32 + seq => bad(format!(
+                "load score {score} but recorded index load {ixload}"
+            )),
+            (true, None) | (false, Some(_)) => bad(format!(
+                "in-load flag {inload}, in load index {}",
+                load_ix.contains_key(seq)
+            )),
+            _ => {}
+        }
+        if inlat != lat_ix.contains_key(seq) {
+            bad(format!(
+                "in-lat flag {inlat}, in lat index {}",
+                lat_ix.contains_key(seq)
+            ));
+        }
+        if load != held.get(seq).copied().unwrap_or(0) {
+            bad(format!("load {load}, live leases {:?}", held.get(seq)));
+        }
+        active_count += i64::from(active);
+        leased_count += i64::from(load > 0);
+    }
+    let counters: Vec<i64> = q(
+        storage,
+        cmd("BITFIELD")
+            .arg(&k.hot)
+            .arg("GET")
+            .arg("i64")
+            .arg("#4")
+            .arg("GET")
+            .arg("i64")
+            .arg("#5")
+            .clone(),
+    )
+    .await;
+    if counters != [active_count, leased_count] {
+        out.push(format!(
+            "counters active {} leased {}, words say {active_count} and {leased_count}",
+            counters[0], counters[1]
+        ));
+    }
+    out
+}
+
+async fn q<T: crate::redis::FromRedisValue>(storage: &RedisStorage, c: crate::redis::Cmd) -> T {
+    storage
+        .raw_command::<T>(&c)
+        .await
+        .expect("read for index_problems")
+}

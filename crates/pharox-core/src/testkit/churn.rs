@@ -104,8 +104,10 @@ impl ChurnConfig {
 }
 
 /// What a churn run did and found.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ChurnReport {
+    /// The pool that was churned.
+    pub pool: PoolId,
     /// Store calls made by clients, sweeper, flapper and checker.
     pub operations: u64,
     /// Leases granted.
@@ -134,8 +136,12 @@ pub struct ChurnReport {
     pub swept: u64,
     /// Calls that failed with a tolerated error (fault mode).
     pub errors: u64,
+    /// Acquire futures dropped mid-flight (fault mode, 3% of acquires).
+    pub cancelled: u64,
     /// Times the pool was found gone and seeded again (data-loss mode).
     pub reseeds: u64,
+    /// How long the run took, recovery included.
+    pub took: Duration,
     /// The pool's stats at the end.
     pub end: Option<PoolStatsSnapshot>,
     /// Everything that broke. A correct store gives none.
@@ -143,6 +149,41 @@ pub struct ChurnReport {
 }
 
 impl ChurnReport {
+    /// One paragraph with every figure, for test output and RELIABILITY.md.
+    pub fn summary(&self) -> String {
+        let secs = self.took.as_secs_f64();
+        let mut out = format!(
+            "{secs:.1} s, {} store calls ({:.0}/s), {} leases, {} misses, {} renewals \
+             ({} lost), {} releases, {} double releases, {} abandoned, {} held past TTL, \
+             {} health flips, {} samples ({} with I6), {} swept, {} tolerated errors, \
+             {} cancelled acquires, {} reseeds",
+            self.operations,
+            self.operations as f64 / secs.max(1e-9),
+            self.acquired,
+            self.misses,
+            self.renewed,
+            self.renew_lost,
+            self.released,
+            self.double_releases,
+            self.abandoned,
+            self.held_past_ttl,
+            self.flips,
+            self.samples,
+            self.i6_checks,
+            self.swept,
+            self.errors,
+            self.cancelled,
+            self.reseeds,
+        );
+        if let Some(end) = &self.end {
+            out += &format!(
+                "; end: total_leases {} released {} expired {} active {}",
+                end.total_leases, end.released_leases, end.expired_leases, end.active_leases
+            );
+        }
+        out + &format!("; violations {}", self.violations.len())
+    }
+
     /// Panics listing the violations, if any.
     pub fn assert_clean(&self) {
         assert!(
@@ -156,6 +197,21 @@ impl ChurnReport {
                 .collect::<Vec<_>>()
                 .join("\n")
         );
+    }
+}
+
+/// `PHAROX_SOAK_SECONDS` as a duration (fractions allowed), else `default`.
+/// Panics on a value that is not a positive number.
+pub fn soak_duration(default: Duration) -> Duration {
+    match std::env::var("PHAROX_SOAK_SECONDS") {
+        Ok(s) if !s.trim().is_empty() => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or_else(|| panic!("PHAROX_SOAK_SECONDS must be a positive number, got {s:?}")),
+        _ => default,
     }
 }
 
@@ -262,6 +318,7 @@ struct ClientLog {
     double_releases: u64,
     held_past_ttl: u64,
     errors: u64,
+    cancelled: u64,
     /// Acquires that failed in a way that may have granted a lease.
     unknown_acquires: u64,
     /// Releases whose first attempt failed (retried until answered).
@@ -341,7 +398,8 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
         .await
         .expect("baseline stats");
 
-    let deadline = Instant::now() + shared.cfg.duration;
+    let started = Instant::now();
+    let deadline = started + shared.cfg.duration;
     let clients: Vec<_> = (0..shared.cfg.tasks)
         .map(|t| tokio::spawn(client(shared.clone(), t as u64, deadline)))
         .collect();
@@ -349,7 +407,28 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
     let checker = tokio::spawn(checker(shared.clone()));
     let flapper = tokio::spawn(flapper(shared.clone()));
 
-    let mut report = ChurnReport::default();
+    let mut report = ChurnReport {
+        pool: shared.cfg.pool.clone(),
+        operations: 0,
+        acquired: 0,
+        misses: 0,
+        renewed: 0,
+        renew_lost: 0,
+        released: 0,
+        double_releases: 0,
+        abandoned: 0,
+        held_past_ttl: 0,
+        flips: 0,
+        samples: 0,
+        i6_checks: 0,
+        swept: 0,
+        errors: 0,
+        cancelled: 0,
+        reseeds: 0,
+        took: Duration::ZERO,
+        end: None,
+        violations: Vec::new(),
+    };
     let mut log = ClientLog::default();
     for c in clients {
         let one = c.await.expect("a churn client panicked");
@@ -364,6 +443,7 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
         log.double_releases += one.double_releases;
         log.held_past_ttl += one.held_past_ttl;
         log.errors += one.errors;
+        log.cancelled += one.cancelled;
         log.unknown_acquires += one.unknown_acquires;
         log.unknown_releases += one.unknown_releases;
     }
@@ -446,8 +526,10 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
     report.i6_checks = i6_checks;
     report.swept = swept + final_swept as u64;
     report.errors = log.errors + sweep_errors + check_errors + flap_errors;
+    report.cancelled = log.cancelled;
     report.reseeds = shared.reseeds.load(Ordering::Relaxed);
     report.end = Some(snapshot.stats);
+    report.took = started.elapsed();
     report.violations = violations;
     report
 }
@@ -480,7 +562,21 @@ async fn client<S: Storage + Clone>(sh: Arc<Shared<S>>, task: u64, deadline: Ins
             .filters(filters.clone());
         let start = Instant::now();
         log.ops += 1;
-        let lease = match s.acquire(&request).await {
+        let answer = if cfg.faults && rng.u8(0..100) < 3 {
+            // The caller gives up mid-flight: the future is dropped.
+            let patience = Duration::from_micros(rng.u64(0..800));
+            match tokio::time::timeout(patience, s.acquire(&request)).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    log.cancelled += 1;
+                    log.unknown_acquires += 1;
+                    continue;
+                }
+            }
+        } else {
+            s.acquire(&request).await
+        };
+        let lease = match answer {
             Ok(Some(lease)) => lease,
             Ok(None) => {
                 log.misses += 1;

@@ -1,0 +1,285 @@
+//! Faults injected into a private `redis-server` while the churn of
+//! [`pharox_core::testkit::churn`] runs (64 clients, 3% of acquires dropped
+//! mid-flight), with invariants I1–I7 checked throughout and at the end:
+//!
+//! - the server killed and restarted with AOF (`appendfsync always`): nothing
+//!   acknowledged is lost, counters stay within what clients saw, fencing
+//!   tokens keep increasing across the restart;
+//! - the server killed and restarted without persistence: clients get
+//!   retryable errors, then `PoolNotFound`; they register the pool again and
+//!   carry on (the operational story in RELIABILITY.md);
+//! - `SCRIPT FLUSH` every 100 ms;
+//! - the server stalled by `DEBUG SLEEP` on a small connection pool: callers
+//!   get timeouts (also while waiting for a pooled connection), never wrong state;
+//! - an exhausted connection pool: a clear timeout error, no hang.
+//!
+//! Each churn lasts 5 s, or `PHAROX_SOAK_SECONDS`; faults repeat through the
+//! run. Run with `--nocapture` to see the figures.
+
+use std::time::{Duration, Instant};
+
+use chrono::TimeDelta;
+use pharox_core::testkit::churn::{ChurnConfig, ChurnReport, run_churn, soak_duration};
+use pharox_core::testkit::{add, new_pool, proxy};
+use pharox_core::{AcquireRequest, Error, Lease, Storage};
+use pharox_redis::testkit::{OwnedRedis, index_problems};
+use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage, redis};
+
+const NO_PERSISTENCE: &[&str] = &["--save", "", "--appendonly", "no"];
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+fn config(pool: &str) -> ChurnConfig {
+    let mut cfg = ChurnConfig::new(pool, soak_duration(Duration::from_secs(5)));
+    cfg.faults = true;
+    cfg
+}
+
+/// Starts the churn in the background; returns it and when it ends.
+fn start(r: &OwnedRedis, cfg: ChurnConfig) -> (tokio::task::JoinHandle<ChurnReport>, Instant) {
+    let until = Instant::now() + cfg.duration;
+    (tokio::spawn(run_churn(r.storage.clone(), cfg)), until)
+}
+
+/// The Redis-internal bookkeeping of the churned pool is sound at the end.
+async fn assert_sound(r: &OwnedRedis, report: &ChurnReport) {
+    let pool = &report.pool;
+    let problems = index_problems(&r.storage, pool).await;
+    assert!(problems.is_empty(), "{pool}: {problems:#?}");
+}
+
+/// A raw connection that waits for its answers as long as needed.
+async fn raw(r: &OwnedRedis) -> redis::aio::MultiplexedConnection {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
+    redis::Client::open(r.server.url())
+        .expect("client")
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("raw connection")
+}
+
+/// Repeats a call until it answers (the server may be coming back).
+async fn settle<T, Fut: Future<Output = pharox_core::Result<T>>>(
+    mut call: impl FnMut() -> Fut,
+) -> T {
+    let t = Instant::now();
+    loop {
+        match call().await {
+            Ok(v) => return v,
+            Err(e) if e.is_retryable() && t.elapsed() < Duration::from_secs(15) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("no answer after {:?}: {e}", t.elapsed()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_aof_mid_churn_loses_nothing_acknowledged() {
+    let mut r = OwnedRedis::start(
+        &[
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ],
+        |c| c.response_timeout(TIMEOUT),
+    )
+    .await;
+    // Leases acknowledged before each crash, on a pool beside the churn.
+    let held_pool = new_pool(&r, "held").await;
+    for i in 0..8 {
+        add(&r, proxy(&held_pool, &format!("h{i}"), i)).await;
+    }
+    let held_request = AcquireRequest::new(held_pool.clone()).duration(TimeDelta::minutes(10));
+    let (churn, until) = start(&r, config("aof"));
+    let mut held: Vec<Lease> = Vec::new();
+    let mut restarts = 0;
+    while Instant::now() + Duration::from_millis(1800) < until {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let s = r.storage.clone();
+        held.push(
+            settle(|| s.acquire(&held_request))
+                .await
+                .expect("a held lease"),
+        );
+        r.kill();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        r.restart();
+        restarts += 1;
+    }
+    let report = churn.await.expect("the churn panicked");
+    println!("AOF restarts x{restarts}: {}", report.summary());
+    report.assert_clean();
+    assert_sound(&r, &report).await;
+    assert!(restarts >= 2 && report.errors > 0, "faults were felt");
+
+    // Every lease acknowledged before a crash is still there, with its token.
+    let s: &RedisStorage = &r.storage;
+    let snapshot = settle(|| s.pool_snapshot(&held_pool)).await;
+    for lease in &held {
+        let kept = snapshot
+            .leases
+            .iter()
+            .find(|l| l.id == lease.id)
+            .unwrap_or_else(|| panic!("lease {} lost in a restart", lease.id));
+        assert_eq!(
+            (kept.token, kept.expires_at),
+            (lease.token, lease.expires_at)
+        );
+        s.renew(lease, TimeDelta::minutes(1)).await.expect("renew");
+    }
+    assert!(held.windows(2).all(|w| w[0].token < w[1].token));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_without_persistence_mid_churn_recovers_after_reregistration() {
+    let mut r = OwnedRedis::start(NO_PERSISTENCE, |c| c.response_timeout(TIMEOUT)).await;
+    let mut cfg = config("volatile");
+    cfg.data_loss = true;
+    // Health flips die with the data; the never-active proxies are re-seeded
+    // as they were, so I7 for them still holds.
+    cfg.flap_every = None;
+    let (churn, until) = start(&r, cfg);
+    let mut restarts = 0;
+    while Instant::now() + Duration::from_millis(1800) < until {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        r.kill();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        r.restart();
+        restarts += 1;
+    }
+    let report = churn.await.expect("the churn panicked");
+    println!("volatile restarts x{restarts}: {}", report.summary());
+    report.assert_clean();
+    assert_sound(&r, &report).await;
+    assert!(report.errors > 0);
+    assert!(
+        report.reseeds >= restarts,
+        "every data loss was noticed and the pool registered again: {} reseeds, {restarts} restarts",
+        report.reseeds
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_flush_mid_churn() {
+    let r = OwnedRedis::start(NO_PERSISTENCE, |c| c.response_timeout(TIMEOUT)).await;
+    let mut con = raw(&r).await;
+    let (churn, until) = start(&r, config("flush"));
+    let mut flushes = 0;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut con)
+            .await
+            .expect("SCRIPT FLUSH");
+        flushes += 1;
+    }
+    let report = churn.await.expect("the churn panicked");
+    println!("SCRIPT FLUSH x{flushes}: {}", report.summary());
+    report.assert_clean();
+    assert_sound(&r, &report).await;
+    assert!(flushes >= 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_server_on_a_small_pool_gives_timeouts_not_wrong_state() {
+    let timeout = Duration::from_millis(300);
+    let r = OwnedRedis::start(
+        &[
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--enable-debug-command",
+            "yes",
+        ],
+        |c| {
+            c.response_timeout(timeout)
+                .mode(ConnectionMode::Pooled { size: 4 })
+        },
+    )
+    .await;
+    let mut con = raw(&r).await;
+    let (churn, until) = start(&r, config("stall"));
+    let mut stalls = 0;
+    while Instant::now() + Duration::from_millis(1500) < until {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let () = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(0.6)
+            .query_async(&mut con)
+            .await
+            .expect("DEBUG SLEEP");
+        stalls += 1;
+    }
+    let report = churn.await.expect("the churn panicked");
+    println!("DEBUG SLEEP 0.6 s x{stalls}: {}", report.summary());
+    report.assert_clean();
+    assert_sound(&r, &report).await;
+    assert!(stalls >= 2 && report.errors > 0, "the stalls were felt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_connection_pool_gives_a_clear_timeout_not_a_hang() {
+    let timeout = Duration::from_millis(300);
+    let r = OwnedRedis::start(NO_PERSISTENCE, |c: RedisConfig| {
+        c.response_timeout(timeout)
+            .mode(ConnectionMode::Pooled { size: 1 })
+    })
+    .await;
+    let pool = new_pool(&r, "exhausted").await;
+    add(&r, proxy(&pool, "p", 1)).await;
+    // Eight callers each hold the only connection for 250 ms (a blocking
+    // pop on an empty list); all but the first wait for it.
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let s = r.storage.clone();
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let mut pop = redis::cmd("BLPOP");
+                pop.arg("nothing-here").arg(0.25);
+                let out = s.raw_command::<Option<(String, String)>>(&pop).await;
+                (out, t.elapsed())
+            })
+        })
+        .collect();
+    let (mut ok, mut timed_out) = (0, 0);
+    for call in calls {
+        let (out, took) = call.await.unwrap();
+        assert!(
+            took < timeout + Duration::from_millis(200),
+            "a call waited {took:?}, beyond its {timeout:?} budget"
+        );
+        match out {
+            Ok(None) => ok += 1,
+            // Waiting for the connection ran out of time (nothing sent), or
+            // the wait left too little for the call itself.
+            Err(e @ (Error::Unavailable { .. } | Error::Timeout { .. })) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("connection pool exhausted") && text.contains("300ms")
+                        || text.contains("timed out"),
+                    "the error says what ran out: {text}"
+                );
+                println!("  {text}");
+                timed_out += 1;
+            }
+            other => panic!("expected an answer or a timeout, got {other:?}"),
+        }
+    }
+    println!("pool of 1, 8 callers: {ok} answered, {timed_out} timed out");
+    assert!(
+        ok >= 1 && timed_out >= 1,
+        "{ok} answered, {timed_out} timed out"
+    );
+    // The pool recovers: a lease now works, and nothing was half-applied.
+    let s = &r.storage;
+    let req = AcquireRequest::new(pool.clone());
+    let lease = settle(|| s.acquire(&req)).await.expect("a lease");
+    s.release(&lease).await.unwrap();
+    pharox_core::testkit::assert_invariants(&r, &pool, true).await;
+}
