@@ -110,21 +110,30 @@ end
 -- Ends the leases `members` of exp (already known to exist), counting them
 -- as expired when `expired`; returns how many.
 local function end_leases(K, members, expired)
-  local n = #members
-  if n == 0 then
+  if #members == 0 then
     return 0
   end
-  redis.call('ZREM', K.exp, unpack(members))
   -- One decrement and one index update per proxy, however many of its
-  -- leases end here.
-  local order, freed = {}, {}
-  for i = 1, n do
-    local seq = string.match(members[i], '^(%d+):')
-    if freed[seq] == nil then
-      freed[seq] = 0
-      order[#order + 1] = seq
+  -- leases end here. A member pharox cannot have written is dropped (and
+  -- logged by the server) rather than failing this and every later call
+  -- halfway through.
+  local order, freed, n = {}, {}, 0
+  for i = 1, #members do
+    local seq = string.match(members[i], '^(%d+):%d+:%d+:%d+:')
+    if seq == nil or tonumber(seq) < 16 then
+      redis.log(redis.LOG_WARNING, 'pharox: dropped a malformed lease member of ' .. K.exp)
+    else
+      if freed[seq] == nil then
+        freed[seq] = 0
+        order[#order + 1] = seq
+      end
+      freed[seq] = freed[seq] + 1
+      n = n + 1
     end
-    freed[seq] = freed[seq] + 1
+  end
+  redis.call('ZREM', K.exp, unpack(members))
+  if n == 0 then
+    return 0
   end
   local cmd = {}
   for _, seq in ipairs(order) do

@@ -1389,3 +1389,50 @@ async fn leases_of_one_proxy_reclaimed_in_one_batch_restore_it_once() {
         assert!(problems.is_empty(), "{selector:?}: {problems:#?}");
     }
 }
+
+/// A lease member pharox cannot have written, found among expired leases,
+/// is dropped without failing the reclaim of the real ones beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_lease_members_are_dropped_by_reclaim_without_harm() {
+    let server = RedisServer::start();
+    let s = storage(&server.url()).await;
+    let pool = PoolId::from("malformed-members");
+    s.upsert_pool(&ProxyPool::new(pool.clone())).await.unwrap();
+    let p = Proxy::new(pool.clone(), "10.1.0.1", 8000, ProxyProtocol::Http)
+        .with_id("p")
+        .with_max_concurrency(2);
+    s.upsert_proxy(&p).await.unwrap();
+    let short = AcquireRequest::new(pool.clone()).duration(TimeDelta::milliseconds(100));
+    s.acquire(&short).await.unwrap().expect("a lease");
+    let k = PoolKeys::new(PREFIX, &pool);
+    let mut con = raw_connection(&server.url()).await;
+    for junk in ["garbage", "16:x:1:2:w", "3:1:1:1:w", ":::::"] {
+        let () = redis::cmd("ZADD")
+            .arg(&k.exp)
+            .arg(1)
+            .arg(junk)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        s.cleanup_expired(&pool, 100).await.unwrap(),
+        1,
+        "only the real lease counts"
+    );
+    let left: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&k.exp)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    let stats = s.pool_stats(&pool).await.unwrap();
+    assert_eq!(
+        (stats.active_leases, stats.expired_leases, stats.available),
+        (0, 1, 1)
+    );
+    assert!(index_problems(&s, &pool).await.is_empty());
+}

@@ -1277,3 +1277,162 @@ pub async fn unknown_pool_gets_pool_not_found<H: Harness>(h: &H) {
     };
     assert_eq!(s.release(&orphan).await.unwrap(), ReleaseOutcome::NotHeld);
 }
+
+/// Hostile ids: braces, colons, spaces, `%`-escapes, unicode, lease-member
+/// look-alikes, and 10 KB strings. Each either works or gets a typed
+/// `InvalidInput`, and pools never see each other's proxies or leases;
+/// out-of-range numbers (coordinates, radii) get `InvalidInput` and change
+/// nothing.
+pub async fn hostile_ids_work_or_get_typed_errors_and_never_collide<H: Harness>(h: &H) {
+    let s = h.storage();
+    // A per-run tag keeps the pools apart from other runs on a shared server.
+    let tag = h.unique_pool("");
+    let names = [
+        "{a}",
+        "a}",
+        "a{",
+        "}{",
+        "a:b",
+        "a:b:c",
+        "a b",
+        " a",
+        "a%7D",
+        "a%7d",
+        "ü",
+        "世界",
+        "🙂",
+        "1:2:3:4:x",
+        "a\\b",
+        "*",
+        "?",
+        "[a]",
+        "-",
+        "a'b\"c",
+        "pharox:{x}:hot",
+    ];
+    let ten_kb = "k".repeat(10 * 1024);
+    let pools: Vec<PoolId> = names
+        .iter()
+        .map(|n| PoolId::from(format!("{n}{tag}")))
+        .collect();
+    for (i, pool) in pools.iter().enumerate() {
+        s.upsert_pool(&ProxyPool::new(pool.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("pool {pool:?}: {e}"));
+        // Every pool gets one proxy per hostile name, plus its own marker.
+        for (j, name) in names.iter().enumerate() {
+            let p = proxy(pool, name, (i * names.len() + j) as u16).with_max_concurrency(1);
+            add(h, p).await;
+        }
+        add(h, proxy(pool, &format!("own-{i}"), 5000 + i as u16)).await;
+    }
+    for (bad, field) in [
+        (ten_kb.as_str(), "pool"),
+        ("", "pool"),
+        ("a\nb", "pool"),
+        ("a\0b", "pool"),
+    ] {
+        assert_invalid(s.upsert_pool(&ProxyPool::new(bad)).await, field);
+        assert_invalid(s.acquire(&AcquireRequest::new(bad)).await, field);
+        assert_invalid(s.pool_stats(&PoolId::from(bad)).await, field);
+    }
+    let first = &pools[0];
+    for bad in [ten_kb.as_str(), "", "a\tb"] {
+        assert_invalid(s.upsert_proxy(&proxy(first, bad, 9999)).await, "proxy.id");
+        assert_invalid(s.acquire(&request(first).consumer(bad)).await, "consumer");
+    }
+
+    // No collisions: each pool lists exactly its own proxies and leases only those.
+    for (i, pool) in pools.iter().enumerate() {
+        let listed: HashSet<String> = s
+            .list_proxies(pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.id.to_string())
+            .collect();
+        let mut expected: HashSet<String> = names.iter().map(|n| n.to_string()).collect();
+        expected.insert(format!("own-{i}"));
+        assert_eq!(listed, expected, "pool {pool:?}");
+        for name in names {
+            let got = s
+                .get_proxy(pool, &ProxyId::from(name))
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("{name:?} in {pool:?}"));
+            assert_eq!((got.pool.as_str(), got.id.as_str()), (pool.as_str(), name));
+        }
+    }
+    let consumer = "w:{x} ü:1:2";
+    let mut held = Vec::new();
+    for (i, pool) in pools.iter().enumerate() {
+        let req = request(pool).consumer(consumer);
+        let mut got = HashSet::new();
+        for _ in 0..names.len() {
+            let l = lease(h, &req).await;
+            assert_eq!(l.pool, *pool);
+            assert_eq!(l.consumer.as_str(), consumer);
+            assert!(
+                got.insert(l.proxy.id.to_string()),
+                "leased twice in {pool:?}"
+            );
+            held.push(l);
+        }
+        // The marker (unlimited) is the only one left, and it is this pool's own.
+        let own = lease(h, &req).await;
+        assert_eq!(own.proxy.id.as_str(), format!("own-{i}"));
+        held.push(own);
+        let stats = s.pool_stats(pool).await.unwrap();
+        assert_eq!(
+            (stats.total, stats.active_leases),
+            (names.len() as u64 + 1, names.len() as u64 + 1),
+            "pool {pool:?}"
+        );
+    }
+    for l in &held {
+        assert_eq!(s.release(l).await.unwrap(), ReleaseOutcome::Released);
+    }
+    for pool in &pools {
+        assert_invariants(h, pool, true).await;
+        assert_eq!(s.pool_stats(pool).await.unwrap().active_leases, 0);
+    }
+
+    // Out-of-range numbers are typed errors and change nothing.
+    for (lat, lon) in [
+        (90.5, 0.0),
+        (-91.0, 0.0),
+        (0.0, 180.5),
+        (0.0, -181.0),
+        (f64::NAN, 0.0),
+        (0.0, f64::INFINITY),
+        (f64::NEG_INFINITY, 0.0),
+    ] {
+        assert_invalid(
+            s.upsert_proxy(&proxy(first, "far", 9000).with_location(lat, lon))
+                .await,
+            "proxy.location",
+        );
+        assert_invalid(
+            s.acquire(&request(first).filters(ProxyFilters::new().within_km(lat, lon, 10.0)))
+                .await,
+            "filters",
+        );
+    }
+    for radius in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e12] {
+        assert_invalid(
+            s.acquire(&request(first).filters(ProxyFilters::new().within_km(0.0, 0.0, radius)))
+                .await,
+            "filters",
+        );
+    }
+    // Poles and the antimeridian are in range and work.
+    add(h, proxy(first, "pole", 9001).with_location(90.0, 180.0)).await;
+    let near_pole = request(first).filters(ProxyFilters::new().within_km(89.99, -179.9, 5.0));
+    assert_eq!(lease(h, &near_pole).await.proxy.id.as_str(), "pole");
+    assert!(
+        s.get_proxy(first, &ProxyId::from("far"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -194,6 +194,7 @@ macro_rules! storage_contract_tests {
             pool_stats_match_recomputation_after_random_operations,
             parallel_acquires_never_over_lease_and_never_miss,
             bad_input_gets_typed_errors,
+            hostile_ids_work_or_get_typed_errors_and_never_collide,
             unknown_pool_gets_pool_not_found,
         );
     };
