@@ -102,6 +102,37 @@ fn gave_up(op: &str, what: &str) -> Error {
     }
 }
 
+/// A stored record that does not parse, described without quoting it: a
+/// serde message may quote the offending value, and a proxy record holds
+/// its credentials (I8). Only the kind of error and its position are kept.
+fn unparsable(what: &str, e: &serde_json::Error) -> Error {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "not valid JSON",
+        serde_json::error::Category::Data => "JSON of the wrong shape",
+        serde_json::error::Category::Eof => "truncated JSON",
+    };
+    corrupt(format!(
+        "stored {what}: {kind} at line {} column {}",
+        e.line(),
+        e.column()
+    ))
+}
+
+/// The kind of a reply, for errors: never its content, which may hold
+/// stored proxy records and so credentials (I8).
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Nil => "nil",
+        Value::Int(_) => "an integer",
+        Value::BulkString(_) | Value::SimpleString(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Okay => "OK",
+        Value::ServerError(_) => "an error reply",
+        _ => "another kind of reply",
+    }
+}
+
 fn int(v: &Value) -> Result<i64> {
     match v {
         Value::Int(n) => Ok(*n),
@@ -109,7 +140,7 @@ fn int(v: &Value) -> Result<i64> {
             .ok()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| corrupt("expected an integer")),
-        _ => Err(corrupt(format!("expected an integer, got {v:?}"))),
+        _ => Err(corrupt(format!("expected an integer, got {}", kind_of(v)))),
     }
 }
 
@@ -124,13 +155,16 @@ fn text(v: &Value) -> Result<&str> {
 fn array(v: Value) -> Result<Vec<Value>> {
     match v {
         Value::Array(items) => Ok(items),
-        other => Err(corrupt(format!("expected an array, got {other:?}"))),
+        other => Err(corrupt(format!(
+            "expected an array, got {}",
+            kind_of(&other)
+        ))),
     }
 }
 
 fn parse_proxy(json: &Value, load: i64) -> Result<Proxy> {
     let mut proxy: Proxy =
-        serde_json::from_str(text(json)?).map_err(|e| corrupt(format!("stored proxy: {e}")))?;
+        serde_json::from_str(text(json)?).map_err(|e| unparsable("proxy", &e))?;
     proxy.current_leases = u32::try_from(load).map_err(|_| corrupt("lease count"))?;
     Ok(proxy)
 }
@@ -540,8 +574,7 @@ impl RedisStorage {
         let Some(json) = json else {
             return Ok(None);
         };
-        let proxy: Proxy =
-            serde_json::from_str(&json).map_err(|e| corrupt(format!("stored proxy: {e}")))?;
+        let proxy: Proxy = serde_json::from_str(&json).map_err(|e| unparsable("proxy", &e))?;
         let proxy = Arc::new(LeasedProxy::of(&proxy));
         self.inner.remember(pool, generation, seq, &proxy);
         Ok(Some(proxy))
@@ -574,7 +607,7 @@ impl Storage for RedisStorage {
                 "ensure_consumer",
             )
             .await?;
-        serde_json::from_str(&stored).map_err(|e| corrupt(format!("stored consumer: {e}")))
+        serde_json::from_str(&stored).map_err(|e| unparsable("consumer", &e))
     }
 
     async fn list_consumers(&self) -> Result<Vec<Consumer>> {
@@ -585,7 +618,7 @@ impl Storage for RedisStorage {
             )
             .await?;
         all.iter()
-            .map(|s| serde_json::from_str(s).map_err(|e| corrupt(format!("stored consumer: {e}"))))
+            .map(|s| serde_json::from_str(s).map_err(|e| unparsable("consumer", &e)))
             .collect()
     }
 
@@ -621,7 +654,7 @@ impl Storage for RedisStorage {
                 "get_pool",
             )
             .await?;
-        json.map(|j| serde_json::from_str(&j).map_err(|e| corrupt(format!("stored pool: {e}"))))
+        json.map(|j| serde_json::from_str(&j).map_err(|e| unparsable("pool", &e)))
             .transpose()
     }
 
@@ -634,7 +667,7 @@ impl Storage for RedisStorage {
             .await?;
         let mut pools = all
             .iter()
-            .map(|j| serde_json::from_str(j).map_err(|e| corrupt(format!("stored pool: {e}"))))
+            .map(|j| serde_json::from_str(j).map_err(|e| unparsable("pool", &e)))
             .collect::<Result<Vec<ProxyPool>>>()?;
         pools.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
         Ok(pools)

@@ -50,8 +50,8 @@ const PLACES: [(&str, &str, f64, f64); 6] = [
 ];
 const SOURCES: [&str; 3] = ["datacenter", "residential", "mobile"];
 
-/// How a churn run is shaped.
-#[derive(Debug, Clone)]
+/// How a churn run is shaped. `Debug` hides the password (I8).
+#[derive(Clone)]
 pub struct ChurnConfig {
     /// The pool to create and churn (it must not exist yet).
     pub pool: PoolId,
@@ -80,6 +80,25 @@ pub struct ChurnConfig {
     /// the pool is re-seeded on `PoolNotFound`, and only checks that survive
     /// a loss run (snapshots, filters, I7 of never-active proxies, the end state).
     pub data_loss: bool,
+}
+
+impl std::fmt::Debug for ChurnConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChurnConfig")
+            .field("pool", &self.pool)
+            .field("tasks", &self.tasks)
+            .field("duration", &self.duration)
+            .field("proxies", &self.proxies)
+            .field("ttl", &self.ttl)
+            .field("sweep_every", &self.sweep_every)
+            .field("sample_every", &self.sample_every)
+            .field("flap_every", &self.flap_every)
+            .field("seed", &self.seed)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("faults", &self.faults)
+            .field("data_loss", &self.data_loss)
+            .finish()
+    }
 }
 
 impl ChurnConfig {
