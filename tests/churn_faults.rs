@@ -93,8 +93,11 @@ async fn restart_with_aof_mid_churn_loses_nothing_acknowledged() {
     for i in 0..8 {
         add(&r, proxy(&held_pool, &format!("h{i}"), i)).await;
     }
-    let held_request = AcquireRequest::new(held_pool.clone()).duration(TimeDelta::minutes(10));
-    let (churn, until) = start(&r, config("aof"));
+    let cfg = config("aof");
+    // Held for the whole run and the checks after it, however long the soak.
+    let hold = TimeDelta::from_std(cfg.duration).unwrap() + TimeDelta::minutes(10);
+    let held_request = AcquireRequest::new(held_pool.clone()).duration(hold);
+    let (churn, until) = start(&r, cfg);
     let mut held: Vec<Lease> = Vec::new();
     let mut restarts = 0;
     while Instant::now() + Duration::from_millis(1800) < until {
