@@ -103,3 +103,27 @@ async fn churn_bounds_outcomes_of_failed_calls() {
     r.assert_clean();
     assert!(r.errors >= 20, "injected errors were seen: {}", r.errors);
 }
+
+/// The harness can fail: a store that breaks I5, I7 or filtering is caught,
+/// each by its own check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_catches_reversed_tokens_ignored_health_and_ignored_filters() {
+    type Knob = fn(&pharox_core::testkit::Faults) -> &std::sync::atomic::AtomicBool;
+    let cases: [(&str, Knob, &str); 3] = [
+        ("reversed tokens", |f| &f.reverse_tokens, "I5:"),
+        ("ignored health results", |f| &f.ignore_health, "I7:"),
+        ("ignored filters", |f| &f.ignore_filters, "filter:"),
+    ];
+    for (name, knob, prefix) in cases {
+        let s = FaultyStorage::new(InMemoryStorage::new());
+        knob(s.faults()).store(true, Ordering::SeqCst);
+        let mut cfg = ChurnConfig::new(name.replace(' ', "-"), Duration::from_millis(1200));
+        cfg.tasks = 16;
+        let r = run_churn(s, cfg).await;
+        assert!(
+            r.violations.iter().any(|v| v.starts_with(prefix)),
+            "{name}: expected {prefix} violations, got {:?}",
+            r.violations.iter().take(5).collect::<Vec<_>>()
+        );
+    }
+}

@@ -31,6 +31,13 @@ pub struct Faults {
     pub slow_stats_ms: AtomicU64,
     /// Added to `available` in every snapshot's stats: a store that lies.
     pub skew_available: AtomicI64,
+    /// Health results answer as applied but change nothing: proxies turned
+    /// inactive stay leasable (a store that breaks I7).
+    pub ignore_health: AtomicBool,
+    /// Acquires drop the request's filters (a store that mis-filters).
+    pub ignore_filters: AtomicBool,
+    /// Granted leases carry `u64::MAX - token` (a store that breaks I5).
+    pub reverse_tokens: AtomicBool,
     /// `ensure_consumer` calls seen.
     pub ensure_calls: AtomicU32,
     /// `acquire` calls seen (failed ones included).
@@ -156,7 +163,21 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         if let Some(e) = self.faults.injected() {
             return Err(e);
         }
-        let result = self.inner.acquire(request).await;
+        let result = if self.faults.ignore_filters.load(Ordering::SeqCst) {
+            let mut unfiltered = request.clone();
+            unfiltered.filters = ProxyFilters::default();
+            self.inner.acquire(&unfiltered).await
+        } else {
+            self.inner.acquire(request).await
+        };
+        let result = result.map(|lease| {
+            lease.map(|mut l| {
+                if self.faults.reverse_tokens.load(Ordering::SeqCst) {
+                    l.token = u64::MAX - l.token;
+                }
+                l
+            })
+        });
         self.faults.maybe_lose("acquire", result)
     }
 
@@ -196,6 +217,9 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     }
 
     async fn apply_health_check_result(&self, result: &HealthCheckResult) -> Result<Option<Proxy>> {
+        if self.faults.ignore_health.load(Ordering::SeqCst) {
+            return self.inner.get_proxy(&result.pool, &result.proxy).await;
+        }
         self.inner.apply_health_check_result(result).await
     }
 
