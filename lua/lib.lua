@@ -109,27 +109,56 @@ end
 
 -- Ends the leases `members` of exp (already known to exist), counting them
 -- as expired when `expired`; returns how many.
+--
+-- One decrement and one index update per proxy, however many of its leases
+-- end here. Members pharox cannot have written are dropped (and logged by
+-- the server), never applied: a sequence outside the pool's proxies, a
+-- proxy that does not exist, or more members for a proxy than it has live
+-- leases (only that many are applied). Everything is checked before the
+-- first write, so no such member makes the call fail halfway.
 local function end_leases(K, members, expired)
   if #members == 0 then
     return 0
   end
-  -- One decrement and one index update per proxy, however many of its
-  -- leases end here. A member pharox cannot have written is dropped (and
-  -- logged by the server) rather than failing this and every later call
-  -- halfway through.
-  local order, freed, n = {}, {}, 0
+  local last = redis.call('BITFIELD', K.hot, 'GET', 'i64', '#6')[1]
+  local order, freed, dropped = {}, {}, 0
   for i = 1, #members do
-    local seq = string.match(members[i], '^(%d+):%d+:%d+:%d+:')
-    if seq == nil or tonumber(seq) < 16 then
-      redis.log(redis.LOG_WARNING, 'pharox: dropped a malformed lease member of ' .. K.exp)
+    local s = string.match(members[i], '^(%d+):%d+:%d+:%d+:')
+    local num = s and tonumber(s)
+    if num == nil or num < 16 or num > last then
+      dropped = dropped + 1
     else
+      local seq = int(num)
       if freed[seq] == nil then
         freed[seq] = 0
         order[#order + 1] = seq
       end
       freed[seq] = freed[seq] + 1
-      n = n + 1
     end
+  end
+  local n = 0
+  if #order > 0 then
+    local get = {}
+    for _, seq in ipairs(order) do
+      get[#get + 1] = 'GET'; get[#get + 1] = 'i64'; get[#get + 1] = '#' .. seq
+    end
+    local now = redis.call('BITFIELD', K.hot, unpack(get))
+    local kept = {}
+    for i, seq in ipairs(order) do
+      local _, load = decode(now[i])
+      if load < freed[seq] then
+        dropped = dropped + freed[seq] - load
+        freed[seq] = load
+      end
+      if freed[seq] > 0 then
+        kept[#kept + 1] = seq
+        n = n + freed[seq]
+      end
+    end
+    order = kept
+  end
+  if dropped > 0 then
+    redis.log(redis.LOG_WARNING, 'pharox: dropped ' .. dropped .. ' malformed lease member(s) of ' .. K.exp)
   end
   redis.call('ZREM', K.exp, unpack(members))
   if n == 0 then

@@ -1406,7 +1406,19 @@ async fn malformed_lease_members_are_dropped_by_reclaim_without_harm() {
     s.acquire(&short).await.unwrap().expect("a lease");
     let k = PoolKeys::new(PREFIX, &pool);
     let mut con = raw_connection(&server.url()).await;
-    for junk in ["garbage", "16:x:1:2:w", "3:1:1:1:w", ":::::"] {
+    for junk in [
+        "garbage",
+        "16:x:1:2:w",
+        "3:1:1:1:w",
+        ":::::",
+        // Well formed, but not leases of this pool: a sequence far beyond
+        // its proxies, one just beyond, and more leases of its one proxy
+        // than it holds (one spelled with a leading zero).
+        "99999999999:1:1:1:w",
+        "17:1:1:1:w",
+        "016:5:5:5:w",
+        "16:6:6:6:w",
+    ] {
         let () = redis::cmd("ZADD")
             .arg(&k.exp)
             .arg(1)
@@ -1434,5 +1446,11 @@ async fn malformed_lease_members_are_dropped_by_reclaim_without_harm() {
         (stats.active_leases, stats.expired_leases, stats.available),
         (0, 1, 1)
     );
-    assert!(index_problems(&s, &pool).await.is_empty());
+    let problems = index_problems(&s, &pool).await;
+    assert!(problems.is_empty(), "{problems:#?}");
+    // Its capacity is exactly its cap again: two leases, not more.
+    let long = AcquireRequest::new(pool.clone());
+    assert!(s.acquire(&long).await.unwrap().is_some());
+    assert!(s.acquire(&long).await.unwrap().is_some());
+    assert!(s.acquire(&long).await.unwrap().is_none());
 }
