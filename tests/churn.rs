@@ -27,6 +27,11 @@ fn assert_exercised(r: &ChurnReport) {
     assert!(r.acquired > 500, "too few leases to mean anything: {r:?}");
     assert!(r.abandoned > 0 && r.double_releases > 0 && r.renewed > 0);
     assert!(r.held_past_ttl > 0 && r.flips > 0 && r.i6_checks > 0);
+    assert!(
+        r.i6_effective > 0 && r.certain_intervals > 500,
+        "the I6 and client-side I1 checks had something to check: {}",
+        r.summary()
+    );
     let end = r.end.as_ref().unwrap();
     assert!(
         end.expired_leases >= r.abandoned,
@@ -104,15 +109,25 @@ async fn churn_bounds_outcomes_of_failed_calls() {
     assert!(r.errors >= 20, "injected errors were seen: {}", r.errors);
 }
 
-/// The harness can fail: a store that breaks I5, I7 or filtering is caught,
-/// each by its own check.
+/// The harness can fail: a store that breaks I1, I5, I7 or filtering is
+/// caught, each by its own check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn churn_catches_reversed_tokens_ignored_health_and_ignored_filters() {
+async fn churn_catches_broken_caps_tokens_health_and_filters() {
     type Knob = fn(&pharox_core::testkit::Faults) -> &std::sync::atomic::AtomicBool;
-    let cases: [(&str, Knob, &str); 3] = [
+    let cases: [(&str, Knob, &str); 5] = [
         ("reversed tokens", |f| &f.reverse_tokens, "I5:"),
+        (
+            "tokens out of real-time order",
+            |f| &f.spread_tokens,
+            "I5 (real time):",
+        ),
         ("ignored health results", |f| &f.ignore_health, "I7:"),
         ("ignored filters", |f| &f.ignore_filters, "filter:"),
+        (
+            "caps raised behind the client's back",
+            |f| &f.raise_caps,
+            "I1:",
+        ),
     ];
     for (name, knob, prefix) in cases {
         let s = FaultyStorage::new(InMemoryStorage::new());

@@ -40,8 +40,14 @@ fn start(r: &OwnedRedis, cfg: ChurnConfig) -> (tokio::task::JoinHandle<ChurnRepo
     (tokio::spawn(run_churn(r.storage.clone(), cfg)), until)
 }
 
-/// The Redis-internal bookkeeping of the churned pool is sound at the end.
+/// The churn made progress despite the faults, and the Redis-internal
+/// bookkeeping of the churned pool is sound at the end.
 async fn assert_sound(r: &OwnedRedis, report: &ChurnReport) {
+    assert!(
+        report.acquired > 500 && report.certain_intervals > 500,
+        "too little got through the faults to mean anything: {}",
+        report.summary()
+    );
     let pool = &report.pool;
     let problems = index_problems(&r.storage, pool).await;
     assert!(problems.is_empty(), "{pool}: {problems:#?}");
@@ -184,6 +190,7 @@ async fn script_flush_mid_churn() {
     let report = churn.await.expect("the churn panicked");
     println!("SCRIPT FLUSH x{flushes}: {}", report.summary());
     report.assert_clean();
+    assert_eq!(report.errors, 0, "a flush costs a reload, never an error");
     assert_sound(&r, &report).await;
     assert!(flushes >= 20);
 }
@@ -227,8 +234,8 @@ async fn stalled_server_on_a_small_pool_gives_timeouts_not_wrong_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exhausted_connection_pool_gives_a_clear_timeout_not_a_hang() {
-    let timeout = Duration::from_millis(300);
+async fn exhausted_connection_pool_gives_a_clear_error_not_a_hang() {
+    let timeout = Duration::from_secs(1);
     let r = OwnedRedis::start(NO_PERSISTENCE, |c: RedisConfig| {
         c.response_timeout(timeout)
             .mode(ConnectionMode::Pooled { size: 1 })
@@ -236,48 +243,53 @@ async fn exhausted_connection_pool_gives_a_clear_timeout_not_a_hang() {
     .await;
     let pool = new_pool(&r, "exhausted").await;
     add(&r, proxy(&pool, "p", 1)).await;
-    // Eight callers each hold the only connection for 250 ms (a blocking
-    // pop on an empty list); all but the first wait for it.
-    let calls: Vec<_> = (0..8)
+    // Sixteen callers each hold the only connection for 150 ms (a blocking
+    // pop on an empty list): together they need 2.4 s, far beyond the 1 s
+    // budget, so the later ones never get the connection.
+    let calls: Vec<_> = (0..16)
         .map(|_| {
             let s = r.storage.clone();
             tokio::spawn(async move {
                 let t = Instant::now();
                 let mut pop = redis::cmd("BLPOP");
-                pop.arg("nothing-here").arg(0.25);
+                pop.arg("nothing-here").arg(0.15);
                 let out = s.raw_command::<Option<(String, String)>>(&pop).await;
                 (out, t.elapsed())
             })
         })
         .collect();
-    let (mut ok, mut timed_out) = (0, 0);
+    let (mut answered, mut exhausted, mut timed_out) = (0, 0, 0);
     for call in calls {
         let (out, took) = call.await.unwrap();
+        // Generous slack for a loaded machine: the point is "no hang".
         assert!(
-            took < timeout + Duration::from_millis(200),
-            "a call waited {took:?}, beyond its {timeout:?} budget"
+            took < timeout * 3,
+            "a call waited {took:?}, far beyond its {timeout:?} budget"
         );
         match out {
-            Ok(None) => ok += 1,
-            // Waiting for the connection ran out of time (nothing sent), or
-            // the wait left too little for the call itself.
-            Err(e @ (Error::Unavailable { .. } | Error::Timeout { .. })) => {
+            Ok(None) => answered += 1,
+            Err(e @ Error::Unavailable { .. }) => {
                 let text = e.to_string();
                 assert!(
-                    text.contains("connection pool exhausted") && text.contains("300ms")
-                        || text.contains("timed out"),
-                    "the error says what ran out: {text}"
+                    text.contains("connection pool exhausted: none of its 1 connections came free within 800ms"),
+                    "{text}"
                 );
-                println!("  {text}");
-                timed_out += 1;
+                assert!(e.request_not_sent(), "nothing was sent: safe to retry");
+                exhausted += 1;
             }
-            other => panic!("expected an answer or a timeout, got {other:?}"),
+            // Got the connection late, then ran out of budget mid-call.
+            Err(Error::Timeout { .. }) => timed_out += 1,
+            other => panic!("expected an answer or a pool error, got {other:?}"),
         }
     }
-    println!("pool of 1, 8 callers: {ok} answered, {timed_out} timed out");
+    println!(
+        "pool of 1, 16 callers: {answered} answered, {exhausted} found the pool exhausted, \
+         {timed_out} timed out"
+    );
+    assert!(answered >= 1, "the first callers were served");
     assert!(
-        ok >= 1 && timed_out >= 1,
-        "{ok} answered, {timed_out} timed out"
+        exhausted >= 1,
+        "the last callers heard the pool was exhausted"
     );
     // The pool recovers: a lease now works, and nothing was half-applied.
     let s = &r.storage;

@@ -7,7 +7,7 @@ use deadpool_redis::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use deadpool_redis::redis::{
     self, Cmd, ErrorKind, FromRedisValue, RedisError, ScriptInvocation, ServerErrorKind,
 };
-use deadpool_redis::{PoolConfig, PoolError, Runtime, Timeouts};
+use deadpool_redis::{PoolConfig, PoolError, Runtime, TimeoutType, Timeouts};
 use pharox_core::{Error, Result};
 
 use crate::config::{ConnectionMode, RedisConfig};
@@ -90,7 +90,9 @@ impl Conn {
                 dc.pool = Some(PoolConfig {
                     max_size: size,
                     timeouts: Timeouts {
-                        wait: Some(cfg.response_timeout),
+                        // Shorter than the call's budget, so a caller who
+                        // never gets a connection hears that, not a timeout.
+                        wait: Some(cfg.response_timeout.mul_f64(0.8)),
                         create: Some(cfg.connect_timeout),
                         recycle: Some(cfg.response_timeout),
                     },
@@ -139,10 +141,11 @@ impl Conn {
         pool.get().await.map_err(|e| match e {
             PoolError::Backend(e) => map_err("connect", after, e),
             // Nothing was sent: retrying is safe, hence `Unavailable`.
-            PoolError::Timeout(_) => Error::Unavailable {
+            PoolError::Timeout(TimeoutType::Wait) => Error::Unavailable {
                 source: format!(
-                    "connection pool exhausted: none of its {} connections came free within {after:?}",
-                    pool.status().max_size
+                    "connection pool exhausted: none of its {} connections came free within {:?}",
+                    pool.status().max_size,
+                    pool.timeouts().wait.unwrap_or(after)
                 )
                 .into(),
             },

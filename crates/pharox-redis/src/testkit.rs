@@ -236,11 +236,14 @@ impl Harness for OwnedRedis {
 
 /// Checks the Redis-internal bookkeeping of a pool that nobody is using at
 /// the moment (it reads with several commands): every proxy word has only
-/// known flag bits; its `active` flag agrees with its stored status; it is
-/// in `free` exactly when active with room; its "in load" and "in lat" flags
-/// agree with membership of those indexes (with the load score it records);
-/// the active-proxy and leased-proxy counters agree with the words; and its
-/// load equals its live leases. Returns what disagrees (empty when sound).
+/// known flag bits; its `active` flag agrees with its stored status; room
+/// plus load equal its cap; it is in `free` exactly when active with room,
+/// and then also in the least-used and latency indexes; its "in load" and
+/// "in lat" flags agree with membership of those indexes (with the load
+/// score it records, never above its load); its load equals its live leases;
+/// the indexes name no missing proxy; the active-proxy and leased-proxy
+/// counters agree with the words; and the expiry hint is not after the
+/// earliest deadline. Returns what disagrees (empty when sound).
 ///
 /// The public invariant checks see these only once they surface as wrong
 /// stats or selections; this sees them as soon as they happen.
@@ -317,10 +320,14 @@ pub async fn index_problems(storage: &RedisStorage, pool: &pharox_core::PoolId) 
             (w & 0xffff, (w >> 16) & 0xffff, (w >> 32) & 0xffff, w >> 48);
         let (active, inload, inlat) = (flags & 1 == 1, flags & 2 == 2, flags & 4 == 4);
         let json: Option<String> = q(storage, cmd("HGET").arg(&k.px).arg(*seq).clone()).await;
-        let stored_active = json
+        let stored = json
             .as_deref()
             .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
-            .is_some_and(|v| v["status"] == "active");
+            .unwrap_or_default();
+        let stored_active = stored["status"] == "active";
+        let cap = stored["max_concurrency"]
+            .as_i64()
+            .unwrap_or(i64::from(crate::MAX_CONCURRENCY));
         let mut bad = |what: String| out.push(format!("proxy {id} (seq {seq}): {what}"));
         if flags >= 8 {
             bad(format!("unknown flag bits in {flags:#b}"));
@@ -328,6 +335,20 @@ pub async fn index_problems(storage: &RedisStorage, pool: &pharox_core::PoolId) 
         if active != stored_active {
             bad(format!(
                 "active flag {active}, stored status active {stored_active}"
+            ));
+        }
+        if room + load != cap {
+            bad(format!(
+                "room {room} + load {load} differ from the cap {cap}"
+            ));
+        }
+        if inload && ixload > load {
+            bad(format!("index load {ixload} above the load {load}"));
+        }
+        if active && room > 0 && !(inload && inlat) {
+            bad(format!(
+                "active with room but in-load {inload}, in-lat {inlat}: \
+                 least-used or lowest-latency would skip it"
             ));
         }
         if free.contains_key(seq) != (active && room > 0) {
@@ -357,6 +378,40 @@ pub async fn index_problems(storage: &RedisStorage, pool: &pharox_core::PoolId) 
         }
         active_count += i64::from(active);
         leased_count += i64::from(load > 0);
+    }
+    let known: std::collections::HashSet<i64> = ids.values().copied().collect();
+    for (name, index) in [("free", &free), ("load", &load_ix), ("lat", &lat_ix)] {
+        for seq in index.keys().filter(|s| !known.contains(s)) {
+            out.push(format!("{name} holds sequence {seq}, which is no proxy"));
+        }
+    }
+    let first: Vec<(String, f64)> = q(
+        storage,
+        cmd("ZRANGE")
+            .arg(&k.exp)
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .clone(),
+    )
+    .await;
+    let hint: Vec<i64> = q(
+        storage,
+        cmd("BITFIELD")
+            .arg(&k.hot)
+            .arg("GET")
+            .arg("i64")
+            .arg("#9")
+            .clone(),
+    )
+    .await;
+    if let Some((_, deadline)) = first.first()
+        && hint[0] > *deadline as i64
+    {
+        out.push(format!(
+            "expiry hint {} is after the earliest deadline {deadline}: acquires would not reclaim",
+            hint[0]
+        ));
     }
     let counters: Vec<i64> = q(
         storage,

@@ -37,7 +37,9 @@ use chrono::{TimeDelta, Utc};
 
 use crate::invariants::{ReleaseLedger, TokenLedger, Violation, check_snapshot};
 use crate::model::{HealthCheckResult, PoolId, PoolStatsSnapshot, Proxy, ProxyPool, ProxyProtocol};
-use crate::{AcquireRequest, Error, ProxyFilters, ProxyId, ProxyStatus, Selector, Storage};
+use crate::{
+    AcquireRequest, Error, ProxyFilters, ProxyId, ProxyStatus, ReleaseOutcome, Selector, Storage,
+};
 
 /// `(country, city, latitude, longitude)` of the churn pool's proxies.
 const PLACES: [(&str, &str, f64, f64); 6] = [
@@ -157,6 +159,21 @@ pub struct ChurnReport {
     pub errors: u64,
     /// Acquire futures dropped mid-flight (fault mode, 3% of acquires).
     pub cancelled: u64,
+    /// Acquires whose outcome is unknown (timed out, interrupted or
+    /// dropped): the width of the bounds I4 is checked against.
+    pub unknown_acquires: u64,
+    /// Releases whose outcome is unknown (a failed attempt that may have
+    /// applied, then retried).
+    pub unknown_releases: u64,
+    /// Leases certainly live over an interval the clients saw (granted,
+    /// then released with `Released`), checked against the caps (I1).
+    pub certain_intervals: u64,
+    /// I6 checks that could have failed: checker samples, and the final
+    /// check, that held a lease already expired before the cleanup they
+    /// then checked. Acquires reclaim expired leases as soon as they are
+    /// due, so mid-run samples rarely catch one; the final check (after a
+    /// TTL with no client running) nearly always does.
+    pub i6_effective: u64,
     /// Times the pool was found gone and seeded again (data-loss mode).
     pub reseeds: u64,
     /// How long the run took, recovery included.
@@ -174,8 +191,9 @@ impl ChurnReport {
         let mut out = format!(
             "{secs:.1} s, {} store calls ({:.0}/s), {} leases, {} misses, {} renewals \
              ({} lost), {} releases, {} double releases, {} abandoned, {} held past TTL, \
-             {} health flips, {} samples ({} with I6), {} swept, {} tolerated errors, \
-             {} cancelled acquires, {} reseeds",
+             {} health flips, {} samples ({} with I6, {} of them with expired leases), \
+             {} swept, {} tolerated errors, {} cancelled acquires, \
+             {} acquires and {} releases of unknown outcome, {} reseeds",
             self.operations,
             self.operations as f64 / secs.max(1e-9),
             self.acquired,
@@ -189,9 +207,12 @@ impl ChurnReport {
             self.flips,
             self.samples,
             self.i6_checks,
+            self.i6_effective,
             self.swept,
             self.errors,
             self.cancelled,
+            self.unknown_acquires,
+            self.unknown_releases,
             self.reseeds,
         );
         if let Some(end) = &self.end {
@@ -342,6 +363,8 @@ struct ClientLog {
     unknown_acquires: u64,
     /// Releases whose first attempt failed (retried until answered).
     unknown_releases: u64,
+    /// `(proxy, from, to)`: the lease was certainly live in between (I1).
+    certain: Vec<(u16, Instant, Instant)>,
 }
 
 struct Shared<S> {
@@ -352,6 +375,9 @@ struct Shared<S> {
     stop: AtomicBool,
     reseeds: AtomicU64,
     reseed_lock: tokio::sync::Mutex<()>,
+    /// After this, errors are no longer tolerated: a store that never
+    /// recovers fails the run instead of hanging it.
+    give_up_at: Instant,
 }
 
 impl<S: Storage> Shared<S> {
@@ -370,11 +396,19 @@ impl<S: Storage> Shared<S> {
     /// data-loss mode a missing pool is seeded again (once, by whoever sees
     /// it first).
     async fn tolerate(&self, e: &Error) -> bool {
+        if Instant::now() > self.give_up_at {
+            return false;
+        }
         if self.cfg.data_loss && matches!(e, Error::PoolNotFound(_)) {
             let _one = self.reseed_lock.lock().await;
-            if matches!(self.storage.get_pool(&self.cfg.pool).await, Ok(None))
-                && self.seed().await.is_ok()
-            {
+            if matches!(self.storage.get_pool(&self.cfg.pool).await, Ok(None)) {
+                // Seed completely, or the pool would stay short of proxies.
+                while self.seed().await.is_err() {
+                    if Instant::now() > self.give_up_at {
+                        return false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 self.reseeds.fetch_add(1, Ordering::Relaxed);
             }
             return true;
@@ -401,6 +435,7 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
         .filter(|p| p.status != ProxyStatus::Active)
         .map(|p| p.id.clone())
         .collect();
+    let cfg_duration = cfg.duration;
     let shared = Arc::new(Shared {
         storage,
         cfg,
@@ -409,6 +444,7 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
         stop: AtomicBool::new(false),
         reseeds: AtomicU64::new(0),
         reseed_lock: tokio::sync::Mutex::new(()),
+        give_up_at: Instant::now() + cfg_duration + Duration::from_secs(30),
     });
     shared.seed().await.expect("seed the churn pool");
     let baseline = shared
@@ -443,6 +479,10 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
         swept: 0,
         errors: 0,
         cancelled: 0,
+        unknown_acquires: 0,
+        unknown_releases: 0,
+        certain_intervals: 0,
+        i6_effective: 0,
         reseeds: 0,
         took: Duration::ZERO,
         end: None,
@@ -465,10 +505,11 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
         log.cancelled += one.cancelled;
         log.unknown_acquires += one.unknown_acquires;
         log.unknown_releases += one.unknown_releases;
+        log.certain.extend(one.certain);
     }
     shared.stop.store(true, Ordering::Relaxed);
     let (swept, sweep_ops, sweep_errors) = sweeper.await.expect("the sweeper panicked");
-    let (samples, i6_checks, check_ops, check_errors, sampled) =
+    let (samples, i6_checks, i6_effective, check_ops, check_errors, sampled) =
         checker.await.expect("the checker panicked");
     let (flips, down, flap_errors) = flapper.await.expect("the flapper panicked");
     let mut violations = std::mem::take(&mut log.violations);
@@ -480,6 +521,21 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
     let s = &shared.storage;
     let pool = &shared.cfg.pool;
     let mut final_swept = 0;
+    // I6 where it surely has something to check: no client or sweeper has
+    // run for a TTL, so the leases abandoned last are expired and still held.
+    let mut i6_effective = i6_effective;
+    let before = loop {
+        match s.pool_snapshot(pool).await {
+            Ok(snap) => break snap,
+            Err(e) if shared.tolerate(&e).await => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("snapshot before the final cleanup failed: {e}"),
+        }
+    };
+    if before.leases.iter().any(|l| l.expires_at < before.taken_at) {
+        i6_effective += 1;
+    }
     let snapshot = loop {
         match drain(s, pool).await {
             Ok(n) => final_swept += n,
@@ -502,6 +558,19 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
             .iter()
             .map(ToString::to_string),
     );
+    for lease in snapshot
+        .leases
+        .iter()
+        .filter(|l| l.expires_at < before.taken_at)
+    {
+        violations.push(
+            Violation::ExpiredLeaseHeld {
+                lease: lease.id,
+                expires_at: lease.expires_at,
+            }
+            .to_string(),
+        );
+    }
     if !snapshot.leases.is_empty() || snapshot.stats.active_leases != 0 {
         violations.push(format!(
             "end: {} leases still live after every client stopped and one TTL passed",
@@ -524,10 +593,20 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
                 .map(ToString::to_string),
         );
     }
-    if !shared.cfg.data_loss {
+    if shared.cfg.data_loss {
+        // Counters and tokens restart with the data, but a repeat release
+        // must never free capacity, in any epoch.
+        if log.ledger.freed_twice > 0 {
+            violations.push(format!(
+                "I4: {} repeat releases freed capacity",
+                log.ledger.freed_twice
+            ));
+        }
+    } else {
         violations.extend(log.tokens.violations().iter().map(ToString::to_string));
         violations.extend(tokens_follow_real_time(&mut log.grants));
     }
+    violations.extend(over_cap_while_certainly_live(&shared, &mut log.certain));
     violations.extend(flapping_leased_while_down(&shared, &log.grants, &down));
 
     report.operations = log.ops + sweep_ops + check_ops + flips;
@@ -546,6 +625,10 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
     report.swept = swept + final_swept as u64;
     report.errors = log.errors + sweep_errors + check_errors + flap_errors;
     report.cancelled = log.cancelled;
+    report.unknown_acquires = log.unknown_acquires;
+    report.unknown_releases = log.unknown_releases;
+    report.certain_intervals = log.certain.len() as u64;
+    report.i6_effective = i6_effective;
     report.reseeds = shared.reseeds.load(Ordering::Relaxed);
     report.end = Some(snapshot.stats);
     report.took = started.elapsed();
@@ -692,8 +775,14 @@ async fn client<S: Storage + Clone>(sh: Arc<Shared<S>>, task: u64, deadline: Ins
         let mut maybe_applied = false;
         let outcome = loop {
             log.ops += 1;
+            let attempt = Instant::now();
             match s.release(&lease).await {
-                Ok(outcome) => break outcome,
+                Ok(outcome) => {
+                    if outcome == ReleaseOutcome::Released {
+                        log.certain.push((idx, end, attempt));
+                    }
+                    break outcome;
+                }
                 Err(e) if sh.tolerate(&e).await => {
                     log.errors += 1;
                     if !maybe_applied && !e.request_not_sent() {
@@ -738,9 +827,9 @@ async fn sweeper<S: Storage>(sh: Arc<Shared<S>>) -> (u64, u64, u64) {
 }
 
 /// Samples snapshots while clients run:
-/// `(samples, I6 checks, calls, errors, violations)`.
-async fn checker<S: Storage>(sh: Arc<Shared<S>>) -> (u64, u64, u64, u64, Vec<String>) {
-    let (mut samples, mut i6, mut ops, mut errors) = (0, 0, 0, 0);
+/// `(samples, I6 checks, I6 checks with expired leases, calls, errors, violations)`.
+async fn checker<S: Storage>(sh: Arc<Shared<S>>) -> (u64, u64, u64, u64, u64, Vec<String>) {
+    let (mut samples, mut i6, mut i6_effective, mut ops, mut errors) = (0, 0, 0, 0, 0);
     let mut found = Vec::new();
     let s = &sh.storage;
     let pool = &sh.cfg.pool;
@@ -778,6 +867,9 @@ async fn checker<S: Storage>(sh: Arc<Shared<S>>) -> (u64, u64, u64, u64, Vec<Str
         match after {
             Ok(after) => {
                 i6 += 1;
+                if snap.leases.iter().any(|l| l.expires_at < before) {
+                    i6_effective += 1;
+                }
                 for lease in after.leases.iter().filter(|l| l.expires_at < before) {
                     found.push(
                         Violation::ExpiredLeaseHeld {
@@ -792,7 +884,7 @@ async fn checker<S: Storage>(sh: Arc<Shared<S>>) -> (u64, u64, u64, u64, Vec<Str
             Err(e) => panic!("I6 check failed: {e}"),
         }
     }
-    (samples, i6, ops, errors, found)
+    (samples, i6, i6_effective, ops, errors, found)
 }
 
 /// Intervals `[down, up)` in which a flapping proxy was certainly not active.
@@ -828,7 +920,7 @@ async fn flapper<S: Storage>(sh: Arc<Shared<S>>) -> (u64, DownIntervals, u64) {
         .with_latency_ms(rng.u32(5..500));
         let up_start = Instant::now();
         match sh.storage.apply_health_check_result(&result).await {
-            Ok(_) => {
+            Ok(Some(p)) if p.status == status => {
                 flips += 1;
                 if going_down {
                     down_since.insert(idx, Instant::now());
@@ -836,10 +928,17 @@ async fn flapper<S: Storage>(sh: Arc<Shared<S>>) -> (u64, DownIntervals, u64) {
                     intervals.entry(idx).or_default().push((down, up_start));
                 }
             }
+            // Not applied as asked (unknown proxy, a newer result), or
+            // unknown whether it applied: the proxy's state is unknown from
+            // now on, so it leaves the I7 bookkeeping.
+            Ok(_) => {
+                if let Some(down) = down_since.remove(&idx) {
+                    intervals.entry(idx).or_default().push((down, up_start));
+                }
+                down_since.insert(idx, far);
+            }
             Err(e) if sh.tolerate(&e).await => {
                 errors += 1;
-                // Unknown whether it applied: the proxy's state is unknown
-                // from now on, so it leaves the I7 bookkeeping.
                 if let Some(down) = down_since.remove(&idx) {
                     intervals.entry(idx).or_default().push((down, up_start));
                 }
@@ -880,6 +979,46 @@ fn flapping_leased_while_down<S>(
     out
 }
 
+/// I1 from the clients' side, between samples: at no instant may more
+/// leases of a proxy be certainly live (granted, and later released with
+/// `Released`) than its cap.
+fn over_cap_while_certainly_live<S>(
+    sh: &Shared<S>,
+    certain: &mut [(u16, Instant, Instant)],
+) -> Vec<String> {
+    certain.sort_unstable_by_key(|&(proxy, from, _)| (proxy, from));
+    let mut out = Vec::new();
+    for run in certain.chunk_by(|a, b| a.0 == b.0) {
+        let proxy = &sh.proxies[usize::from(run[0].0)];
+        let Some(cap) = proxy.max_concurrency else {
+            continue;
+        };
+        // Ends sort before starts at the same instant: touching is not overlapping.
+        let mut events: Vec<(Instant, i32)> = run
+            .iter()
+            .filter(|&&(_, from, to)| from < to)
+            .flat_map(|&(_, from, to)| [(from, 1), (to, -1)])
+            .collect();
+        events.sort_unstable();
+        let (mut live, mut worst) = (0i32, 0i32);
+        for (_, delta) in events {
+            live += delta;
+            worst = worst.max(live);
+        }
+        if worst > cap as i32 {
+            out.push(
+                Violation::OverLeased {
+                    proxy: proxy.id.clone(),
+                    leases: worst as u32,
+                    max_concurrency: cap,
+                }
+                .to_string(),
+            );
+        }
+    }
+    out
+}
+
 /// I5 in real time: an acquire that began after another returned got a
 /// larger token.
 fn tokens_follow_real_time(grants: &mut [Grant]) -> Vec<String> {
@@ -896,13 +1035,10 @@ fn tokens_follow_real_time(grants: &mut [Grant]) -> Vec<String> {
         if let Some(prev) = max_done
             && prev >= g.token
         {
-            out.push(
-                Violation::TokenNotIncreasing {
-                    previous: prev,
-                    next: g.token,
-                }
-                .to_string(),
-            );
+            out.push(format!(
+                "I5 (real time): an acquire got token {} after another had already returned {prev}",
+                g.token
+            ));
         }
     }
     out

@@ -38,6 +38,13 @@ pub struct Faults {
     pub ignore_filters: AtomicBool,
     /// Granted leases carry `u64::MAX - token` (a store that breaks I5).
     pub reverse_tokens: AtomicBool,
+    /// Granted leases carry their token plus an offset fixed per consumer:
+    /// each client still sees unique, increasing tokens, but their order
+    /// across clients no longer follows real time (a store that breaks I5).
+    pub spread_tokens: AtomicBool,
+    /// Proxies are stored with twice the `max_concurrency` asked for (a
+    /// store that breaks I1 while its own snapshots look consistent).
+    pub raise_caps: AtomicBool,
     /// `ensure_consumer` calls seen.
     pub ensure_calls: AtomicU32,
     /// `acquire` calls seen (failed ones included).
@@ -132,6 +139,11 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     }
 
     async fn upsert_proxy(&self, proxy: &Proxy) -> Result<Proxy> {
+        if self.faults.raise_caps.load(Ordering::SeqCst) {
+            let mut raised = proxy.clone();
+            raised.max_concurrency = proxy.max_concurrency.map(|m| m * 2);
+            return self.inner.upsert_proxy(&raised).await;
+        }
         self.inner.upsert_proxy(proxy).await
     }
 
@@ -174,6 +186,14 @@ impl<S: Storage> Storage for FaultyStorage<S> {
             lease.map(|mut l| {
                 if self.faults.reverse_tokens.load(Ordering::SeqCst) {
                     l.token = u64::MAX - l.token;
+                }
+                if self.faults.spread_tokens.load(Ordering::SeqCst) {
+                    let spread = l
+                        .consumer
+                        .as_str()
+                        .bytes()
+                        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+                    l.token += (spread % 64) * 1_000_000_000;
                 }
                 l
             })
@@ -218,7 +238,12 @@ impl<S: Storage> Storage for FaultyStorage<S> {
 
     async fn apply_health_check_result(&self, result: &HealthCheckResult) -> Result<Option<Proxy>> {
         if self.faults.ignore_health.load(Ordering::SeqCst) {
-            return self.inner.get_proxy(&result.pool, &result.proxy).await;
+            // Answer as if applied, change nothing.
+            let stored = self.inner.get_proxy(&result.pool, &result.proxy).await?;
+            return Ok(stored.map(|mut p| {
+                p.status = result.status;
+                p
+            }));
         }
         self.inner.apply_health_check_result(result).await
     }
