@@ -255,46 +255,23 @@ pub async fn index_problems(storage: &RedisStorage, pool: &pharox_core::PoolId) 
     const P32: i64 = 1 << 32;
     let k = crate::keys::PoolKeys::new(&storage.config().prefix, pool);
     let ids: HashMap<String, i64> = q(storage, cmd("HGETALL").arg(&k.ids).clone()).await;
-    let zset = |pairs: Vec<(i64, f64)>| -> HashMap<i64, f64> { pairs.into_iter().collect() };
-    let free = zset(
-        q(
-            storage,
-            cmd("ZRANGE")
-                .arg(&k.free)
-                .arg(0)
-                .arg(-1)
-                .arg("WITHSCORES")
-                .clone(),
-        )
-        .await,
-    );
-    let load_ix = zset(
-        q(
-            storage,
-            cmd("ZRANGE")
-                .arg(&k.load)
-                .arg(0)
-                .arg(-1)
-                .arg("WITHSCORES")
-                .clone(),
-        )
-        .await,
-    );
-    let lat_ix = zset(
-        q(
-            storage,
-            cmd("ZRANGE")
-                .arg(&k.lat)
-                .arg(0)
-                .arg(-1)
-                .arg("WITHSCORES")
-                .clone(),
-        )
-        .await,
-    );
-    let leases: Vec<String> = q(storage, cmd("ZRANGE").arg(&k.exp).arg(0).arg(-1).clone()).await;
+    let px: HashMap<i64, String> = q(storage, cmd("HGETALL").arg(&k.px).clone()).await;
+    let free = zset(storage, &k.free).await;
+    let load_ix = zset(storage, &k.load).await;
+    let lat_ix = zset(storage, &k.lat).await;
+    // Ordered by deadline: the first is the earliest.
+    let leases: Vec<(String, f64)> = q(
+        storage,
+        cmd("ZRANGE")
+            .arg(&k.exp)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .clone(),
+    )
+    .await;
     let mut held: HashMap<i64, i64> = HashMap::new();
-    for m in &leases {
+    for (m, _) in &leases {
         let seq = m
             .split(':')
             .next()
@@ -302,26 +279,24 @@ pub async fn index_problems(storage: &RedisStorage, pool: &pharox_core::PoolId) 
             .unwrap_or(-1);
         *held.entry(seq).or_default() += 1;
     }
+    // One read of the counters (#4 active, #5 leased, #9 expiry hint) and
+    // of every proxy's word, in `ids` order.
+    let ids: Vec<(String, i64)> = ids.into_iter().collect();
+    let mut get = cmd("BITFIELD");
+    get.arg(&k.hot);
+    for slot in [4, 5, 9].into_iter().chain(ids.iter().map(|(_, seq)| *seq)) {
+        get.arg("GET").arg("i64").arg(format!("#{slot}"));
+    }
+    let hot: Vec<i64> = q(storage, get).await;
+    let (counters, hint, words) = ([hot[0], hot[1]], hot[2], &hot[3..]);
     let mut out = Vec::new();
     let (mut active_count, mut leased_count) = (0, 0);
-    for (id, seq) in &ids {
-        let word: Vec<i64> = q(
-            storage,
-            cmd("BITFIELD")
-                .arg(&k.hot)
-                .arg("GET")
-                .arg("i64")
-                .arg(format!("#{seq}"))
-                .clone(),
-        )
-        .await;
-        let w = word[0];
+    for ((id, seq), &w) in ids.iter().zip(words) {
         let (room, load, ixload, flags) =
             (w & 0xffff, (w >> 16) & 0xffff, (w >> 32) & 0xffff, w >> 48);
         let (active, inload, inlat) = (flags & 1 == 1, flags & 2 == 2, flags & 4 == 4);
-        let json: Option<String> = q(storage, cmd("HGET").arg(&k.px).arg(*seq).clone()).await;
-        let stored = json
-            .as_deref()
+        let stored = px
+            .get(seq)
             .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
             .unwrap_or_default();
         let stored_active = stored["status"] == "active";
@@ -379,53 +354,19 @@ pub async fn index_problems(storage: &RedisStorage, pool: &pharox_core::PoolId) 
         active_count += i64::from(active);
         leased_count += i64::from(load > 0);
     }
-    let known: std::collections::HashSet<i64> = ids.values().copied().collect();
+    let known: std::collections::HashSet<i64> = ids.iter().map(|(_, seq)| *seq).collect();
     for (name, index) in [("free", &free), ("load", &load_ix), ("lat", &lat_ix)] {
         for seq in index.keys().filter(|s| !known.contains(s)) {
             out.push(format!("{name} holds sequence {seq}, which is no proxy"));
         }
     }
-    let first: Vec<(String, f64)> = q(
-        storage,
-        cmd("ZRANGE")
-            .arg(&k.exp)
-            .arg(0)
-            .arg(0)
-            .arg("WITHSCORES")
-            .clone(),
-    )
-    .await;
-    let hint: Vec<i64> = q(
-        storage,
-        cmd("BITFIELD")
-            .arg(&k.hot)
-            .arg("GET")
-            .arg("i64")
-            .arg("#9")
-            .clone(),
-    )
-    .await;
-    if let Some((_, deadline)) = first.first()
-        && hint[0] > *deadline as i64
+    if let Some((_, deadline)) = leases.first()
+        && hint > *deadline as i64
     {
         out.push(format!(
-            "expiry hint {} is after the earliest deadline {deadline}: acquires would not reclaim",
-            hint[0]
+            "expiry hint {hint} is after the earliest deadline {deadline}: acquires would not reclaim"
         ));
     }
-    let counters: Vec<i64> = q(
-        storage,
-        cmd("BITFIELD")
-            .arg(&k.hot)
-            .arg("GET")
-            .arg("i64")
-            .arg("#4")
-            .arg("GET")
-            .arg("i64")
-            .arg("#5")
-            .clone(),
-    )
-    .await;
     if counters != [active_count, leased_count] {
         out.push(format!(
             "counters active {} leased {}, words say {active_count} and {leased_count}",
@@ -433,6 +374,21 @@ pub async fn index_problems(storage: &RedisStorage, pool: &pharox_core::PoolId) 
         ));
     }
     out
+}
+
+/// A sorted set as member → score, for [`index_problems`].
+async fn zset(storage: &RedisStorage, key: &str) -> std::collections::HashMap<i64, f64> {
+    let pairs: Vec<(i64, f64)> = q(
+        storage,
+        crate::redis::cmd("ZRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .clone(),
+    )
+    .await;
+    pairs.into_iter().collect()
 }
 
 async fn q<T: crate::redis::FromRedisValue>(storage: &RedisStorage, c: crate::redis::Cmd) -> T {
