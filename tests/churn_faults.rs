@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use pharox_core::testkit::churn::{ChurnConfig, ChurnReport, run_churn, soak_duration};
-use pharox_core::testkit::{add, new_pool, proxy};
+use pharox_core::testkit::{add, new_pool, proxy, retry_while_retryable};
 use pharox_core::{AcquireRequest, Error, Lease, Storage};
 use pharox_redis::testkit::{OwnedRedis, index_problems};
 use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage, redis};
@@ -53,31 +53,10 @@ async fn assert_sound(r: &OwnedRedis, report: &ChurnReport) {
     assert!(problems.is_empty(), "{pool}: {problems:#?}");
 }
 
-/// A raw connection that waits for its answers as long as needed.
-async fn raw(r: &OwnedRedis) -> redis::aio::MultiplexedConnection {
-    let config =
-        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
-    redis::Client::open(r.server.url())
-        .expect("client")
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .expect("raw connection")
-}
-
 /// Repeats a call until it answers (the server may be coming back).
-async fn settle<T, Fut: Future<Output = pharox_core::Result<T>>>(
-    mut call: impl FnMut() -> Fut,
-) -> T {
-    let t = Instant::now();
-    loop {
-        match call().await {
-            Ok(v) => return v,
-            Err(e) if e.is_retryable() && t.elapsed() < Duration::from_secs(15) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("no answer after {:?}: {e}", t.elapsed()),
-        }
-    }
+async fn settle<T, Fut: Future<Output = pharox_core::Result<T>>>(call: impl FnMut() -> Fut) -> T {
+    let (answer, took) = retry_while_retryable(Duration::from_secs(15), call).await;
+    answer.unwrap_or_else(|e| panic!("no answer after {took:?}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,7 +154,7 @@ async fn restart_without_persistence_mid_churn_recovers_after_reregistration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_flush_mid_churn() {
     let r = OwnedRedis::start(NO_PERSISTENCE, |c| c.response_timeout(TIMEOUT)).await;
-    let mut con = raw(&r).await;
+    let mut con = r.server.raw_connection().await;
     let (churn, until) = start(&r, config("flush"));
     let mut flushes = 0;
     while Instant::now() < until {
@@ -213,7 +192,7 @@ async fn stalled_server_on_a_small_pool_gives_timeouts_not_wrong_state() {
         },
     )
     .await;
-    let mut con = raw(&r).await;
+    let mut con = r.server.raw_connection().await;
     let (churn, until) = start(&r, config("stall"));
     let mut stalls = 0;
     while Instant::now() + Duration::from_millis(1500) < until {

@@ -466,19 +466,10 @@ async fn memory_scenario(seen: &mut Seen) {
 }
 
 /// Retries a call until Redis answers again.
-async fn settle<T, Fut: Future<Output = pharox_core::Result<T>>>(
-    mut call: impl FnMut() -> Fut,
-) -> T {
-    let t = Instant::now();
-    loop {
-        match call().await {
-            Ok(v) => return v,
-            Err(e) if e.is_retryable() && t.elapsed() < Duration::from_secs(10) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("no answer after {:?}: {e}", t.elapsed()),
-        }
-    }
+async fn settle<T, Fut: Future<Output = pharox_core::Result<T>>>(call: impl FnMut() -> Fut) -> T {
+    let (answer, took) =
+        pharox_core::testkit::retry_while_retryable(Duration::from_secs(10), call).await;
+    answer.unwrap_or_else(|e| panic!("no answer after {took:?}: {e}"))
 }
 
 /// Connection errors, churn through a crash, and the manager on Redis.

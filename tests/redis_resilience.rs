@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use pharox_core::invariants::{TokenLedger, check_snapshot};
-use pharox_core::testkit::{Harness, add, assert_invariants, new_pool, proxy, request};
+use pharox_core::testkit::{
+    Harness, add, assert_invariants, new_pool, proxy, request, retry_while_retryable,
+};
 use pharox_core::{
     AcquireRequest, Error, Lease, LeaseId, PoolId, ProxyPool, ReleaseOutcome, Selector, Storage,
 };
@@ -82,28 +84,6 @@ fn expect_retryable<T: std::fmt::Debug>(
         _ => "other",
     };
     format!("{what}: {kind} after {took:?}")
-}
-
-/// Retries `call` while it fails with a retryable error, up to `within`.
-/// Returns the first non-retryable outcome and how long it took.
-async fn retry<T, F, Fut>(within: Duration, mut call: F) -> (pharox_core::Result<T>, Duration)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = pharox_core::Result<T>>,
-{
-    let start = Instant::now();
-    loop {
-        match call().await {
-            Err(e) if e.is_retryable() => {
-                assert!(
-                    start.elapsed() < within,
-                    "still failing after {within:?}: {e:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            other => return (other, start.elapsed()),
-        }
-    }
 }
 
 /// `used_memory` from `INFO memory`.
@@ -275,7 +255,7 @@ async fn restart_under_a_running_store() {
     // No persistence: the restarted server is empty, but the same store
     // value reconnects on its own.
     p.restart();
-    let (r, took) = retry(Duration::from_secs(10), || s.pool_stats(&pool)).await;
+    let (r, took) = retry_while_retryable(Duration::from_secs(10), || s.pool_stats(&pool)).await;
     println!("first answer {took:?} after the restart");
     assert!(
         matches!(r, Err(Error::PoolNotFound(_))),
@@ -356,7 +336,7 @@ async fn restart_with_persistence_keeps_pool_and_leases() {
     expect_retryable("pool_stats", r, t.elapsed(), timeout * 2);
     p.restart();
 
-    let (r, took) = retry(Duration::from_secs(10), || s.pool_stats(&pool)).await;
+    let (r, took) = retry_while_retryable(Duration::from_secs(10), || s.pool_stats(&pool)).await;
     println!("persistent server answered {took:?} after the restart");
     let stats_after = r.expect("pool_stats after the restart");
     assert_eq!(
@@ -738,13 +718,7 @@ async fn slow_redis_gives_timeouts_not_wrong_state() {
     }
 
     // Stall the server for a second from another connection.
-    let client = redis::Client::open(p.server.url()).expect("client");
-    let config =
-        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
-    let mut raw = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .expect("raw connection");
+    let mut raw = p.server.raw_connection().await;
     let stall = tokio::spawn(async move {
         let t = Instant::now();
         let () = redis::cmd("DEBUG")
@@ -788,7 +762,7 @@ async fn slow_redis_gives_timeouts_not_wrong_state() {
 
     // Afterwards every call works and every answer is the right one.
     let req = request(&pool);
-    let (r, took) = retry(Duration::from_secs(5), || s.acquire(&req)).await;
+    let (r, took) = retry_while_retryable(Duration::from_secs(5), || s.acquire(&req)).await;
     println!("first acquire after the stall answered in {took:?}");
     granted.push(r.expect("acquire after the stall").expect("a lease"));
     for _ in 0..2 {
@@ -863,7 +837,7 @@ async fn restarted_empty_server_never_hands_out_stale_proxy_data() {
     s.release(&l).await.unwrap();
     p.restart();
     let fresh = ProxyPool::new(pool.clone());
-    let (r, _) = retry(Duration::from_secs(10), || s.upsert_pool(&fresh)).await;
+    let (r, _) = retry_while_retryable(Duration::from_secs(10), || s.upsert_pool(&fresh)).await;
     r.expect("upsert_pool after the restart");
     let new = add(&p, proxy(&pool, "new", 77)).await;
     let l = s.acquire(&request(&pool)).await.unwrap().expect("a lease");

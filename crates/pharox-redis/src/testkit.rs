@@ -108,6 +108,19 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A plain connection of its own, beside any store, that waits up to 10 s
+    /// for an answer (for commands that stall the server, or for reading it
+    /// directly).
+    pub async fn raw_connection(&self) -> crate::redis::aio::MultiplexedConnection {
+        let config = crate::redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(10)));
+        crate::redis::Client::open(self.url())
+            .expect("client")
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .expect("raw connection to the private redis-server")
+    }
+
     /// Kills the server (as a crash would) and waits for it to exit.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -133,6 +133,32 @@ pub fn request(pool: &PoolId) -> AcquireRequest {
     AcquireRequest::new(pool.clone()).duration(LONG_TTL)
 }
 
+/// Repeats `call` while it fails with a retryable error (a store coming
+/// back after a restart or a stall), pausing 50 ms between tries. Returns the
+/// first other outcome and how long it took; panics if the call is still
+/// failing retryably after `within`.
+pub async fn retry_while_retryable<T, Fut>(
+    within: std::time::Duration,
+    mut call: impl FnMut() -> Fut,
+) -> (crate::Result<T>, std::time::Duration)
+where
+    Fut: Future<Output = crate::Result<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        match call().await {
+            Err(e) if e.is_retryable() => {
+                assert!(
+                    start.elapsed() < within,
+                    "still failing after {within:?}: {e:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return (other, start.elapsed()),
+        }
+    }
+}
+
 /// Violations of I1–I3 (and I6 with `after_cleanup`) in a fresh snapshot.
 pub async fn violations<H: Harness>(h: &H, pool: &PoolId, after_cleanup: bool) -> Vec<Violation> {
     let snapshot = h.storage().pool_snapshot(pool).await.expect("snapshot");
