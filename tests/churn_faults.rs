@@ -40,9 +40,17 @@ fn start(r: &OwnedRedis, cfg: ChurnConfig) -> (tokio::task::JoinHandle<ChurnRepo
     (tokio::spawn(run_churn(r.storage.clone(), cfg)), until)
 }
 
-/// The churn made progress despite the faults, and the Redis-internal
-/// bookkeeping of the churned pool is sound at the end.
-async fn assert_sound(r: &OwnedRedis, report: &ChurnReport) {
+/// Waits for the churn, prints its figures under `label`, and checks it:
+/// no violation, progress despite the faults, and sound Redis-internal
+/// bookkeeping of the churned pool at the end.
+async fn finish(
+    r: &OwnedRedis,
+    churn: tokio::task::JoinHandle<ChurnReport>,
+    label: String,
+) -> ChurnReport {
+    let report = churn.await.expect("the churn panicked");
+    println!("{label}: {}", report.summary());
+    report.assert_clean();
     assert!(
         report.acquired > 500 && report.certain_intervals > 500,
         "too little got through the faults to mean anything: {}",
@@ -51,6 +59,7 @@ async fn assert_sound(r: &OwnedRedis, report: &ChurnReport) {
     let pool = &report.pool;
     let problems = index_problems(&r.storage, pool).await;
     assert!(problems.is_empty(), "{pool}: {problems:#?}");
+    report
 }
 
 /// Repeats a call until it answers (the server may be coming back).
@@ -98,10 +107,7 @@ async fn restart_with_aof_mid_churn_loses_nothing_acknowledged() {
         r.restart();
         restarts += 1;
     }
-    let report = churn.await.expect("the churn panicked");
-    println!("AOF restarts x{restarts}: {}", report.summary());
-    report.assert_clean();
-    assert_sound(&r, &report).await;
+    let report = finish(&r, churn, format!("AOF restarts x{restarts}")).await;
     assert!(restarts >= 2 && report.errors > 0, "faults were felt");
 
     // Every lease acknowledged before a crash is still there, with its token.
@@ -139,10 +145,7 @@ async fn restart_without_persistence_mid_churn_recovers_after_reregistration() {
         r.restart();
         restarts += 1;
     }
-    let report = churn.await.expect("the churn panicked");
-    println!("volatile restarts x{restarts}: {}", report.summary());
-    report.assert_clean();
-    assert_sound(&r, &report).await;
+    let report = finish(&r, churn, format!("volatile restarts x{restarts}")).await;
     assert!(report.errors > 0);
     assert!(
         report.reseeds >= restarts,
@@ -166,11 +169,8 @@ async fn script_flush_mid_churn() {
             .expect("SCRIPT FLUSH");
         flushes += 1;
     }
-    let report = churn.await.expect("the churn panicked");
-    println!("SCRIPT FLUSH x{flushes}: {}", report.summary());
-    report.assert_clean();
+    let report = finish(&r, churn, format!("SCRIPT FLUSH x{flushes}")).await;
     assert_eq!(report.errors, 0, "a flush costs a reload, never an error");
-    assert_sound(&r, &report).await;
     assert!(flushes >= 20);
 }
 
@@ -205,10 +205,7 @@ async fn stalled_server_on_a_small_pool_gives_timeouts_not_wrong_state() {
             .expect("DEBUG SLEEP");
         stalls += 1;
     }
-    let report = churn.await.expect("the churn panicked");
-    println!("DEBUG SLEEP 0.6 s x{stalls}: {}", report.summary());
-    report.assert_clean();
-    assert_sound(&r, &report).await;
+    let report = finish(&r, churn, format!("DEBUG SLEEP 0.6 s x{stalls}")).await;
     assert!(stalls >= 2 && report.errors > 0, "the stalls were felt");
 }
 
