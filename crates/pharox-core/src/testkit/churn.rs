@@ -367,6 +367,27 @@ struct ClientLog {
     certain: Vec<(u16, Instant, Instant)>,
 }
 
+impl ClientLog {
+    /// Adds another client's log.
+    fn merge(&mut self, one: ClientLog) {
+        self.ledger.merge(&one.ledger);
+        self.tokens.merge(one.tokens);
+        self.grants.extend(one.grants);
+        self.violations.extend(one.violations);
+        self.certain.extend(one.certain);
+        self.ops += one.ops;
+        self.misses += one.misses;
+        self.renewed += one.renewed;
+        self.renew_lost += one.renew_lost;
+        self.double_releases += one.double_releases;
+        self.held_past_ttl += one.held_past_ttl;
+        self.errors += one.errors;
+        self.cancelled += one.cancelled;
+        self.unknown_acquires += one.unknown_acquires;
+        self.unknown_releases += one.unknown_releases;
+    }
+}
+
 struct Shared<S> {
     storage: S,
     cfg: ChurnConfig,
@@ -462,54 +483,13 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
     let checker = tokio::spawn(checker(shared.clone()));
     let flapper = tokio::spawn(flapper(shared.clone()));
 
-    let mut report = ChurnReport {
-        pool: shared.cfg.pool.clone(),
-        operations: 0,
-        acquired: 0,
-        misses: 0,
-        renewed: 0,
-        renew_lost: 0,
-        released: 0,
-        double_releases: 0,
-        abandoned: 0,
-        held_past_ttl: 0,
-        flips: 0,
-        samples: 0,
-        i6_checks: 0,
-        swept: 0,
-        errors: 0,
-        cancelled: 0,
-        unknown_acquires: 0,
-        unknown_releases: 0,
-        certain_intervals: 0,
-        i6_effective: 0,
-        reseeds: 0,
-        took: Duration::ZERO,
-        end: None,
-        violations: Vec::new(),
-    };
     let mut log = ClientLog::default();
     for c in clients {
-        let one = c.await.expect("a churn client panicked");
-        log.ledger.merge(&one.ledger);
-        log.tokens.merge(one.tokens);
-        log.grants.extend(one.grants);
-        log.violations.extend(one.violations);
-        log.ops += one.ops;
-        log.misses += one.misses;
-        log.renewed += one.renewed;
-        log.renew_lost += one.renew_lost;
-        log.double_releases += one.double_releases;
-        log.held_past_ttl += one.held_past_ttl;
-        log.errors += one.errors;
-        log.cancelled += one.cancelled;
-        log.unknown_acquires += one.unknown_acquires;
-        log.unknown_releases += one.unknown_releases;
-        log.certain.extend(one.certain);
+        log.merge(c.await.expect("a churn client panicked"));
     }
     shared.stop.store(true, Ordering::Relaxed);
     let (swept, sweep_ops, sweep_errors) = sweeper.await.expect("the sweeper panicked");
-    let (samples, i6_checks, i6_effective, check_ops, check_errors, sampled) =
+    let (samples, i6_checks, mut i6_effective, check_ops, check_errors, sampled) =
         checker.await.expect("the checker panicked");
     let (flips, down, flap_errors) = flapper.await.expect("the flapper panicked");
     let mut violations = std::mem::take(&mut log.violations);
@@ -523,7 +503,6 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
     let mut final_swept = 0;
     // I6 where it surely has something to check: no client or sweeper has
     // run for a TTL, so the leases abandoned last are expired and still held.
-    let mut i6_effective = i6_effective;
     let before = loop {
         match s.pool_snapshot(pool).await {
             Ok(snap) => break snap,
@@ -609,31 +588,34 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
     violations.extend(over_cap_while_certainly_live(&shared, &mut log.certain));
     violations.extend(flapping_leased_while_down(&shared, &log.grants, &down));
 
-    report.operations = log.ops + sweep_ops + check_ops + flips;
-    report.acquired = log.ledger.acquired;
-    report.misses = log.misses;
-    report.renewed = log.renewed;
-    report.renew_lost = log.renew_lost;
-    report.released =
-        log.ledger.released + log.ledger.released_late + log.ledger.released_after_reclaim;
-    report.double_releases = log.double_releases;
-    report.abandoned = log.ledger.abandoned;
-    report.held_past_ttl = log.held_past_ttl;
-    report.flips = flips;
-    report.samples = samples;
-    report.i6_checks = i6_checks;
-    report.swept = swept + final_swept as u64;
-    report.errors = log.errors + sweep_errors + check_errors + flap_errors;
-    report.cancelled = log.cancelled;
-    report.unknown_acquires = log.unknown_acquires;
-    report.unknown_releases = log.unknown_releases;
-    report.certain_intervals = log.certain.len() as u64;
-    report.i6_effective = i6_effective;
-    report.reseeds = shared.reseeds.load(Ordering::Relaxed);
-    report.end = Some(snapshot.stats);
-    report.took = started.elapsed();
-    report.violations = violations;
-    report
+    ChurnReport {
+        pool: pool.clone(),
+        operations: log.ops + sweep_ops + check_ops + flips,
+        acquired: log.ledger.acquired,
+        misses: log.misses,
+        renewed: log.renewed,
+        renew_lost: log.renew_lost,
+        released: log.ledger.released
+            + log.ledger.released_late
+            + log.ledger.released_after_reclaim,
+        double_releases: log.double_releases,
+        abandoned: log.ledger.abandoned,
+        held_past_ttl: log.held_past_ttl,
+        flips,
+        samples,
+        i6_checks,
+        i6_effective,
+        swept: swept + final_swept as u64,
+        errors: log.errors + sweep_errors + check_errors + flap_errors,
+        cancelled: log.cancelled,
+        unknown_acquires: log.unknown_acquires,
+        unknown_releases: log.unknown_releases,
+        certain_intervals: log.certain.len() as u64,
+        reseeds: shared.reseeds.load(Ordering::Relaxed),
+        took: started.elapsed(),
+        end: Some(snapshot.stats),
+        violations,
+    }
 }
 
 /// Reclaims every expired lease of the pool, in batches of 500.
