@@ -120,32 +120,36 @@ local function end_leases(K, members, expired)
   if #members == 0 then
     return 0
   end
-  local last = redis.call('BITFIELD', K.hot, 'GET', 'i64', '#6')[1]
+  -- Sequences are grouped in canonical form; one BITFIELD reads the last
+  -- sequence (#6) and every named proxy's word before anything is written.
+  -- Beyond 2^26 a word's offset is past any string Redis can hold.
   local order, freed, dropped = {}, {}, 0
+  local get = { 'GET', 'i64', '#6' }
   for i = 1, #members do
     local s = string.match(members[i], '^(%d+):%d+:%d+:%d+:')
     local num = s and tonumber(s)
-    if num == nil or num < 16 or num > last then
+    if num == nil or num < 16 or num >= 67108864 then
       dropped = dropped + 1
     else
       local seq = int(num)
       if freed[seq] == nil then
         freed[seq] = 0
         order[#order + 1] = seq
+        get[#get + 1] = 'GET'; get[#get + 1] = 'i64'; get[#get + 1] = '#' .. seq
       end
       freed[seq] = freed[seq] + 1
     end
   end
   local n = 0
   if #order > 0 then
-    local get = {}
-    for _, seq in ipairs(order) do
-      get[#get + 1] = 'GET'; get[#get + 1] = 'i64'; get[#get + 1] = '#' .. seq
-    end
     local now = redis.call('BITFIELD', K.hot, unpack(get))
+    local last = now[1]
     local kept = {}
     for i, seq in ipairs(order) do
-      local _, load = decode(now[i])
+      local _, load = decode(now[i + 1])
+      if tonumber(seq) > last then
+        load = 0
+      end
       if load < freed[seq] then
         dropped = dropped + freed[seq] - load
         freed[seq] = load
