@@ -22,10 +22,9 @@ use chrono::TimeDelta;
 use pharox_core::testkit::churn::{ChurnConfig, ChurnReport, run_churn, soak_duration};
 use pharox_core::testkit::{add, new_pool, proxy, retry_while_retryable};
 use pharox_core::{AcquireRequest, Error, Lease, Storage};
-use pharox_redis::testkit::{OwnedRedis, index_problems};
+use pharox_redis::testkit::{NO_PERSISTENCE, OwnedRedis, STALLABLE, index_problems};
 use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage, redis};
 
-const NO_PERSISTENCE: &[&str] = &["--save", "", "--appendonly", "no"];
 const TIMEOUT: Duration = Duration::from_millis(500);
 
 fn config(pool: &str) -> ChurnConfig {
@@ -177,20 +176,10 @@ async fn script_flush_mid_churn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_server_on_a_small_pool_gives_timeouts_not_wrong_state() {
     let timeout = Duration::from_millis(300);
-    let r = OwnedRedis::start(
-        &[
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--enable-debug-command",
-            "yes",
-        ],
-        |c| {
-            c.response_timeout(timeout)
-                .mode(ConnectionMode::Pooled { size: 4 })
-        },
-    )
+    let r = OwnedRedis::start(STALLABLE, |c| {
+        c.response_timeout(timeout)
+            .mode(ConnectionMode::Pooled { size: 4 })
+    })
     .await;
     let mut con = r.server.raw_connection().await;
     let (churn, until) = start(&r, config("stall"));

@@ -36,11 +36,8 @@ use pharox_core::{
     AcquireRequest, Error, Lease, LeaseId, PoolId, ProxyPool, ReleaseOutcome, Selector, Storage,
 };
 use pharox_redis::keys::PoolKeys;
-use pharox_redis::testkit::{OwnedRedis, RedisHarness};
+use pharox_redis::testkit::{NO_PERSISTENCE, OwnedRedis, RedisHarness, STALLABLE};
 use pharox_redis::{ConnectionMode, RedisStorage, redis, scripts};
-
-/// `redis-server` arguments for a server that keeps nothing on disk.
-const NO_PERSISTENCE: &[&str] = &["--save", "", "--appendonly", "no"];
 
 /// A store on a server this test alone owns.
 type Private = OwnedRedis;
@@ -698,18 +695,7 @@ async fn dropped_acquire_future_leaks_nothing_beyond_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_redis_gives_timeouts_not_wrong_state() {
     let timeout = Duration::from_millis(200);
-    let p = Private::start(
-        &[
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--enable-debug-command",
-            "yes",
-        ],
-        |c| c.response_timeout(timeout),
-    )
-    .await;
+    let p = Private::start(STALLABLE, |c| c.response_timeout(timeout)).await;
     let s = p.storage.clone();
     let pool = seed(&p, "slow", 4, 2).await;
     let mut granted: Vec<Lease> = Vec::new();

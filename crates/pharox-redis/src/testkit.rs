@@ -18,6 +18,20 @@ use pharox_core::testkit::Harness;
 
 use crate::{RedisConfig, RedisStorage};
 
+/// `redis-server` arguments for a server that keeps nothing on disk.
+pub const NO_PERSISTENCE: &[&str] = &["--save", "", "--appendonly", "no"];
+
+/// [`NO_PERSISTENCE`] plus `DEBUG` enabled, for tests that stall the server
+/// with `DEBUG SLEEP`.
+pub const STALLABLE: &[&str] = &[
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--enable-debug-command",
+    "yes",
+];
+
 /// A `redis-server` child process on a free local port, without persistence
 /// unless asked. Killed (and its directory removed) on drop.
 #[derive(Debug)]
@@ -50,7 +64,7 @@ fn ping(port: u16) -> bool {
 impl RedisServer {
     /// Starts a server with no persistence.
     pub fn start() -> Self {
-        Self::start_with(&["--save", "", "--appendonly", "no"])
+        Self::start_with(NO_PERSISTENCE)
     }
 
     /// Starts a server with extra `redis-server` arguments (e.g. persistence).
