@@ -1,47 +1,26 @@
 -- admin.lua: helpers of the scripts that change proxies (prepended after
 -- lib.lua to upsert_proxy and health).
 
--- Puts `seq` (word `w`) into exactly the indexes its state calls for and
--- returns the new word: used by the admin scripts after a change.
-local function reindex(K, seq, w)
-  local room, load, ixload, active = decode(w)
-  redis.call('ZREM', K.free, seq)
-  redis.call('ZREM', K.load, seq)
-  redis.call('ZREM', K.lat, seq)
-  local nw = room + load * 65536
-  if active then
-    nw = nw + F_ACTIVE
-    if room > 0 then
-      redis.call('ZADD', K.free, seq, seq)
-      redis.call('ZADD', K.load, int(load * P32 + tonumber(seq)), seq)
-      nw = nw + load * P32 + F_INLOAD
-      local sc = redis.call('HGET', K.lsc, seq)
-      if sc then
-        redis.call('ZADD', K.lat, sc, seq)
-        nw = nw + F_INLAT
-      end
-    end
-  end
-  redis.call('BITFIELD', K.hot, 'SET', 'i64', '#' .. seq, int(nw))
-  return nw
-end
-
 -- Stores a proxy's JSON, capacity, status and latency score at `seq`
--- (current word `w`) and rebuilds its index membership. Returns its load.
-local function write_proxy(K, seq, w, cap, active, json, latkey)
-  local _, load, _, was_active = decode(w)
-  if active ~= was_active then
-    redis.call('BITFIELD', K.hot, 'INCRBY', 'i64', '#4', active and '1' or '-1')
+-- (current word `old`, 0 for a new proxy) and moves it into exactly the
+-- indexes its new state calls for. Returns its load.
+local function write_proxy(K, seq, old, cap, active, json, latkey)
+  local load = WORD.load(old)
+  local new = WORD.pack(cap - load, load, active)
+  local latency = int(SCORE.latency(latkey, tonumber(seq)))
+  redis.call('HSET', K.proxy_by_seq, seq, json)
+  redis.call('HSET', K.latency_by_seq, seq, latency)
+  redis.call('BITFIELD', K.counters, 'SET', 'i64', WORD.slot(seq), int(new),
+    'INCRBY', 'i64', SLOT.GENERATION, '1')
+  local E = new_edits()
+  note_change(E, seq, old, new)
+  apply_edits(K, E)
+  if WORD.free(old) and WORD.free(new) then
+    -- Still free: its latency may have changed.
+    redis.call('ZADD', K.free_by_latency, latency, seq)
   end
-  redis.call('HSET', K.px, seq, json)
-  redis.call('HSET', K.lsc, seq, int(latkey * P32 + tonumber(seq)))
-  local nw = (cap - load) + load * 65536
-  if active then nw = nw + F_ACTIVE end
-  reindex(K, seq, nw)
-  redis.call('BITFIELD', K.hot, 'INCRBY', 'i64', '#8', '1')
   return load
 end
-
 
 -- Checks the ARGV that upsert_proxy and health share: 1 proxy id, 3 proxy
 -- JSON, 4 active flag, 5 capacity, 6 latency key. Returns the name of the
@@ -50,9 +29,9 @@ local function proxy_args()
   if ARGV[1] == nil or ARGV[1] == '' then return 'proxy id' end
   if ARGV[3] == nil or string.sub(ARGV[3], 1, 1) ~= '{' then return 'proxy JSON' end
   if not (ARGV[4] == '1' or ARGV[4] == '0') then return 'active' end
-  local cap = arg_int(5, 1, 65535)
+  local cap = arg_int(5, 1, LIMIT.MAX_CAPACITY)
   if cap == nil then return 'capacity' end
-  local latkey = arg_int(6, 0, 1048575)
+  local latkey = arg_int(6, 0, LIMIT.MAX_LATENCY_KEY)
   if latkey == nil then return 'latency key' end
   return nil, cap, latkey
 end

@@ -1,15 +1,14 @@
 -- cleanup.lua: reclaim a bounded batch of a pool's expired leases.
 --
--- KEYS: 1 hot, 2 exp, 3 free, 4 load, 5 lat, 6 lsc
--- ARGV: 1 batch size (1 .. 10000)
+-- KEYS: 1 counters, 2 leases_by_deadline, 3 free_by_seq, 4 free_by_load,
+--       5 free_by_latency, 6 latency_by_seq
+-- ARGV: 1 batch size (1 .. LIMIT.MAX_BATCH)
 -- Returns: how many leases were reclaimed (each counted as expired), or -1
 --          when the pool does not exist. Error reply for bad ARGV.
 
-local limit = arg_int(1, 1, 10000)
+local limit = arg_int(1, 1, LIMIT.MAX_BATCH)
 if limit == nil then return fail('bad argument: limit') end
-local K = { hot = KEYS[1], exp = KEYS[2], free = KEYS[3], load = KEYS[4],
-  lat = KEYS[5], lsc = KEYS[6] }
+local K = { counters = KEYS[1], leases_by_deadline = KEYS[2], free_by_seq = KEYS[3],
+  free_by_load = KEYS[4], free_by_latency = KEYS[5], latency_by_seq = KEYS[6] }
 if not pool_exists(K) then return -1 end
-local n = reclaim(K, now_ms(), limit)
-rehint(K)
-return n
+return reclaim(K, now_ms(), limit)

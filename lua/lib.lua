@@ -1,207 +1,216 @@
--- lib.lua: helpers shared by every pharox script. scripts.rs prepends this
--- file to each script, so each script stays one EVALSHA with no globals.
+-- lib.lua: helpers shared by every pharox script, prepended after
+-- layout.lua (see that file for the keys, slots and words). Each script
+-- stays one EVALSHA with no globals.
 --
--- Layout of a pool (all keys carry the pool's hash tag, see keys.rs):
---   hot   string read with BITFIELD, signed 64-bit slots:
---           #0 last fencing token     #1 expired leases (lifetime)
---           #2 round-robin cursor     #3 token at pool creation
---           #4 active proxies         #5 proxies holding a lease
---           #6 last proxy sequence    #7 1 while the pool exists
---           #8 proxy-data generation  #9 no lease ends before this
---                                       (a lower bound of exp's deadlines)
---           #10..#15 reserved
---         slot #seq (seq >= 16) is one proxy's word, an integer below 2^53:
---           bits  0-15 room (free slots)     bits 16-31 load (live leases)
---           bits 32-47 load as last written to the `load` index
---           bit 48 active, bit 49 in `load`, bit 50 in `lat`
---   ids   hash proxy id -> seq            px    hash seq -> proxy JSON
---   free  zset seq (score seq): active proxies with room, exactly
---   load  zset seq (score ixload*2^32+seq): every active proxy with room,
---         maybe some full ones (removed lazily when picked)
---   lat   zset seq (score latkey*2^32+seq), same membership rule as load
---   lsc   hash seq -> lat score           exp   zset lease -> deadline ms
---   geo   geo set of located proxies      ix:<field>:<value> zset seq
---   ixkeys set of the pool's ix key names (so removal can name them)
--- A lease is the member "seq:token:nonce:acquired_ms:consumer" of exp.
-
-local P32 = 4294967296
-local P48 = 281474976710656
-local F_ACTIVE = P48
-local F_INLOAD = 2 * P48
-local F_INLAT = 4 * P48
-local ACQ = '65535'    -- load + 1, room - 1
-local REL = '-65535'   -- load - 1, room + 1
-
--- Integers up to 2^53 as exact decimal strings (tostring would round them).
-local function int(x)
-  return string.format('%d', x)
-end
+-- Rules every script follows: every ARGV is checked, and everything a call
+-- could refuse is checked, before its first write, so a call fails whole or
+-- not at all; no variadic call carries more than LIMIT.CHUNK items.
 
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- room, load, ixload, active, in_load, in_lat
-local function decode(w)
-  local flags = math.floor(w / P48)
-  return w % 65536, math.floor(w / 65536) % 65536, math.floor(w / P32) % 65536,
-    flags % 2 == 1, math.floor(flags / 2) % 2 == 1, math.floor(flags / 4) % 2 == 1
-end
-
-local function pool_exists(K)
-  return redis.call('BITFIELD', K.hot, 'GET', 'i64', '#7')[1] == 1
-end
-
 local function fail(msg)
   return redis.error_reply('PHAROX ' .. msg)
 end
 
--- ARGV[i] as an integer within [lo, hi], or nil.
+-- ARGV[i] as an integer in [lo, hi], written in canonical decimal, or nil.
 local function arg_int(i, lo, hi)
-  local v = tonumber(ARGV[i])
-  if v == nil or v ~= math.floor(v) or v < lo or v > hi then
+  local s = ARGV[i]
+  if type(s) ~= 'string' or not (string.match(s, '^-?[1-9]%d*$') or s == '0') or #s > 16 then
+    return nil
+  end
+  local v = tonumber(s)
+  if v < lo or v > hi then
     return nil
   end
   return v
 end
 
--- After `freed` leases on `seq` ended and its word became `w` (already
--- decremented by all of them), restore the indexes. Called once per proxy
--- and batch: the flags in `w` are stale until `bf` is flushed. `bf`
--- collects BITFIELD subcommands on `hot` that the caller sends in one call.
-local function after_free(K, seq, w, bf, freed)
-  local room, load, ixload, active, inload, inlat = decode(w)
-  if load == 0 then
-    bf[#bf + 1] = 'INCRBY'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = '#5'; bf[#bf + 1] = '-1'
-  end
-  if not active then
-    return
-  end
-  local delta = 0
-  if room == freed then
-    redis.call('ZADD', K.free, seq, seq)
-  end
-  if not inload then
-    redis.call('ZADD', K.load, int(load * P32 + tonumber(seq)), seq)
-    delta = delta + F_INLOAD + (load - ixload) * P32
-  elseif load < ixload then
-    redis.call('ZADD', K.load, int(load * P32 + tonumber(seq)), seq)
-    delta = delta + (load - ixload) * P32
-  end
-  if not inlat then
-    local sc = redis.call('HGET', K.lsc, seq)
-    if sc then
-      redis.call('ZADD', K.lat, sc, seq)
-      delta = delta + F_INLAT
+local function counter(K, slot)
+  return redis.call('BITFIELD_RO', K.counters, 'GET', 'i64', slot)[1]
+end
+
+local function pool_exists(K)
+  return counter(K, SLOT.EXISTS) == 1
+end
+
+-- `cmd key items...` in calls of at most LIMIT.CHUNK items of `width`
+-- values each; the replies of table-valued calls are concatenated.
+local function chunked(cmd, key, items, width)
+  local out, step = {}, LIMIT.CHUNK * width
+  for i = 1, #items, step do
+    local r = redis.call(cmd, key, unpack(items, i, math.min(i + step - 1, #items)))
+    if type(r) == 'table' then
+      for _, v in ipairs(r) do out[#out + 1] = v end
     end
   end
-  if delta ~= 0 then
-    bf[#bf + 1] = 'INCRBY'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = '#' .. seq; bf[#bf + 1] = int(delta)
+  return out
+end
+
+-- The words of `seqs`, in order (one BITFIELD per chunk).
+local function read_words(K, seqs)
+  local get = {}
+  for _, seq in ipairs(seqs) do
+    get[#get + 1] = 'GET'; get[#get + 1] = 'i64'; get[#get + 1] = WORD.slot(seq)
+  end
+  return chunked('BITFIELD_RO', K.counters, get, 3)
+end
+
+-- Index edits for many proxies, collected by note_change and sent by
+-- apply_edits in a few chunked calls.
+local function new_edits()
+  return { gone = {}, free = {}, load = {}, latency = {}, leased = 0, active = 0, expired = 0 }
+end
+
+-- Records what moving proxy `seq` (a string) from word `old` to word `new`
+-- changes: the free_by_* indexes hold exactly the active proxies with room,
+-- free_by_load at their current load; LEASED and ACTIVE count words.
+local function note_change(E, seq, old, new)
+  local was, is = WORD.free(old), WORD.free(new)
+  local load_old, load_new = WORD.load(old), WORD.load(new)
+  if is then
+    if not was then
+      E.free[#E.free + 1] = seq; E.free[#E.free + 1] = seq
+      E.latency[#E.latency + 1] = seq
+    end
+    if not was or load_old ~= load_new then
+      E.load[#E.load + 1] = int(SCORE.load(load_new, tonumber(seq))); E.load[#E.load + 1] = seq
+    end
+  elseif was then
+    E.gone[#E.gone + 1] = seq
+  end
+  if (load_old > 0) ~= (load_new > 0) then
+    E.leased = E.leased + (load_new > 0 and 1 or -1)
+  end
+  if WORD.active(old) ~= WORD.active(new) then
+    E.active = E.active + (WORD.active(new) and 1 or -1)
   end
 end
 
-local function flush_bf(K, bf)
-  if #bf > 0 then
-    redis.call('BITFIELD', K.hot, unpack(bf))
+local function apply_edits(K, E)
+  if #E.gone > 0 then
+    chunked('ZREM', K.free_by_seq, E.gone, 1)
+    chunked('ZREM', K.free_by_load, E.gone, 1)
+    chunked('ZREM', K.free_by_latency, E.gone, 1)
   end
+  if #E.free > 0 then chunked('ZADD', K.free_by_seq, E.free, 2) end
+  if #E.load > 0 then chunked('ZADD', K.free_by_load, E.load, 2) end
+  if #E.latency > 0 then
+    local scores = chunked('HMGET', K.latency_by_seq, E.latency, 1)
+    local add = {}
+    for i, seq in ipairs(E.latency) do
+      -- Every proxy has a latency score (write_proxy sets it with the word).
+      add[#add + 1] = scores[i]; add[#add + 1] = seq
+    end
+    chunked('ZADD', K.free_by_latency, add, 2)
+  end
+  local bf = {}
+  for slot, delta in pairs({ [SLOT.LEASED] = E.leased, [SLOT.ACTIVE] = E.active, [SLOT.EXPIRED] = E.expired }) do
+    if delta ~= 0 then
+      bf[#bf + 1] = 'INCRBY'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = slot; bf[#bf + 1] = int(delta)
+    end
+  end
+  if #bf > 0 then redis.call('BITFIELD', K.counters, unpack(bf)) end
 end
 
--- Ends the leases `members` of exp (already known to exist), counting them
--- as expired when `expired`; returns how many.
+-- What ending the lease members `members` (of leases_by_deadline) would do,
+-- read without writing: { members, order = seqs, freed = seq -> leases,
+-- words = seq -> word, n = leases ended }.
 --
--- One decrement and one index update per proxy, however many of its leases
--- end here. Members pharox cannot have written are dropped (and logged by
--- the server), never applied: a sequence outside the pool's proxies, a
--- proxy that does not exist, or more members for a proxy than it has live
--- leases (only that many are applied). Everything is checked before the
--- first write, so no such member makes the call fail halfway.
-local function end_leases(K, members, expired)
-  if #members == 0 then
-    return 0
-  end
-  -- Sequences are grouped in canonical form; one BITFIELD reads the last
-  -- sequence (#6) and every named proxy's word before anything is written.
-  -- Beyond 2^26 a word's offset is past any string Redis can hold.
+-- Members pharox cannot have written are dropped (removed, logged by the
+-- server, never applied): a sequence outside the pool's proxies, a proxy
+-- that does not exist, or more members for a proxy than it has live leases
+-- (only that many are applied).
+local function plan_end(K, members)
   local order, freed, dropped = {}, {}, 0
-  local get = { 'GET', 'i64', '#6' }
   for i = 1, #members do
-    local s = string.match(members[i], '^(%d+):%d+:%d+:%d+:')
+    local s = string.match(members[i], MEMBER.PATTERN)
     local num = s and tonumber(s)
-    if num == nil or num < 16 or num >= 67108864 then
+    if num == nil or num < LIMIT.FIRST_SEQ or num > LIMIT.MAX_SEQ then
       dropped = dropped + 1
     else
       local seq = int(num)
       if freed[seq] == nil then
         freed[seq] = 0
         order[#order + 1] = seq
-        get[#get + 1] = 'GET'; get[#get + 1] = 'i64'; get[#get + 1] = '#' .. seq
       end
       freed[seq] = freed[seq] + 1
     end
   end
-  local n = 0
+  local plan = { members = members, order = {}, freed = freed, words = {}, n = 0 }
   if #order > 0 then
-    local now = redis.call('BITFIELD', K.hot, unpack(get))
-    local last = now[1]
-    local kept = {}
+    -- One read of the last sequence and every named word.
+    local get = { 'GET', 'i64', SLOT.LAST_SEQ }
+    for _, seq in ipairs(order) do
+      get[#get + 1] = 'GET'; get[#get + 1] = 'i64'; get[#get + 1] = WORD.slot(seq)
+    end
+    local words = chunked('BITFIELD_RO', K.counters, get, 3)
+    local last = words[1]
     for i, seq in ipairs(order) do
-      local _, load = decode(now[i + 1])
-      if tonumber(seq) > last then
-        load = 0
-      end
+      local w = words[i + 1]
+      local load = tonumber(seq) > last and 0 or WORD.load(w)
       if load < freed[seq] then
         dropped = dropped + freed[seq] - load
         freed[seq] = load
       end
       if freed[seq] > 0 then
-        kept[#kept + 1] = seq
-        n = n + freed[seq]
+        plan.order[#plan.order + 1] = seq
+        plan.words[seq] = w
+        plan.n = plan.n + freed[seq]
       end
     end
-    order = kept
   end
   if dropped > 0 then
-    redis.log(redis.LOG_WARNING, 'pharox: dropped ' .. dropped .. ' malformed lease member(s) of ' .. K.exp)
+    redis.log(redis.LOG_WARNING, 'pharox: dropped ' .. dropped .. ' malformed lease member(s) of ' .. K.leases_by_deadline)
   end
-  redis.call('ZREM', K.exp, unpack(members))
-  if n == 0 then
-    return 0
-  end
-  local cmd = {}
-  for _, seq in ipairs(order) do
-    cmd[#cmd + 1] = 'INCRBY'; cmd[#cmd + 1] = 'i64'; cmd[#cmd + 1] = '#' .. seq
-    cmd[#cmd + 1] = freed[seq] == 1 and REL or int(-65535 * freed[seq])
-  end
-  if expired then
-    cmd[#cmd + 1] = 'INCRBY'; cmd[#cmd + 1] = 'i64'; cmd[#cmd + 1] = '#1'; cmd[#cmd + 1] = tostring(n)
-  end
-  local words = redis.call('BITFIELD', K.hot, unpack(cmd))
-  local bf = {}
-  for i, seq in ipairs(order) do
-    after_free(K, seq, words[i], bf, freed[seq])
-  end
-  flush_bf(K, bf)
-  return n
+  return plan
 end
 
--- Reclaims up to `limit` leases of the pool whose deadline is <= now.
-local function reclaim(K, now, limit)
-  local due = redis.call('ZRANGEBYSCORE', K.exp, '-inf', now, 'LIMIT', 0, limit)
-  return end_leases(K, due, true)
+-- Applies a plan of plan_end, counting its leases as expired when `expired`;
+-- returns how many leases ended. One decrement and one index update per
+-- proxy, however many of its leases end.
+local function apply_end(K, plan, expired)
+  if #plan.members == 0 then return 0 end
+  chunked('ZREM', K.leases_by_deadline, plan.members, 1)
+  if plan.n == 0 then return 0 end
+  local incr = {}
+  for _, seq in ipairs(plan.order) do
+    incr[#incr + 1] = 'INCRBY'; incr[#incr + 1] = 'i64'; incr[#incr + 1] = WORD.slot(seq)
+    incr[#incr + 1] = plan.freed[seq] == 1 and WORD.RELEASE or int(-65535 * plan.freed[seq])
+  end
+  local words = chunked('BITFIELD', K.counters, incr, 4)
+  local E = new_edits()
+  for i, seq in ipairs(plan.order) do
+    note_change(E, seq, plan.words[seq], words[i])
+  end
+  if expired then E.expired = plan.n end
+  apply_edits(K, E)
+  return plan.n
 end
 
--- After reclaiming, sets the expiry hint (#9) to the earliest deadline
--- left, or far in the future when no lease is left.
+-- The leases of the pool whose deadline is <= now, at most `limit`.
+local function due_leases(K, now, limit)
+  return redis.call('ZRANGEBYSCORE', K.leases_by_deadline, '-inf', now, 'LIMIT', 0, limit)
+end
+
+-- After reclaiming, sets the expiry hint to the earliest deadline left, or
+-- far in the future when no lease is left.
 local function rehint(K)
-  local first = redis.call('ZRANGE', K.exp, 0, 0, 'WITHSCORES')
-  redis.call('BITFIELD', K.hot, 'SET', 'i64', '#9', first[2] or '9007199254740991')
+  local first = redis.call('ZRANGE', K.leases_by_deadline, 0, 0, 'WITHSCORES')
+  redis.call('BITFIELD', K.counters, 'SET', 'i64', SLOT.EXPIRY_HINT, first[2] or '9007199254740991')
 end
 
--- Reclaims expired leases if the hint says one may be due; returns how many.
-local function reclaim_due(K, now, limit, hint)
-  if limit == 0 or hint > now then return 0 end
-  local n = reclaim(K, now, limit)
+-- Reclaims up to `limit` due leases (counted as expired); returns how many.
+local function reclaim(K, now, limit)
+  local n = apply_end(K, plan_end(K, due_leases(K, now, limit)), true)
   rehint(K)
   return n
+end
+
+-- Reclaims due leases if the hint says one may be due; returns how many.
+local function reclaim_due(K, now, limit, hint)
+  if limit == 0 or hint > now then return 0 end
+  return reclaim(K, now, limit)
 end

@@ -1,30 +1,26 @@
 -- release.lua: give a lease back. Idempotent: only the call that removes
--- the lease from exp frees its capacity (I4).
+-- the lease from leases_by_deadline frees its capacity (I4).
 --
--- KEYS: 1 hot, 2 exp, 3 free, 4 load, 5 lat, 6 lsc
--- ARGV: 1 lease member "seq:token:nonce:acquired_ms:consumer" (see lib.lua)
+-- KEYS: 1 counters, 2 leases_by_deadline, 3 free_by_seq, 4 free_by_load,
+--       5 free_by_latency, 6 latency_by_seq
+-- ARGV: 1 lease member (MEMBER in layout.lua)
 -- Returns: 1 released, 2 released after its deadline (counted as expired),
 --          0 not held (released before, reclaimed, proxy or pool removed);
 --          an error reply "PHAROX bad argument ..." for bad ARGV.
 
 local member = ARGV[1]
-local seq = member and string.match(member, '^(%d+):%d+:%d+:%d+:.')
-if seq == nil then return fail('bad argument: lease') end
-local K = { hot = KEYS[1], exp = KEYS[2], free = KEYS[3], load = KEYS[4],
-  lat = KEYS[5], lsc = KEYS[6] }
-
-local deadline = redis.call('ZSCORE', K.exp, member)
-if not deadline then return 0 end
-redis.call('ZREM', K.exp, member)
-local expired = tonumber(deadline) <= now_ms()
-local w
-if expired then
-  w = redis.call('BITFIELD', K.hot, 'INCRBY', 'i64', '#' .. seq, REL, 'INCRBY', 'i64', '#1', '1')[1]
-else
-  w = redis.call('BITFIELD', K.hot, 'INCRBY', 'i64', '#' .. seq, REL)[1]
+local seq = member and string.match(member, MEMBER.PATTERN)
+if seq == nil or tonumber(seq) < LIMIT.FIRST_SEQ or tonumber(seq) > LIMIT.MAX_SEQ then
+  return fail('bad argument: lease')
 end
-local bf = {}
-after_free(K, seq, w, bf, 1)
-flush_bf(K, bf)
+local K = { counters = KEYS[1], leases_by_deadline = KEYS[2], free_by_seq = KEYS[3],
+  free_by_load = KEYS[4], free_by_latency = KEYS[5], latency_by_seq = KEYS[6] }
+
+local deadline = redis.call('ZSCORE', K.leases_by_deadline, member)
+if not deadline then return 0 end
+local expired = tonumber(deadline) <= now_ms()
+local plan = plan_end(K, { member })
+apply_end(K, plan, expired)
+if plan.n == 0 then return 0 end
 if expired then return 2 end
 return 1

@@ -1,23 +1,30 @@
 -- remove_pool.lua: delete a pool's proxies, leases, indexes and counters,
 -- keeping only its last fencing token so a re-created pool continues it.
+-- Keys are UNLINKed (freed in the background), in chunks.
 --
--- KEYS: 1 hot, 2 retired, 3 ixkeys, then every other key of the pool (exp,
---       free, load, lat, lsc, ids, px, geo, polar, hist), then every ix key
---       listed in ixkeys
--- ARGV: 1 number of ix keys passed
--- Returns: 1 removed, 0 no such pool, -2 the ix keys changed (re-read and
---          retry). Error reply for bad ARGV.
+-- KEYS: 1 counters, 2 retired_token, 3 value_index_keys, then every other
+--       key of the pool (leases_by_deadline, free_by_seq, free_by_load,
+--       free_by_latency, latency_by_seq, seq_by_id, proxy_by_seq, located,
+--       polar_by_seq, all_by_seq, stats_history), then every key listed in
+--       value_index_keys
+-- ARGV: 1 number of by_value keys passed
+-- Returns: 1 removed, 0 no such pool, -2 the by_value keys changed
+--          (re-read and retry). Error reply for bad ARGV.
 
 local n = tonumber(ARGV[1])
-if n == nil or n ~= math.floor(n) or n < 0 or #KEYS < 3 + n then return redis.error_reply('PHAROX bad argument: key count') end
-if redis.call('BITFIELD', KEYS[1], 'GET', 'i64', '#7')[1] ~= 1 then return 0 end
+if n == nil or n ~= math.floor(n) or n < 0 or #KEYS ~= 14 + n then
+  return fail('bad argument: key count')
+end
+if redis.call('BITFIELD_RO', KEYS[1], 'GET', 'i64', SLOT.EXISTS)[1] ~= 1 then return 0 end
 if redis.call('SCARD', KEYS[3]) ~= n then return -2 end
-for i = #KEYS - n + 1, #KEYS do
+for i = 15, #KEYS do
   if redis.call('SISMEMBER', KEYS[3], KEYS[i]) == 0 then return -2 end
 end
-local token = redis.call('BITFIELD', KEYS[1], 'GET', 'i64', '#0')[1]
-redis.call('SET', KEYS[2], tostring(token))
+local token = redis.call('BITFIELD_RO', KEYS[1], 'GET', 'i64', SLOT.TOKEN)[1]
+redis.call('SET', KEYS[2], int(token))
 local doomed = { KEYS[1], KEYS[3] }
 for i = 4, #KEYS do doomed[#doomed + 1] = KEYS[i] end
-redis.call('DEL', unpack(doomed))
+for i = 1, #doomed, LIMIT.CHUNK do
+  redis.call('UNLINK', unpack(doomed, i, math.min(i + LIMIT.CHUNK - 1, #doomed)))
+end
 return 1

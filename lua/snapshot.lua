@@ -1,24 +1,38 @@
--- snapshot.lua: a consistent view of a whole pool, O(pool size). For
--- invariant checks and admin tools, not the hot path.
+-- snapshot.lua: a consistent view of a whole pool, for invariant checks
+-- and admin tools, not the hot path: O(proxies + live leases), read in
+-- windows of LIMIT.CHUNK.
 --
--- KEYS: 1 hot, 2 exp, 3 free, 4 ids, 5 px
+-- KEYS: 1 counters, 2 leases_by_deadline, 3 free_by_seq, 4 seq_by_id,
+--       5 proxy_by_seq, 6 all_by_seq
 -- ARGV: none
 -- Returns: {-1} when the pool does not exist, else
 --          {stats (as stats.lua), {seq, load, proxy JSON, ...} in sequence
---           order, {lease member, deadline ms, ...}}.
+--           order, {lease member, deadline ms, ...} in deadline order}.
 
-local hot = redis.call('BITFIELD', KEYS[1], 'GET', 'i64', '#7', 'GET', 'i64', '#0',
-  'GET', 'i64', '#3', 'GET', 'i64', '#4', 'GET', 'i64', '#5', 'GET', 'i64', '#1')
-if hot[1] ~= 1 then return { -1 } end
-local stats = { now_ms(), redis.call('HLEN', KEYS[4]), hot[4], redis.call('ZCARD', KEYS[3]),
-  hot[5], redis.call('ZCARD', KEYS[2]), hot[2] - hot[3], hot[6] }
-local seqs = redis.call('HVALS', KEYS[4])
-table.sort(seqs, function(a, b) return tonumber(a) < tonumber(b) end)
+local c = redis.call('BITFIELD_RO', KEYS[1], 'GET', 'i64', SLOT.EXISTS, 'GET', 'i64', SLOT.TOKEN,
+  'GET', 'i64', SLOT.TOKEN_BASE, 'GET', 'i64', SLOT.ACTIVE, 'GET', 'i64', SLOT.LEASED,
+  'GET', 'i64', SLOT.EXPIRED)
+if c[1] ~= 1 then return { -1 } end
+local K = { counters = KEYS[1] }
+local stats = { now_ms(), redis.call('HLEN', KEYS[4]), c[4], redis.call('ZCARD', KEYS[3]),
+  c[5], redis.call('ZCARD', KEYS[2]), c[2] - c[3], c[6] }
 local proxies = {}
-for _, seq in ipairs(seqs) do
-  local w = redis.call('BITFIELD', KEYS[1], 'GET', 'i64', '#' .. seq)[1]
-  proxies[#proxies + 1] = tonumber(seq)
-  proxies[#proxies + 1] = math.floor(w / 65536) % 65536
-  proxies[#proxies + 1] = redis.call('HGET', KEYS[5], seq)
+local total = redis.call('ZCARD', KEYS[6])
+for start = 0, total - 1, LIMIT.CHUNK do
+  local seqs = redis.call('ZRANGE', KEYS[6], start, start + LIMIT.CHUNK - 1)
+  local words = read_words(K, seqs)
+  local recs = redis.call('HMGET', KEYS[5], unpack(seqs))
+  for i, seq in ipairs(seqs) do
+    proxies[#proxies + 1] = tonumber(seq)
+    proxies[#proxies + 1] = WORD.load(words[i])
+    proxies[#proxies + 1] = recs[i]
+  end
 end
-return { stats, proxies, redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES') }
+local leases = {}
+local n = redis.call('ZCARD', KEYS[2])
+for start = 0, n - 1, LIMIT.CHUNK do
+  for _, v in ipairs(redis.call('ZRANGE', KEYS[2], start, start + LIMIT.CHUNK - 1, 'WITHSCORES')) do
+    leases[#leases + 1] = v
+  end
+end
+return { stats, proxies, leases }

@@ -890,13 +890,13 @@ async fn corrupt_stored_credentials_are_not_quoted_in_errors() {
     let keys = pharox_redis::keys::PoolKeys::new(&store.config().prefix, &pool);
     let hset = |seq: &str, json: &str| {
         pharox_redis::redis::cmd("HSET")
-            .arg(&keys.px)
+            .arg(&keys.proxy_by_seq)
             .arg(seq)
             .arg(json)
             .clone()
     };
     let stored: Vec<(String, String)> = store
-        .raw_command(pharox_redis::redis::cmd("HGETALL").arg(&keys.px))
+        .raw_command(pharox_redis::redis::cmd("HGETALL").arg(&keys.proxy_by_seq))
         .await
         .unwrap();
     let (seq, json) = &stored[0];

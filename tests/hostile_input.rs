@@ -348,7 +348,7 @@ async fn malformed_data_planted_in_redis_gives_errors_not_panics() {
             |k| {
                 vec![
                     redis::cmd("HSET")
-                        .arg(&k.px)
+                        .arg(&k.proxy_by_seq)
                         .arg(16)
                         .arg("{not json")
                         .clone(),
@@ -361,7 +361,7 @@ async fn malformed_data_planted_in_redis_gives_errors_not_panics() {
             |k| {
                 vec![
                     redis::cmd("HSET")
-                        .arg(&k.px)
+                        .arg(&k.proxy_by_seq)
                         .arg(16)
                         .arg("{\"id\":5,\"port\":\"x\"}")
                         .clone(),
@@ -374,7 +374,7 @@ async fn malformed_data_planted_in_redis_gives_errors_not_panics() {
             |k| {
                 vec![
                     redis::cmd("HSET")
-                        .arg(&k.px)
+                        .arg(&k.proxy_by_seq)
                         .arg(16)
                         .arg("x".repeat(1 << 20))
                         .clone(),
@@ -386,8 +386,12 @@ async fn malformed_data_planted_in_redis_gives_errors_not_panics() {
             "counters key of the wrong type",
             |k| {
                 vec![
-                    redis::cmd("DEL").arg(&k.hot).clone(),
-                    redis::cmd("HSET").arg(&k.hot).arg("x").arg("y").clone(),
+                    redis::cmd("DEL").arg(&k.counters).clone(),
+                    redis::cmd("HSET")
+                        .arg(&k.counters)
+                        .arg("x")
+                        .arg("y")
+                        .clone(),
                 ]
             },
             &["acquire", "pool_stats", "pool_snapshot"],
@@ -396,15 +400,26 @@ async fn malformed_data_planted_in_redis_gives_errors_not_panics() {
             "lease index of the wrong type",
             |k| {
                 vec![
-                    redis::cmd("DEL").arg(&k.exp).clone(),
-                    redis::cmd("SET").arg(&k.exp).arg("oops").clone(),
+                    redis::cmd("DEL").arg(&k.leases_by_deadline).clone(),
+                    redis::cmd("SET")
+                        .arg(&k.leases_by_deadline)
+                        .arg("oops")
+                        .clone(),
                 ]
             },
             &["pool_snapshot", "cleanup_expired"],
         ),
         (
             "lease member without fields, long expired",
-            |k| vec![redis::cmd("ZADD").arg(&k.exp).arg(1).arg("garbage").clone()],
+            |k| {
+                vec![
+                    redis::cmd("ZADD")
+                        .arg(&k.leases_by_deadline)
+                        .arg(1)
+                        .arg("garbage")
+                        .clone(),
+                ]
+            },
             &["pool_snapshot"],
         ),
         (
@@ -412,7 +427,7 @@ async fn malformed_data_planted_in_redis_gives_errors_not_panics() {
             |k| {
                 vec![
                     redis::cmd("ZADD")
-                        .arg(&k.exp)
+                        .arg(&k.leases_by_deadline)
                         .arg("+inf")
                         .arg("16:abc:1:2:w")
                         .clone(),
@@ -422,7 +437,15 @@ async fn malformed_data_planted_in_redis_gives_errors_not_panics() {
         ),
         (
             "proxy id pointing at no proxy",
-            |k| vec![redis::cmd("HSET").arg(&k.ids).arg("p0").arg(999).clone()],
+            |k| {
+                vec![
+                    redis::cmd("HSET")
+                        .arg(&k.seq_by_id)
+                        .arg("p0")
+                        .arg(999)
+                        .clone(),
+                ]
+            },
             &[],
         ),
         (
@@ -430,7 +453,7 @@ async fn malformed_data_planted_in_redis_gives_errors_not_panics() {
             |k| {
                 vec![
                     redis::cmd("BITFIELD")
-                        .arg(&k.hot)
+                        .arg(&k.counters)
                         .arg("SET")
                         .arg("i64")
                         .arg("#16")

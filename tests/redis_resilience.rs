@@ -547,7 +547,7 @@ async fn memory_stays_flat_under_churn() {
     let took = start.elapsed();
     let (mem_after, keys_after) = (used_memory(&s).await, dbsize().await);
     let live: i64 = s
-        .raw_command(redis::cmd("ZCARD").arg(&keys.exp))
+        .raw_command(redis::cmd("ZCARD").arg(&keys.leases_by_deadline))
         .await
         .expect("ZCARD");
     let growth = mem_after - mem_before;
@@ -557,7 +557,7 @@ async fn memory_stays_flat_under_churn() {
          DBSIZE {keys_before} -> {keys_after}",
         cycles as f64 / took.as_secs_f64()
     );
-    assert_eq!(live, 0, "leases left in {}", keys.exp);
+    assert_eq!(live, 0, "leases left in {}", keys.leases_by_deadline);
     assert_eq!(keys_after, keys_before, "the key count changed");
     assert!(
         growth < BOUND,

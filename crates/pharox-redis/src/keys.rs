@@ -73,35 +73,38 @@ impl GlobalKeys {
     }
 }
 
-/// The keys of one pool. Built once per call; cheap (one allocation per key).
+/// The keys of one pool, named for what they hold (the layout is described
+/// in `lua/layout.lua`). Built once per call; cheap (one allocation per key).
 #[derive(Debug, Clone)]
 pub struct PoolKeys {
     /// `<prefix>:{<escaped id>}:`, every key's start.
     base: String,
-    /// BITFIELD counters and proxy words (see `lua/lib.lua`).
-    pub hot: String,
-    /// Zset of live leases by deadline.
-    pub exp: String,
-    /// Zset of active proxies with room, by sequence.
-    pub free: String,
-    /// Zset of active proxies by lease count (lazy).
-    pub load: String,
-    /// Zset of active proxies by latency (lazy).
-    pub lat: String,
-    /// Hash: sequence → latency score.
-    pub lsc: String,
+    /// String read with BITFIELD: the pool's counters, then one word per proxy.
+    pub counters: String,
+    /// Zset: lease member → deadline (ms).
+    pub leases_by_deadline: String,
+    /// Zset: the active proxies with room, by sequence.
+    pub free_by_seq: String,
+    /// Zset: the same proxies, by (live leases, sequence).
+    pub free_by_load: String,
+    /// Zset: the same proxies, by (latency, sequence).
+    pub free_by_latency: String,
+    /// Hash: sequence → latency score, for every proxy.
+    pub latency_by_seq: String,
+    /// Zset: every proxy, by sequence.
+    pub all_by_seq: String,
     /// Hash: proxy id → sequence.
-    pub ids: String,
+    pub seq_by_id: String,
     /// Hash: sequence → proxy JSON.
-    pub px: String,
-    /// GEO set of located proxies.
-    pub geo: String,
-    /// Zset of proxies located beyond GEO's latitude range.
-    pub polar: String,
-    /// Set of the pool's index key names.
-    pub ixkeys: String,
-    /// Last fencing token of removed incarnations.
-    pub retired: String,
+    pub proxy_by_seq: String,
+    /// GEO set of the located proxies within Redis GEO's latitudes.
+    pub located: String,
+    /// Zset of the located proxies beyond them (near the poles).
+    pub polar_by_seq: String,
+    /// Set of the pool's `by_value` index key names.
+    pub value_index_keys: String,
+    /// String: the last fencing token of removed incarnations.
+    pub retired_token: String,
 }
 
 impl PoolKeys {
@@ -114,26 +117,28 @@ impl PoolKeys {
         base.push_str("}:");
         let k = |suffix: &str| format!("{base}{suffix}");
         Self {
-            hot: k("hot"),
-            exp: k("exp"),
-            free: k("free"),
-            load: k("load"),
-            lat: k("lat"),
-            lsc: k("lsc"),
-            ids: k("ids"),
-            px: k("px"),
-            geo: k("geo"),
-            polar: k("polar"),
-            ixkeys: k("ixkeys"),
-            retired: k("retired"),
+            counters: k("counters"),
+            leases_by_deadline: k("leases_by_deadline"),
+            free_by_seq: k("free_by_seq"),
+            free_by_load: k("free_by_load"),
+            free_by_latency: k("free_by_latency"),
+            latency_by_seq: k("latency_by_seq"),
+            all_by_seq: k("all_by_seq"),
+            seq_by_id: k("seq_by_id"),
+            proxy_by_seq: k("proxy_by_seq"),
+            located: k("located"),
+            polar_by_seq: k("polar_by_seq"),
+            value_index_keys: k("value_index_keys"),
+            retired_token: k("retired_token"),
             base,
         }
     }
 
-    /// The index of proxies whose `field` equals `value` (country in upper case).
-    pub fn index(&self, field: IndexField, value: &str) -> String {
+    /// Zset of the proxies whose `field` equals `value` (country in upper
+    /// case), by sequence, whatever their status and room.
+    pub fn by_value(&self, field: IndexField, value: &str) -> String {
         let mut key = self.base.clone();
-        let _ = write!(key, "ix:{}:", field.name());
+        let _ = write!(key, "by_value:{}:", field.name());
         if field == IndexField::Country {
             key.push_str(&value.to_ascii_uppercase());
         } else {
@@ -146,25 +151,40 @@ impl PoolKeys {
     /// JSON written by the worker (built on demand: it is off the hot path).
     ///
     /// [`PoolStatsSnapshot`]: pharox_core::PoolStatsSnapshot
-    pub fn history(&self) -> String {
-        format!("{}hist", self.base)
+    pub fn stats_history(&self) -> String {
+        format!("{}stats_history", self.base)
     }
 
-    /// Every key of the pool except the ix keys and `retired`, in the order
-    /// `upsert_proxy.lua` and `remove_proxy.lua` take them as KEYS 1-11.
-    pub fn admin_keys(&self) -> [&str; 11] {
+    /// The keys the lease scripts take as KEYS 1-6 (`release.lua`,
+    /// `renew.lua`, `cleanup.lua`, and the start of `acquire.lua`).
+    pub fn lease_keys(&self) -> [&str; 6] {
         [
-            &self.hot,
-            &self.exp,
-            &self.free,
-            &self.load,
-            &self.lat,
-            &self.lsc,
-            &self.ids,
-            &self.px,
-            &self.geo,
-            &self.ixkeys,
-            &self.polar,
+            &self.counters,
+            &self.leases_by_deadline,
+            &self.free_by_seq,
+            &self.free_by_load,
+            &self.free_by_latency,
+            &self.latency_by_seq,
+        ]
+    }
+
+    /// Every key of the pool except the `by_value` keys, `retired_token` and
+    /// the stats history, in the order `upsert_proxy.lua` and
+    /// `remove_proxy.lua` take them as KEYS 1-12.
+    pub fn admin_keys(&self) -> [&str; 12] {
+        [
+            &self.counters,
+            &self.leases_by_deadline,
+            &self.free_by_seq,
+            &self.free_by_load,
+            &self.free_by_latency,
+            &self.latency_by_seq,
+            &self.seq_by_id,
+            &self.proxy_by_seq,
+            &self.located,
+            &self.value_index_keys,
+            &self.polar_by_seq,
+            &self.all_by_seq,
         ]
     }
 }
@@ -231,11 +251,12 @@ mod tests {
             &"x".repeat(10_000),
         ] {
             let k = keys(id);
-            let slot = cluster_slot(k.hot.as_bytes());
+            let slot = cluster_slot(k.counters.as_bytes());
             let mut all: Vec<String> = k.admin_keys().iter().map(|s| s.to_string()).collect();
-            all.push(k.retired.clone());
-            all.push(k.index(IndexField::Country, "ar"));
-            all.push(k.index(IndexField::City, "{evil}"));
+            all.push(k.retired_token.clone());
+            all.push(k.stats_history());
+            all.push(k.by_value(IndexField::Country, "ar"));
+            all.push(k.by_value(IndexField::City, "{evil}"));
             for key in all {
                 assert_eq!(cluster_slot(key.as_bytes()), slot, "{id:?}: {key}");
             }
@@ -245,7 +266,17 @@ mod tests {
     #[test]
     fn ids_cannot_forge_or_collide() {
         let ids = [
-            "a", "a}", "a%7D", "a%", "a}:{b", "{a}", "a:hot", "a}:hot", "A", "a ", "ä",
+            "a",
+            "a}",
+            "a%7D",
+            "a%",
+            "a}:{b",
+            "{a}",
+            "a:counters",
+            "a}:counters",
+            "A",
+            "a ",
+            "ä",
         ];
         let mut seen = std::collections::HashMap::new();
         for id in ids {
@@ -256,9 +287,13 @@ mod tests {
                 }
             }
             // The tag is exactly the escaped id: no `}` inside it.
-            let open = k.hot.find('{').unwrap();
-            let close = open + 1 + k.hot[open + 1..].find('}').unwrap();
-            assert!(k.hot[close..].starts_with("}:hot"), "{id:?}: {}", k.hot);
+            let open = k.counters.find('{').unwrap();
+            let close = open + 1 + k.counters[open + 1..].find('}').unwrap();
+            assert!(
+                k.counters[close..].starts_with("}:counters"),
+                "{id:?}: {}",
+                k.counters
+            );
         }
     }
 
@@ -266,16 +301,16 @@ mod tests {
     fn country_index_ignores_case() {
         let k = keys("p");
         assert_eq!(
-            k.index(IndexField::Country, "ar"),
-            k.index(IndexField::Country, "AR")
+            k.by_value(IndexField::Country, "ar"),
+            k.by_value(IndexField::Country, "AR")
         );
         assert_ne!(
-            k.index(IndexField::City, "a"),
-            k.index(IndexField::City, "A")
+            k.by_value(IndexField::City, "a"),
+            k.by_value(IndexField::City, "A")
         );
         assert_ne!(
-            k.index(IndexField::City, "x"),
-            k.index(IndexField::Isp, "x")
+            k.by_value(IndexField::City, "x"),
+            k.by_value(IndexField::Isp, "x")
         );
     }
 }

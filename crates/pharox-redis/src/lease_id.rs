@@ -11,8 +11,13 @@ use uuid::Uuid;
 
 /// Largest fencing token an id can carry.
 pub(crate) const MAX_TOKEN: u64 = (1 << 48) - 1;
-/// Largest proxy sequence an id can carry (`upsert_proxy.lua` stops below it).
-pub(crate) const MAX_SEQ: u64 = (1 << 30) - 1;
+/// Largest proxy sequence an id can carry: 30 bits, above the pool's own
+/// limit ([`layout::MAX_SEQ`]).
+const SEQ_BITS: u64 = (1 << 30) - 1;
+const _: () = assert!(layout::MAX_SEQ <= SEQ_BITS);
+use crate::layout;
+/// The largest sequence of a lease id: the pool's own limit.
+pub(crate) const MAX_SEQ: u64 = layout::MAX_SEQ;
 /// One above the largest nonce.
 pub(crate) const NONCE_LIMIT: u64 = 1 << 44;
 
@@ -43,7 +48,7 @@ impl LeaseParts {
         }
         Some(Self {
             token: hi >> 16,
-            seq: (lo >> 32) & MAX_SEQ,
+            seq: (lo >> 32) & SEQ_BITS,
             nonce: ((hi & 0xFFF) << 32) | (lo & 0xFFFF_FFFF),
         })
     }

@@ -22,10 +22,14 @@
 //! and in the README's "Running on Redis" section.
 #![forbid(unsafe_code)]
 
+mod cache;
 mod config;
 mod conn;
 pub mod keys;
+pub mod layout;
 mod lease_id;
+pub mod queries;
+mod reply;
 pub mod scripts;
 mod store;
 #[cfg(feature = "testkit")]

@@ -1,6 +1,5 @@
 //! [`RedisStorage`]: the Storage contract on Redis.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +13,15 @@ use pharox_core::{
 };
 use uuid::Uuid;
 
+use crate::cache::ProxyCache;
 use crate::config::RedisConfig;
 use crate::conn::Conn;
 use crate::keys::{GlobalKeys, IndexField, PoolKeys};
+use crate::layout::{self, LeaseMember};
 use crate::lease_id::{LeaseParts, NONCE_LIMIT};
-use crate::{MAX_CONCURRENCY, MAX_SORTED_LATENCY_MS, scripts};
+use crate::queries::{self, AcquireArgs, AcquireReply, Plan, UpsertArgs, UpsertReply};
+use crate::reply::{array, corrupt, int, parse_proxy, text, u64_of, unparsable};
+use crate::{MAX_CONCURRENCY, MAX_SORTED_LATENCY_MS};
 
 /// Redis's GEO index stores latitudes only up to this (Web Mercator).
 const GEO_MAX_LATITUDE: f64 = 85.051_128_78;
@@ -26,11 +29,18 @@ const GEO_MAX_LATITUDE: f64 = 85.051_128_78;
 const UNMEASURED_LATENCY_KEY: u32 = MAX_SORTED_LATENCY_MS + 1;
 /// Optimistic admin updates retried this often before giving up.
 const ADMIN_ATTEMPTS: usize = 32;
+/// Calls one filtered acquire may take: each examines at least 15
+/// candidates of an index of at most `layout::MAX_PROXIES`, in at most two
+/// round-robin phases and two passes. A safety net against a search that
+/// never ends, not a limit any search reaches.
+const MAX_ACQUIRE_CALLS: usize = 4 * (layout::MAX_PROXIES / 15 + 2);
 
 /// A pharox store on Redis. Cheap to clone (shares its connections).
 ///
 /// Every operation is one Lua script (one round trip), except the admin
-/// calls that first read what they change and retry if it changed meanwhile.
+/// calls that first read what they change and retry if it changed meanwhile,
+/// and filtered acquires whose search spans several calls (see
+/// `lua/acquire.lua`).
 #[derive(Clone)]
 pub struct RedisStorage {
     inner: Arc<Inner>,
@@ -40,47 +50,7 @@ struct Inner {
     conn: Conn,
     config: RedisConfig,
     global: GlobalKeys,
-    /// Connection data of leased proxies, per pool, valid for one
-    /// proxy-data generation (bumped by every proxy change): an acquire
-    /// whose generation matches skips sending the proxy's JSON.
-    cache: parking_lot::Mutex<HashMap<String, PoolCache>>,
-}
-
-struct PoolCache {
-    generation: i64,
-    proxies: HashMap<u64, Arc<LeasedProxy>>,
-}
-
-/// Pools and proxies remembered at most, so the cache stays small.
-const CACHE_POOLS: usize = 1_024;
-const CACHE_PROXIES: usize = 200_000;
-
-impl Inner {
-    fn remember(&self, pool: &PoolId, generation: i64, seq: u64, proxy: &Arc<LeasedProxy>) {
-        let mut cache = self.cache.lock();
-        if cache.len() >= CACHE_POOLS && !cache.contains_key(pool.as_str()) {
-            cache.clear();
-        }
-        let entry = cache
-            .entry(pool.as_str().to_owned())
-            .or_insert_with(|| PoolCache {
-                generation,
-                proxies: HashMap::new(),
-            });
-        if entry.generation != generation || entry.proxies.len() >= CACHE_PROXIES {
-            entry.generation = generation;
-            entry.proxies.clear();
-        }
-        entry.proxies.insert(seq, proxy.clone());
-    }
-
-    fn recall(&self, pool: &PoolId, generation: i64, seq: u64) -> Option<Arc<LeasedProxy>> {
-        let cache = self.cache.lock();
-        let entry = cache.get(pool.as_str())?;
-        (entry.generation == generation)
-            .then(|| entry.proxies.get(&seq).cloned())
-            .flatten()
-    }
+    cache: ProxyCache,
 }
 
 impl std::fmt::Debug for RedisStorage {
@@ -91,10 +61,6 @@ impl std::fmt::Debug for RedisStorage {
     }
 }
 
-fn corrupt(what: impl Into<std::borrow::Cow<'static, str>>) -> Error {
-    Error::Corrupt(what.into())
-}
-
 /// An optimistic admin update that lost the race `ADMIN_ATTEMPTS` times.
 fn gave_up(op: &str, what: &str) -> Error {
     Error::Backend {
@@ -102,82 +68,15 @@ fn gave_up(op: &str, what: &str) -> Error {
     }
 }
 
-/// A stored record that does not parse, described without quoting it: a
-/// serde message may quote the offending value, and a proxy record holds
-/// its credentials (I8). Only the kind of error and its position are kept.
-fn unparsable(what: &str, e: &serde_json::Error) -> Error {
-    let kind = match e.classify() {
-        serde_json::error::Category::Io => "unreadable",
-        serde_json::error::Category::Syntax => "not valid JSON",
-        serde_json::error::Category::Data => "JSON of the wrong shape",
-        serde_json::error::Category::Eof => "truncated JSON",
-    };
-    corrupt(format!(
-        "stored {what}: {kind} at line {} column {}",
-        e.line(),
-        e.column()
-    ))
-}
-
-/// The kind of a reply, for errors: never its content, which may hold
-/// stored proxy records and so credentials (I8).
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Nil => "nil",
-        Value::Int(_) => "an integer",
-        Value::BulkString(_) | Value::SimpleString(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Okay => "OK",
-        Value::ServerError(_) => "an error reply",
-        _ => "another kind of reply",
-    }
-}
-
-fn int(v: &Value) -> Result<i64> {
-    match v {
-        Value::Int(n) => Ok(*n),
-        Value::BulkString(b) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| corrupt("expected an integer")),
-        _ => Err(corrupt(format!("expected an integer, got {}", kind_of(v)))),
-    }
-}
-
-fn text(v: &Value) -> Result<&str> {
-    match v {
-        Value::BulkString(b) => std::str::from_utf8(b).map_err(|_| corrupt("invalid UTF-8")),
-        Value::SimpleString(s) => Ok(s),
-        _ => Err(corrupt("expected a string")),
-    }
-}
-
-fn array(v: Value) -> Result<Vec<Value>> {
-    match v {
-        Value::Array(items) => Ok(items),
-        other => Err(corrupt(format!(
-            "expected an array, got {}",
-            kind_of(&other)
-        ))),
-    }
-}
-
-fn parse_proxy(json: &Value, load: i64) -> Result<Proxy> {
-    let mut proxy: Proxy =
-        serde_json::from_str(text(json)?).map_err(|e| unparsable("proxy", &e))?;
-    proxy.current_leases = u32::try_from(load).map_err(|_| corrupt("lease count"))?;
-    Ok(proxy)
-}
-
-fn u64_of(n: i64, what: &'static str) -> Result<u64> {
-    u64::try_from(n).map_err(|_| corrupt(what))
-}
-
 fn lease_member(parts: LeaseParts, acquired_ms: i64, consumer: &str) -> String {
-    format!(
-        "{}:{}:{}:{acquired_ms}:{consumer}",
-        parts.seq, parts.token, parts.nonce
-    )
+    LeaseMember {
+        seq: parts.seq,
+        token: parts.token,
+        nonce: parts.nonce,
+        acquired_ms,
+        consumer,
+    }
+    .build()
 }
 
 fn index_values(p: &Proxy) -> Vec<(IndexField, String)> {
@@ -200,6 +99,14 @@ fn index_values(p: &Proxy) -> Vec<(IndexField, String)> {
     v
 }
 
+/// The `by_value` keys a proxy belongs to.
+pub(crate) fn index_keys(k: &PoolKeys, p: &Proxy) -> Vec<String> {
+    index_values(p)
+        .into_iter()
+        .map(|(f, v)| k.by_value(f, &v))
+        .collect()
+}
+
 fn latency_key(p: &Proxy) -> u32 {
     p.latency_ms
         .map_or(UNMEASURED_LATENCY_KEY, |l| l.min(MAX_SORTED_LATENCY_MS))
@@ -209,24 +116,13 @@ fn capacity(p: &Proxy) -> u32 {
     p.max_concurrency.unwrap_or(MAX_CONCURRENCY)
 }
 
-/// How an acquire finds candidates for a filter.
-enum Plan {
-    /// No filter: the selector's own index.
-    All,
-    /// Every member of an equality index matches: no verification.
-    Exact(String),
-    /// Candidates from an equality index, verified with the filter.
-    Verify(String),
-    /// Candidates from a GEO radius search, verified.
-    Geo { lon: f64, lat: f64, radius_km: f64 },
-    /// Every proxy with room, verified.
-    Scan,
-}
-
+/// How an acquire finds the candidates of filter `f`.
 fn plan(keys: &PoolKeys, f: &ProxyFilters) -> Plan {
     if f.is_empty() {
         return Plan::All;
     }
+    // The equality index of the rarest kind of value: its members hold
+    // every match.
     let eq: Option<(IndexField, String)> = f
         .asn
         .map(|a| (IndexField::Asn, a.to_string()))
@@ -235,7 +131,7 @@ fn plan(keys: &PoolKeys, f: &ProxyFilters) -> Plan {
         .or_else(|| f.source.clone().map(|v| (IndexField::Source, v)))
         .or_else(|| f.country.clone().map(|v| (IndexField::Country, v)));
     if let Some((field, value)) = eq {
-        let key = keys.index(field, &value);
+        let key = keys.by_value(field, &value);
         let only_that = [
             f.asn.is_some(),
             f.city.is_some(),
@@ -260,10 +156,13 @@ fn plan(keys: &PoolKeys, f: &ProxyFilters) -> Plan {
     if let Some(g) = f.geo
         && g.latitude.abs() <= GEO_MAX_LATITUDE
     {
+        // Redis measures with a larger Earth radius (6372.797 km) and
+        // rounds positions to 52-bit geohashes: search a little wider, then
+        // the script checks the exact haversine distance.
         return Plan::Geo {
             lon: g.longitude,
             lat: g.latitude,
-            radius_km: g.radius_km,
+            radius_km: g.radius_km * 1.0003 + 0.01,
         };
     }
     Plan::Scan
@@ -278,9 +177,22 @@ fn selector_code(s: Selector) -> &'static str {
     }
 }
 
+/// A lease the acquire script granted, before its proxy data is known.
+struct Granted {
+    parts: LeaseParts,
+    now_ms: i64,
+    generation: i64,
+    proxy: Option<Value>,
+}
+
 impl RedisStorage {
     /// Connects (opening the configured connections now, so a wrong URL or a
     /// server that is down fails here) and returns the store.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a bad configuration or URL; `Unavailable`,
+    /// `Timeout` or `Interrupted` when the server cannot be reached.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         if config.prefix.is_empty() || config.prefix.contains(['{', '}']) {
             return Err(Error::invalid(
@@ -301,7 +213,7 @@ impl RedisStorage {
                 conn,
                 global: GlobalKeys::new(&config.prefix),
                 config,
-                cache: parking_lot::Mutex::new(HashMap::new()),
+                cache: ProxyCache::default(),
             }),
         })
     }
@@ -353,7 +265,7 @@ impl RedisStorage {
         let _: String = self
             .cmd(
                 redis::cmd("XADD")
-                    .arg(self.keys(&snapshot.pool).history())
+                    .arg(self.keys(&snapshot.pool).stats_history())
                     .arg("MAXLEN")
                     .arg("~")
                     .arg(max_len)
@@ -376,7 +288,7 @@ impl RedisStorage {
         let entries: Vec<(String, Vec<(String, String)>)> = self
             .cmd(
                 redis::cmd("XREVRANGE")
-                    .arg(self.keys(pool).history())
+                    .arg(self.keys(pool).stats_history())
                     .arg("+")
                     .arg("-")
                     .arg("COUNT")
@@ -398,31 +310,19 @@ impl RedisStorage {
     pub async fn raw_command<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
         self.cmd(cmd, "command").await
     }
-
-    fn pool_keys_inv<'a>(script: &'a Script, k: &PoolKeys) -> ScriptInvocation<'a> {
-        let mut inv = script.prepare_invoke();
-        inv.key(&k.hot)
-            .key(&k.exp)
-            .key(&k.free)
-            .key(&k.load)
-            .key(&k.lat)
-            .key(&k.lsc);
-        inv
-    }
-
     /// Reads a proxy: `Ok(None)` if it or its pool does not exist (a write
     /// that follows then learns which from its own script). Returns the raw
     /// stored JSON too, for optimistic updates.
     async fn read_proxy(&self, k: &PoolKeys, id: &ProxyId) -> Result<Option<(Proxy, String)>> {
-        let mut inv = scripts::GET_PROXY.prepare_invoke();
-        inv.key(&k.hot).key(&k.ids).key(&k.px).arg(id.as_str());
-        let r = array(self.run(&inv, "get_proxy").await?)?;
-        match int(r.first().ok_or_else(|| corrupt("empty reply"))?)? {
-            -1 | 0 => Ok(None),
-            _ => {
-                let (load, json) = (int(&r[1])?, &r[2]);
-                let raw = text(json)?.to_owned();
-                Ok(Some((parse_proxy(json, load)?, raw)))
+        let got = queries::got_proxy(
+            self.run(&queries::get_proxy(k, id.as_str()), "get_proxy")
+                .await?,
+        )?;
+        match got {
+            None => Ok(None),
+            Some((load, json)) => {
+                let raw = text(&json)?.to_owned();
+                Ok(Some((parse_proxy(&json, load)?, raw)))
             }
         }
     }
@@ -474,12 +374,14 @@ impl RedisStorage {
         })
     }
 
-    /// Runs the acquire script; `find` only looks.
+    /// Runs the acquire script until it answers (a filtered search may take
+    /// several calls; none but the last grants anything); `find` only looks.
+    /// Returns the answer and the nonce the lease was granted with.
     async fn select(
         &self,
         request: &AcquireRequest,
         find: bool,
-    ) -> Result<Option<(Vec<Value>, u64)>> {
+    ) -> Result<Option<(AcquireReply, u64)>> {
         validate::acquire_request(request)?;
         if request.filters.has_predicate() {
             return Err(Error::UnsupportedFilter(
@@ -488,79 +390,54 @@ impl RedisStorage {
         }
         let k = self.keys(&request.pool);
         let plan = plan(&k, &request.filters);
-        let nonce = fastrand::u64(..NONCE_LIMIT);
-        let mut inv = Self::pool_keys_inv(&scripts::ACQUIRE, &k);
-        inv.key(&k.px);
-        // Whether the script evaluates the filter itself (it gets the JSON).
-        let (mode, verified) = match &plan {
-            Plan::All => ("", false),
-            Plan::Exact(key) => {
-                inv.key(key);
-                ("x", false)
-            }
-            Plan::Verify(key) => {
-                inv.key(key);
-                ("v", true)
-            }
-            Plan::Geo { .. } => {
-                inv.key(&k.geo).key(&k.polar);
-                ("g", true)
-            }
-            Plan::Scan => ("s", true),
-        };
-        let filter_json = if verified {
+        let filter_json = if plan.verifies() {
             serde_json::to_string(&request.filters)
                 .map_err(|e| Error::invalid("filters", e.to_string()))?
         } else {
             String::new()
         };
-        let duration_ms = request.duration.num_milliseconds();
-        let cached = if find {
-            String::new()
+        let nonce = fastrand::u64(..NONCE_LIMIT);
+        let cached_generation = if find {
+            None
         } else {
-            self.inner
-                .cache
-                .lock()
-                .get(request.pool.as_str())
-                .map_or_else(String::new, |c| c.generation.to_string())
+            self.inner.cache.generation(&request.pool)
         };
-        inv.arg(selector_code(request.selector))
-            .arg(duration_ms)
-            .arg(request.consumer.as_str())
-            .arg(nonce)
-            .arg(self.inner.config.reclaim_batch)
-            .arg(if find { "1" } else { "0" })
-            .arg(cached);
-        if !mode.is_empty() {
-            inv.arg(mode).arg(filter_json);
+        let op = if find { "find" } else { "acquire" };
+        let mut position = String::new();
+        for _ in 0..MAX_ACQUIRE_CALLS {
+            let inv = queries::acquire(
+                &k,
+                &AcquireArgs {
+                    selector: selector_code(request.selector),
+                    duration_ms: request.duration.num_milliseconds(),
+                    consumer: request.consumer.as_str(),
+                    nonce,
+                    reclaim_batch: self.inner.config.reclaim_batch,
+                    find,
+                    cached_generation,
+                    plan: &plan,
+                    filter_json: &filter_json,
+                    position: &position,
+                },
+            );
+            match AcquireReply::decode(self.run(&inv, op).await?)? {
+                AcquireReply::Continue(next) => position = next,
+                AcquireReply::NoPool => return Err(Error::PoolNotFound(request.pool.clone())),
+                AcquireReply::NoProxy => return Ok(None),
+                answer => return Ok(Some((answer, nonce))),
+            }
         }
-        if let Plan::Geo {
-            lon,
-            lat,
-            radius_km,
-        } = plan
-        {
-            // Redis measures with a larger Earth radius (6372.797 km) and
-            // rounds positions to 52-bit geohashes: search a little wider,
-            // then the script checks the exact haversine distance.
-            let search = radius_km * 1.0003 + 0.01;
-            inv.arg(lon.to_string())
-                .arg(lat.to_string())
-                .arg(search.to_string());
-        }
-        let r = array(
-            self.run(&inv, if find { "find" } else { "acquire" })
-                .await?,
-        )?;
-        match int(r.first().ok_or_else(|| corrupt("empty reply"))?)? {
-            -1 => Err(Error::PoolNotFound(request.pool.clone())),
-            0 => Ok(None),
-            _ => Ok(Some((r, nonce))),
-        }
+        Err(Error::Backend {
+            source: format!(
+                "{op}: the filtered search did not finish in {MAX_ACQUIRE_CALLS} calls"
+            )
+            .into(),
+        })
     }
 
     /// The connection data of proxy `seq` when the cache lacks it; `None`
-    /// if the proxy is gone.
+    /// if the proxy is gone. A retryable failure is tried once more: the
+    /// lease is already granted and this read is safe to repeat.
     async fn fetch_leased(
         &self,
         pool: &PoolId,
@@ -568,21 +445,93 @@ impl RedisStorage {
         seq: u64,
     ) -> Result<Option<Arc<LeasedProxy>>> {
         let k = self.keys(pool);
-        let json: Option<String> = self
-            .cmd(redis::cmd("HGET").arg(&k.px).arg(seq), "acquire")
-            .await?;
+        let hget = redis::cmd("HGET").arg(&k.proxy_by_seq).arg(seq).clone();
+        let json: Option<String> = match self.cmd(&hget, "acquire").await {
+            Err(e) if e.is_retryable() => self.cmd(&hget, "acquire").await?,
+            other => other?,
+        };
         let Some(json) = json else {
             return Ok(None);
         };
         let proxy: Proxy = serde_json::from_str(&json).map_err(|e| unparsable("proxy", &e))?;
         let proxy = Arc::new(LeasedProxy::of(&proxy));
-        self.inner.remember(pool, generation, seq, &proxy);
+        self.inner.cache.remember(pool, generation, seq, &proxy);
         Ok(Some(proxy))
     }
 
+    /// Completes a granted lease: its proxy's connection data, from the
+    /// reply, the cache or one read. `Ok(None)` if the proxy was removed
+    /// since (the lease ended with it).
+    async fn complete(&self, request: &AcquireRequest, g: &Granted) -> Result<Option<Lease>> {
+        let proxy = match &g.proxy {
+            Some(json) => {
+                let proxy = Arc::new(LeasedProxy::of(&parse_proxy(json, 0)?));
+                self.inner
+                    .cache
+                    .remember(&request.pool, g.generation, g.parts.seq, &proxy);
+                proxy
+            }
+            None => match self
+                .inner
+                .cache
+                .recall(&request.pool, g.generation, g.parts.seq)
+            {
+                Some(p) => p,
+                None => match self
+                    .fetch_leased(&request.pool, g.generation, g.parts.seq)
+                    .await?
+                {
+                    Some(p) => p,
+                    None => return Ok(None),
+                },
+            },
+        };
+        let expires = g.now_ms + request.duration.num_milliseconds();
+        Self::build_lease(
+            &request.pool,
+            &request.consumer,
+            g.parts,
+            g.now_ms,
+            expires,
+            proxy,
+        )
+        .map(Some)
+    }
+
+    /// Completing a granted lease failed with `e`: releases the lease so it
+    /// does not leak, and returns the error to report. A lease was granted,
+    /// so the error never says "not sent": a retryable one becomes
+    /// `Interrupted` (the manager does not repeat an acquire after it).
+    async fn give_back(&self, request: &AcquireRequest, g: &Granted, e: Error) -> Error {
+        let k = self.keys(&request.pool);
+        let member = lease_member(g.parts, g.now_ms, request.consumer.as_str());
+        let released: Result<i64> = self.run(&queries::release(&k, &member), "release").await;
+        let until = datetime_from_ms(g.now_ms + request.duration.num_milliseconds());
+        let what = match &released {
+            Ok(_) => "it was released again, so nothing is held".to_owned(),
+            Err(r) => {
+                format!("releasing it failed too ({r}): it is held until it expires at {until}")
+            }
+        };
+        tracing::warn!(pool = %request.pool, token = g.parts.token, error = %e, "acquire: completing a granted lease failed; {what}");
+        if e.is_retryable() {
+            Error::Interrupted {
+                source: format!(
+                    "acquire: a lease was granted but completing it failed ({e}); {what}"
+                )
+                .into(),
+            }
+        } else {
+            e
+        }
+    }
+
     async fn ix_members(&self, k: &PoolKeys) -> Result<Vec<String>> {
-        self.cmd(redis::cmd("SMEMBERS").arg(&k.ixkeys), "remove_pool")
-            .await
+        self.cmd(
+            redis::cmd("SMEMBERS").arg(&k.value_index_keys),
+            "remove_pool",
+        )
+        .await
     }
 }
 
@@ -625,11 +574,8 @@ impl Storage for RedisStorage {
     async fn upsert_pool(&self, pool: &ProxyPool) -> Result<ProxyPool> {
         validate::pool(pool)?;
         let k = self.keys(&pool.id);
-        let mut inv = scripts::CREATE_POOL.prepare_invoke();
         // A random first generation: see create_pool.lua.
-        inv.key(&k.hot)
-            .key(&k.retired)
-            .arg(fastrand::u64(..1 << 40));
+        let inv = queries::create_pool(&k, fastrand::u64(..layout::GENERATION_END));
         let _: i64 = self.run(&inv, "upsert_pool").await?;
         let json = serde_json::to_string(pool).map_err(|e| corrupt(e.to_string()))?;
         let _: i64 = self
@@ -678,19 +624,9 @@ impl Storage for RedisStorage {
         let k = self.keys(pool);
         for _ in 0..ADMIN_ATTEMPTS {
             let ix = self.ix_members(&k).await?;
-            let mut inv = scripts::REMOVE_POOL.prepare_invoke();
-            inv.key(&k.hot).key(&k.retired).key(&k.ixkeys);
-            for key in [
-                &k.exp, &k.free, &k.load, &k.lat, &k.lsc, &k.ids, &k.px, &k.geo, &k.polar,
-            ] {
-                inv.key(key);
-            }
-            inv.key(k.history());
-            for key in &ix {
-                inv.key(key);
-            }
-            inv.arg(ix.len());
-            let r: i64 = self.run(&inv, "remove_pool").await?;
+            let r: i64 = self
+                .run(&queries::remove_pool(&k, &ix), "remove_pool")
+                .await?;
             if r == -2 {
                 continue;
             }
@@ -719,62 +655,61 @@ impl Storage for RedisStorage {
         let mut stored_form = proxy.clone();
         stored_form.current_leases = 0;
         let json = serde_json::to_string(&stored_form).map_err(|e| corrupt(e.to_string()))?;
+        let new_index = index_keys(&k, proxy);
         for _ in 0..ADMIN_ATTEMPTS {
             let old = self.read_proxy(&k, &proxy.id).await?;
-            let old_ix: Vec<String> = old
+            let old_index = old
                 .as_ref()
-                .map(|(p, _)| {
-                    index_values(p)
-                        .into_iter()
-                        .map(|(f, v)| k.index(f, &v))
-                        .collect()
-                })
+                .map(|(p, _)| index_keys(&k, p))
                 .unwrap_or_default();
-            let mut inv = scripts::UPSERT_PROXY.prepare_invoke();
-            for key in k.admin_keys() {
-                inv.key(key);
-            }
-            for key in &old_ix {
-                inv.key(key);
-            }
-            for (f, v) in index_values(proxy) {
-                inv.key(k.index(f, &v));
-            }
-            let (lon, lat) = match (proxy.longitude, proxy.latitude) {
-                (Some(lon), Some(lat)) => (lon.to_string(), lat.to_string()),
-                _ => (String::new(), String::new()),
-            };
-            inv.arg(proxy.id.as_str())
-                .arg(old.as_ref().map_or("", |(_, raw)| raw.as_str()))
-                .arg(&json)
-                .arg(if proxy.status == ProxyStatus::Active {
-                    "1"
-                } else {
-                    "0"
-                })
-                .arg(capacity(proxy))
-                .arg(latency_key(proxy))
-                .arg(lon)
-                .arg(lat)
-                .arg(old_ix.len())
-                .arg(validate::MAX_CLEANUP_BATCH);
-            let r = array(self.run(&inv, "upsert_proxy").await?)?;
-            match int(r.first().ok_or_else(|| corrupt("empty reply"))?)? {
-                -1 => return Err(Error::PoolNotFound(proxy.pool.clone())),
-                -2 => continue,
-                -3 => {
+            let inv = queries::upsert_proxy(
+                &k,
+                &UpsertArgs {
+                    id: proxy.id.as_str(),
+                    expected: old.as_ref().map_or("", |(_, raw)| raw.as_str()),
+                    json: &json,
+                    active: proxy.status == ProxyStatus::Active,
+                    capacity: capacity(proxy),
+                    latency_key: latency_key(proxy),
+                    location: proxy.longitude.zip(proxy.latitude),
+                    old_index: &old_index,
+                    new_index: &new_index,
+                    reclaim_batch: validate::MAX_CLEANUP_BATCH,
+                },
+            );
+            match UpsertReply::decode(self.run(&inv, "upsert_proxy").await?)? {
+                UpsertReply::NoPool => return Err(Error::PoolNotFound(proxy.pool.clone())),
+                UpsertReply::Changed => continue,
+                UpsertReply::BelowLoad(load) => {
                     return Err(Error::invalid(
                         "proxy.max_concurrency",
+                        format!("is below the proxy's {load} live leases; release them first"),
+                    ));
+                }
+                UpsertReply::PoolFull(limit) => {
+                    return Err(Error::invalid(
+                        "pool",
                         format!(
-                            "is below the proxy's {} live leases; release them first",
-                            int(&r[1])?
+                            "`{}` holds {limit} proxies, the most a pool may hold; remove some first",
+                            proxy.pool
                         ),
                     ));
                 }
-                _ => {
+                UpsertReply::OutOfSequences(last) => {
+                    return Err(Error::invalid(
+                        "pool",
+                        format!(
+                            "`{}` has used all {} proxy sequences it may hand out (up to {last}); \
+                             remove the pool and create it again to start over",
+                            proxy.pool,
+                            last + 1 - layout::FIRST_SEQ as i64
+                        ),
+                    ));
+                }
+                UpsertReply::Stored(load) => {
                     let mut stored = proxy.clone();
                     stored.current_leases =
-                        u32::try_from(int(&r[1])?).map_err(|_| corrupt("lease count"))?;
+                        u32::try_from(load).map_err(|_| corrupt("lease count"))?;
                     return Ok(stored);
                 }
             }
@@ -791,18 +726,22 @@ impl Storage for RedisStorage {
     async fn list_proxies(&self, pool: &PoolId) -> Result<Vec<Proxy>> {
         validate::pool_id(pool)?;
         let k = self.keys(pool);
-        let mut inv = scripts::PROXIES.prepare_invoke();
-        inv.key(&k.hot).key(&k.ids).key(&k.px);
-        let r = array(self.run(&inv, "list_proxies").await?)?;
-        if r.len() == 1 && int(&r[0])? == -1 {
-            return Err(Error::PoolNotFound(pool.clone()));
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let inv = queries::list_proxies(&k, after, layout::CHUNK);
+            let Some((next, items)) = queries::proxy_page(self.run(&inv, "list_proxies").await?)?
+            else {
+                return Err(Error::PoolNotFound(pool.clone()));
+            };
+            for (load, json) in &items {
+                out.push(parse_proxy(json, *load)?);
+            }
+            if next == 0 {
+                return Ok(out);
+            }
+            after = next;
         }
-        r.chunks(3)
-            .map(|c| match c {
-                [_, load, json] => parse_proxy(json, int(load)?),
-                _ => Err(corrupt("proxy list reply")),
-            })
-            .collect()
     }
 
     async fn remove_proxy(&self, pool: &PoolId, proxy: &ProxyId) -> Result<bool> {
@@ -812,14 +751,7 @@ impl Storage for RedisStorage {
             let Some((old, raw)) = self.read_proxy(&k, proxy).await? else {
                 return Ok(false);
             };
-            let mut inv = scripts::REMOVE_PROXY.prepare_invoke();
-            for key in k.admin_keys() {
-                inv.key(key);
-            }
-            for (f, v) in index_values(&old) {
-                inv.key(k.index(f, &v));
-            }
-            inv.arg(proxy.as_str()).arg(raw);
+            let inv = queries::remove_proxy(&k, proxy.as_str(), &raw, &index_keys(&k, &old));
             let r: i64 = self.run(&inv, "remove_proxy").await?;
             match r {
                 -2 => continue,
@@ -841,46 +773,39 @@ impl Storage for RedisStorage {
             .selector(selector);
         match self.select(&request, true).await? {
             None => Ok(None),
-            Some((r, _)) if r.len() == 6 => parse_proxy(&r[4], int(&r[5])?).map(Some),
+            Some((AcquireReply::Found { proxy, load }, _)) => parse_proxy(&proxy, load).map(Some),
             Some(_) => Err(corrupt("find reply")),
         }
     }
 
     async fn acquire(&self, request: &AcquireRequest) -> Result<Option<Lease>> {
         for _ in 0..2 {
-            let Some((r, nonce)) = self.select(request, false).await? else {
+            let Some((answer, nonce)) = self.select(request, false).await? else {
                 return Ok(None);
             };
-            let (seq, token, now, generation) = match r.as_slice() {
-                [seq, token, now, generation, ..] => (
-                    u64_of(int(seq)?, "sequence")?,
-                    u64_of(int(token)?, "token")?,
-                    int(now)?,
-                    int(generation)?,
-                ),
-                _ => return Err(corrupt("acquire reply")),
+            let AcquireReply::Leased {
+                seq,
+                token,
+                now_ms,
+                generation,
+                proxy,
+            } = answer
+            else {
+                return Err(corrupt("acquire reply"));
             };
-            let parts = LeaseParts { token, seq, nonce };
-            let proxy = match r.get(4) {
-                Some(json) => {
-                    let proxy = Arc::new(LeasedProxy::of(&parse_proxy(json, 0)?));
-                    self.inner.remember(&request.pool, generation, seq, &proxy);
-                    Some(proxy)
-                }
-                None => match self.inner.recall(&request.pool, generation, seq) {
-                    Some(p) => Some(p),
-                    None => self.fetch_leased(&request.pool, generation, seq).await?,
-                },
+            let granted = Granted {
+                parts: LeaseParts { token, seq, nonce },
+                now_ms,
+                generation,
+                proxy,
             };
-            let Some(proxy) = proxy else {
+            match self.complete(request, &granted).await {
+                Ok(Some(lease)) => return Ok(Some(lease)),
                 // The proxy was removed between the lease and the lookup, so
                 // the lease already ended; drop the cache and try again.
-                self.inner.cache.lock().remove(request.pool.as_str());
-                continue;
-            };
-            let expires = now + request.duration.num_milliseconds();
-            return Self::build_lease(&request.pool, &request.consumer, parts, now, expires, proxy)
-                .map(Some);
+                Ok(None) => self.inner.cache.forget(&request.pool),
+                Err(e) => return Err(self.give_back(request, &granted, e).await),
+            }
         }
         Err(Error::Backend {
             source: "acquire: leased proxies kept disappearing".into(),
@@ -895,18 +820,13 @@ impl Storage for RedisStorage {
             return Ok(ReleaseOutcome::NotHeld);
         }
         let k = self.keys(&lease.pool);
-        let mut inv = Self::pool_keys_inv(&scripts::RELEASE, &k);
-        inv.arg(lease_member(
+        let member = lease_member(
             parts,
             lease.acquired_at.timestamp_millis(),
             lease.consumer.as_str(),
-        ));
-        let r: i64 = self.run(&inv, "release").await?;
-        Ok(match r {
-            1 => ReleaseOutcome::Released,
-            2 => ReleaseOutcome::Expired,
-            _ => ReleaseOutcome::NotHeld,
-        })
+        );
+        let r: i64 = self.run(&queries::release(&k, &member), "release").await?;
+        Ok(queries::release_outcome(r))
     }
 
     async fn renew(&self, lease: &Lease, duration: TimeDelta) -> Result<Lease> {
@@ -919,21 +839,19 @@ impl Storage for RedisStorage {
             return Err(lost());
         }
         let k = self.keys(&lease.pool);
-        let mut inv = Self::pool_keys_inv(&scripts::RENEW, &k);
-        inv.arg(lease_member(
+        let member = lease_member(
             parts,
             lease.acquired_at.timestamp_millis(),
             lease.consumer.as_str(),
-        ))
-        .arg(duration.num_milliseconds());
-        let r = array(self.run(&inv, "renew").await?)?;
-        match r.as_slice() {
-            [_, deadline] => Ok(Lease {
-                expires_at: datetime_from_ms(int(deadline)?),
+        );
+        let inv = queries::renew(&k, &member, duration.num_milliseconds());
+        match queries::renewed_until(self.run(&inv, "renew").await?)? {
+            Some(deadline) => Ok(Lease {
+                expires_at: datetime_from_ms(deadline),
                 status: LeaseStatus::Active,
                 ..lease.clone()
             }),
-            _ => Err(lost()),
+            None => Err(lost()),
         }
     }
 
@@ -941,9 +859,7 @@ impl Storage for RedisStorage {
         validate::pool_id(pool)?;
         validate::cleanup_limit(limit)?;
         let k = self.keys(pool);
-        let mut inv = Self::pool_keys_inv(&scripts::CLEANUP, &k);
-        inv.arg(limit);
-        let r: i64 = self.run(&inv, "cleanup").await?;
+        let r: i64 = self.run(&queries::cleanup(&k, limit), "cleanup").await?;
         if r < 0 {
             return Err(Error::PoolNotFound(pool.clone()));
         }
@@ -953,9 +869,7 @@ impl Storage for RedisStorage {
     async fn pool_stats(&self, pool: &PoolId) -> Result<PoolStatsSnapshot> {
         validate::pool_id(pool)?;
         let k = self.keys(pool);
-        let mut inv = scripts::STATS.prepare_invoke();
-        inv.key(&k.hot).key(&k.exp).key(&k.free).key(&k.ids);
-        let r = array(self.run(&inv, "pool_stats").await?)?;
+        let r = array(self.run(&queries::stats(&k), "pool_stats").await?)?;
         if r.len() == 1 {
             return Err(Error::PoolNotFound(pool.clone()));
         }
@@ -965,13 +879,7 @@ impl Storage for RedisStorage {
     async fn pool_snapshot(&self, pool: &PoolId) -> Result<PoolSnapshot> {
         validate::pool_id(pool)?;
         let k = self.keys(pool);
-        let mut inv = scripts::SNAPSHOT.prepare_invoke();
-        inv.key(&k.hot)
-            .key(&k.exp)
-            .key(&k.free)
-            .key(&k.ids)
-            .key(&k.px);
-        let r = array(self.run(&inv, "pool_snapshot").await?)?;
+        let r = array(self.run(&queries::snapshot(&k), "pool_snapshot").await?)?;
         if r.len() == 1 {
             return Err(Error::PoolNotFound(pool.clone()));
         }
@@ -982,47 +890,43 @@ impl Storage for RedisStorage {
         };
         let stats = Self::stats_from(pool, &array(stats)?)?;
         let proxies = array(proxies)?;
-        let mut by_seq = std::collections::HashMap::new();
+        let mut by_seq = std::collections::HashMap::with_capacity(proxies.len() / 3);
         let mut list = Vec::with_capacity(proxies.len() / 3);
         for c in proxies.chunks(3) {
             let [seq, load, json] = c else {
                 return Err(corrupt("snapshot proxies"));
             };
             let p = parse_proxy(json, int(load)?)?;
-            by_seq.insert(int(seq)?, Arc::new(LeasedProxy::of(&p)));
+            by_seq.insert(
+                u64_of(int(seq)?, "sequence")?,
+                Arc::new(LeasedProxy::of(&p)),
+            );
             list.push(p);
         }
-        let mut out = Vec::new();
-        for c in array(leases)?.chunks(2) {
+        let leases = array(leases)?;
+        let mut out = Vec::with_capacity(leases.len() / 2);
+        for c in leases.chunks(2) {
             let [member, deadline] = c else {
                 return Err(corrupt("snapshot leases"));
             };
-            let member = text(member)?;
-            let mut f = member.splitn(5, ':');
-            let mut num = || -> Result<i64> {
-                f.next()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| corrupt("lease member"))
-            };
-            let (seq, token, nonce, acquired) = (num()?, num()?, num()?, num()?);
-            let consumer = f.next().ok_or_else(|| corrupt("lease member"))?;
+            let m = LeaseMember::parse(text(member)?).ok_or_else(|| corrupt("lease member"))?;
             let deadline: f64 = text(deadline)?
                 .parse()
                 .map_err(|_| corrupt("lease deadline"))?;
             let proxy = by_seq
-                .get(&seq)
+                .get(&m.seq)
                 .cloned()
                 .ok_or_else(|| corrupt("lease on an unknown proxy sequence"))?;
             let parts = LeaseParts {
-                token: u64_of(token, "token")?,
-                seq: u64_of(seq, "sequence")?,
-                nonce: u64_of(nonce, "nonce")?,
+                token: m.token,
+                seq: m.seq,
+                nonce: m.nonce,
             };
             out.push(Self::build_lease(
                 pool,
-                &ConsumerName::from(consumer),
+                &ConsumerName::from(m.consumer),
                 parts,
-                acquired,
+                m.acquired_ms,
                 deadline as i64,
                 proxy,
             )?);
@@ -1061,25 +965,21 @@ impl Storage for RedisStorage {
             let mut stored_form = updated.clone();
             stored_form.current_leases = 0;
             let json = serde_json::to_string(&stored_form).map_err(|e| corrupt(e.to_string()))?;
-            let mut inv = Self::pool_keys_inv(&scripts::HEALTH, &k);
-            inv.key(&k.ids).key(&k.px);
-            inv.arg(result.proxy.as_str())
-                .arg(raw)
-                .arg(json)
-                .arg(if updated.status == ProxyStatus::Active {
-                    "1"
-                } else {
-                    "0"
-                })
-                .arg(capacity(&updated))
-                .arg(latency_key(&updated));
-            let r = array(self.run(&inv, "health").await?)?;
-            match int(r.first().ok_or_else(|| corrupt("empty reply"))?)? {
-                -1 | 0 => return Ok(None),
-                -2 => continue,
-                _ => {
+            let inv = queries::health(
+                &k,
+                result.proxy.as_str(),
+                &raw,
+                &json,
+                updated.status == ProxyStatus::Active,
+                capacity(&updated),
+                latency_key(&updated),
+            );
+            match queries::health_applied(self.run(&inv, "health").await?)? {
+                Ok(None) => return Ok(None),
+                Err(()) => continue,
+                Ok(Some(load)) => {
                     updated.current_leases =
-                        u32::try_from(int(&r[1])?).map_err(|_| corrupt("lease count"))?;
+                        u32::try_from(load).map_err(|_| corrupt("lease count"))?;
                     return Ok(Some(updated));
                 }
             }

@@ -262,129 +262,199 @@ impl Harness for OwnedRedis {
 }
 
 /// Checks the Redis-internal bookkeeping of a pool that nobody is using at
-/// the moment (it reads with several commands): every proxy word has only
-/// known flag bits; its `active` flag agrees with its stored status; room
-/// plus load equal its cap; it is in `free` exactly when active with room,
-/// and then also in the least-used and latency indexes; its "in load" and
-/// "in lat" flags agree with membership of those indexes (with the load
-/// score it records, never above its load); its load equals its live leases;
-/// the indexes name no missing proxy; the active-proxy and leased-proxy
-/// counters agree with the words; and the expiry hint is not after the
-/// earliest deadline. Returns what disagrees (empty when sound).
+/// the moment (it reads with several commands), against the layout of
+/// `lua/layout.lua` through its Rust mirror [`crate::layout`]: every proxy
+/// word unpacks; its active flag agrees with its stored status; room plus
+/// load equal its cap; its load equals its live leases; it is in
+/// `free_by_seq`, `free_by_load` and `free_by_latency` exactly when active
+/// with room, with the scores the layout gives; its latency score matches
+/// its stored latency; it is in `all_by_seq` and in the `by_value` index of
+/// each of its values, and no index names a missing proxy or a proxy
+/// without that value; `value_index_keys` lists exactly the `by_value` keys
+/// that exist; the active-proxy and leased-proxy counters agree with the
+/// words; no sequence is above the last one handed out; and the expiry hint
+/// is not after the earliest deadline. Returns what disagrees (empty when
+/// sound).
 ///
 /// The public invariant checks see these only once they surface as wrong
 /// stats or selections; this sees them as soon as they happen.
 pub async fn index_problems(storage: &RedisStorage, pool: &pharox_core::PoolId) -> Vec<String> {
-    use std::collections::HashMap;
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+    use crate::layout::{self, Slot, Word};
     use crate::redis::cmd;
 
-    const P32: i64 = 1 << 32;
     let k = crate::keys::PoolKeys::new(&storage.config().prefix, pool);
-    let ids: HashMap<String, i64> = q(storage, cmd("HGETALL").arg(&k.ids).clone()).await;
-    let px: HashMap<i64, String> = q(storage, cmd("HGETALL").arg(&k.px).clone()).await;
-    let free = zset(storage, &k.free).await;
-    let load_ix = zset(storage, &k.load).await;
-    let lat_ix = zset(storage, &k.lat).await;
+    let ids: HashMap<String, u64> = q(storage, cmd("HGETALL").arg(&k.seq_by_id).clone()).await;
+    let px: HashMap<u64, String> = q(storage, cmd("HGETALL").arg(&k.proxy_by_seq).clone()).await;
+    let latency: HashMap<u64, u64> =
+        q(storage, cmd("HGETALL").arg(&k.latency_by_seq).clone()).await;
+    let free = zset(storage, &k.free_by_seq).await;
+    let by_load = zset(storage, &k.free_by_load).await;
+    let by_latency = zset(storage, &k.free_by_latency).await;
+    let all = zset(storage, &k.all_by_seq).await;
     // Ordered by deadline: the first is the earliest.
     let leases: Vec<(String, f64)> = q(
         storage,
         cmd("ZRANGE")
-            .arg(&k.exp)
+            .arg(&k.leases_by_deadline)
             .arg(0)
             .arg(-1)
             .arg("WITHSCORES")
             .clone(),
     )
     .await;
-    let mut held: HashMap<i64, i64> = HashMap::new();
-    for (m, _) in &leases {
-        let seq = m
-            .split(':')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(-1);
-        *held.entry(seq).or_default() += 1;
-    }
-    // One read of the counters (#4 active, #5 leased, #9 expiry hint) and
-    // of every proxy's word, in `ids` order.
-    let ids: Vec<(String, i64)> = ids.into_iter().collect();
-    let mut get = cmd("BITFIELD");
-    get.arg(&k.hot);
-    for slot in [4, 5, 9].into_iter().chain(ids.iter().map(|(_, seq)| *seq)) {
-        get.arg("GET").arg("i64").arg(format!("#{slot}"));
-    }
-    let hot: Vec<i64> = q(storage, get).await;
-    let (counters, hint, words) = ([hot[0], hot[1]], hot[2], &hot[3..]);
+    let mut held: HashMap<u64, u32> = HashMap::new();
     let mut out = Vec::new();
+    for (m, _) in &leases {
+        match layout::LeaseMember::parse(m) {
+            Some(member) => *held.entry(member.seq).or_default() += 1,
+            None => out.push("a lease member does not parse".to_owned()),
+        }
+    }
+    // One read of the counters and of every proxy's word, in `ids` order.
+    let ids: Vec<(String, u64)> = ids.into_iter().collect();
+    let counters = [Slot::Active, Slot::Leased, Slot::ExpiryHint, Slot::LastSeq];
+    let mut get = cmd("BITFIELD_RO");
+    get.arg(&k.counters);
+    for offset in counters
+        .iter()
+        .map(|s| s.offset())
+        .chain(ids.iter().map(|(_, seq)| layout::word_offset(*seq)))
+    {
+        get.arg("GET").arg("i64").arg(offset);
+    }
+    let words: Vec<i64> = q(storage, get).await;
+    let (active_counter, leased_counter, hint, last_seq) = (words[0], words[1], words[2], words[3]);
+    let words = &words[counters.len()..];
+    let mut expected_ix: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     let (mut active_count, mut leased_count) = (0, 0);
     for ((id, seq), &w) in ids.iter().zip(words) {
-        let (room, load, ixload, flags) =
-            (w & 0xffff, (w >> 16) & 0xffff, (w >> 32) & 0xffff, w >> 48);
-        let (active, inload, inlat) = (flags & 1 == 1, flags & 2 == 2, flags & 4 == 4);
-        let stored = px
-            .get(seq)
-            .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
-            .unwrap_or_default();
-        let stored_active = stored["status"] == "active";
-        let cap = stored["max_concurrency"]
-            .as_i64()
-            .unwrap_or(i64::from(crate::MAX_CONCURRENCY));
+        let seq = *seq;
         let mut bad = |what: String| out.push(format!("proxy {id} (seq {seq}): {what}"));
-        if flags >= 8 {
-            bad(format!("unknown flag bits in {flags:#b}"));
-        }
-        if active != stored_active {
+        let Some(word) = Word::unpack(w) else {
+            bad(format!("word {w:#x} has bits the layout never sets"));
+            continue;
+        };
+        let Some(stored) = px
+            .get(&seq)
+            .and_then(|j| serde_json::from_str::<pharox_core::Proxy>(j).ok())
+        else {
+            bad("no parsable stored record".to_owned());
+            continue;
+        };
+        let stored_active = stored.status == pharox_core::ProxyStatus::Active;
+        let cap = stored.max_concurrency.unwrap_or(crate::MAX_CONCURRENCY);
+        if word.active != stored_active {
             bad(format!(
-                "active flag {active}, stored status active {stored_active}"
+                "active flag {}, stored status active {stored_active}",
+                word.active
             ));
         }
-        if room + load != cap {
+        if word.room + word.load != cap {
             bad(format!(
-                "room {room} + load {load} differ from the cap {cap}"
+                "room {} + load {} differ from the cap {cap}",
+                word.room, word.load
             ));
         }
-        if inload && ixload > load {
-            bad(format!("index load {ixload} above the load {load}"));
-        }
-        if active && room > 0 && !(inload && inlat) {
+        if word.load != held.get(&seq).copied().unwrap_or(0) {
             bad(format!(
-                "active with room but in-load {inload}, in-lat {inlat}: \
-                 least-used or lowest-latency would skip it"
+                "load {}, live leases {:?}",
+                word.load,
+                held.get(&seq)
             ));
         }
-        if free.contains_key(seq) != (active && room > 0) {
+        if seq < layout::FIRST_SEQ || seq > u64::try_from(last_seq).unwrap_or(0) {
             bad(format!(
-                "in free {} with active {active}, room {room}",
-                free.contains_key(seq)
+                "sequence outside {}..={last_seq}",
+                layout::FIRST_SEQ
             ));
         }
-        match (inload, load_ix.get(seq)) {
-            (true, Some(score)) if *score as i64 != ixload * P32 + seq => bad(format!(
-                "load score {score} but recorded index load {ixload}"
-            )),
-            (true, None) | (false, Some(_)) => bad(format!(
-                "in-load flag {inload}, in load index {}",
-                load_ix.contains_key(seq)
-            )),
-            _ => {}
-        }
-        if inlat != lat_ix.contains_key(seq) {
+        let key = stored
+            .latency_ms
+            .map_or(crate::MAX_SORTED_LATENCY_MS + 1, |l| {
+                l.min(crate::MAX_SORTED_LATENCY_MS)
+            });
+        let want_latency = layout::latency_score(key, seq);
+        if latency.get(&seq) != Some(&want_latency) {
             bad(format!(
-                "in-lat flag {inlat}, in lat index {}",
-                lat_ix.contains_key(seq)
+                "latency score {:?}, want {want_latency}",
+                latency.get(&seq)
             ));
         }
-        if load != held.get(seq).copied().unwrap_or(0) {
-            bad(format!("load {load}, live leases {:?}", held.get(seq)));
+        let free_scores = [
+            ("free_by_seq", free.get(&seq), seq),
+            (
+                "free_by_load",
+                by_load.get(&seq),
+                layout::load_score(word.load, seq),
+            ),
+            ("free_by_latency", by_latency.get(&seq), want_latency),
+        ];
+        for (name, score, want) in free_scores {
+            match (word.is_free(), score) {
+                (true, Some(&s)) if s != want => bad(format!("{name} score {s}, want {want}")),
+                (true, None) => bad(format!("active with room but missing from {name}")),
+                (false, Some(_)) => bad(format!(
+                    "in {name} while active {} with room {}",
+                    word.active, word.room
+                )),
+                _ => {}
+            }
         }
-        active_count += i64::from(active);
-        leased_count += i64::from(load > 0);
+        if all.get(&seq) != Some(&seq) {
+            bad("missing from all_by_seq".to_owned());
+        }
+        for key in crate::store::index_keys(&k, &stored) {
+            expected_ix.entry(key).or_default().insert(seq);
+        }
+        active_count += i64::from(word.active);
+        leased_count += i64::from(word.load > 0);
     }
-    let known: std::collections::HashSet<i64> = ids.iter().map(|(_, seq)| *seq).collect();
-    for (name, index) in [("free", &free), ("load", &load_ix), ("lat", &lat_ix)] {
+    let known: BTreeSet<u64> = ids.iter().map(|(_, seq)| *seq).collect();
+    for (name, index) in [
+        ("free_by_seq", &free),
+        ("free_by_load", &by_load),
+        ("free_by_latency", &by_latency),
+        ("all_by_seq", &all),
+    ] {
         for seq in index.keys().filter(|s| !known.contains(s)) {
             out.push(format!("{name} holds sequence {seq}, which is no proxy"));
+        }
+    }
+    for seq in latency.keys().filter(|s| !known.contains(s)) {
+        out.push(format!(
+            "latency_by_seq holds sequence {seq}, which is no proxy"
+        ));
+    }
+    for (seq, n) in &held {
+        if !known.contains(seq) {
+            out.push(format!(
+                "{n} live lease(s) on sequence {seq}, which is no proxy"
+            ));
+        }
+    }
+    let listed: BTreeSet<String> =
+        q(storage, cmd("SMEMBERS").arg(&k.value_index_keys).clone()).await;
+    let wanted: BTreeSet<String> = expected_ix.keys().cloned().collect();
+    if listed != wanted {
+        out.push(format!(
+            "value_index_keys lists {} keys, the proxies' values make {} (missing {:?}, extra {:?})",
+            listed.len(),
+            wanted.len(),
+            wanted.difference(&listed).count(),
+            listed.difference(&wanted).count()
+        ));
+    }
+    for key in listed.union(&wanted) {
+        let have: BTreeSet<u64> = zset(storage, key).await.into_keys().collect();
+        let want = expected_ix.get(key).cloned().unwrap_or_default();
+        if have != want {
+            out.push(format!(
+                "a by_value index has {} members, its value is held by {} proxies",
+                have.len(),
+                want.len()
+            ));
         }
     }
     if let Some((_, deadline)) = leases.first()
@@ -394,18 +464,17 @@ pub async fn index_problems(storage: &RedisStorage, pool: &pharox_core::PoolId) 
             "expiry hint {hint} is after the earliest deadline {deadline}: acquires would not reclaim"
         ));
     }
-    if counters != [active_count, leased_count] {
+    if [active_counter, leased_counter] != [active_count, leased_count] {
         out.push(format!(
-            "counters active {} leased {}, words say {active_count} and {leased_count}",
-            counters[0], counters[1]
+            "counters active {active_counter} leased {leased_counter}, words say {active_count} and {leased_count}"
         ));
     }
     out
 }
 
 /// A sorted set as member → score, for [`index_problems`].
-async fn zset(storage: &RedisStorage, key: &str) -> std::collections::HashMap<i64, f64> {
-    let pairs: Vec<(i64, f64)> = q(
+async fn zset(storage: &RedisStorage, key: &str) -> std::collections::HashMap<u64, u64> {
+    let pairs: Vec<(u64, f64)> = q(
         storage,
         crate::redis::cmd("ZRANGE")
             .arg(key)
@@ -415,7 +484,7 @@ async fn zset(storage: &RedisStorage, key: &str) -> std::collections::HashMap<i6
             .clone(),
     )
     .await;
-    pairs.into_iter().collect()
+    pairs.into_iter().map(|(m, s)| (m, s as u64)).collect()
 }
 
 async fn q<T: crate::redis::FromRedisValue>(storage: &RedisStorage, c: crate::redis::Cmd) -> T {

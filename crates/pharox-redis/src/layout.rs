@@ -1,0 +1,265 @@
+//! The Rust mirror of `lua/layout.lua`: the slots of a pool's `counters`
+//! string, the packing of a proxy word, the index scores, the lease member
+//! and the limits the scripts check. The scripts and this module must agree;
+//! `crates/pharox-redis/tests/layout.rs` runs both side by side on a real
+//! Redis.
+
+/// A slot of the `counters` string (a BITFIELD `i64` at `#slot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Slot {
+    /// The last fencing token issued.
+    Token = 0,
+    /// Leases ended by expiry, over the pool's life.
+    Expired = 1,
+    /// Round robin: the sequence leased last.
+    Cursor = 2,
+    /// The token when the pool was created.
+    TokenBase = 3,
+    /// Proxies whose status is active.
+    Active = 4,
+    /// Proxies holding at least one lease.
+    Leased = 5,
+    /// The last sequence handed out.
+    LastSeq = 6,
+    /// 1 while the pool exists.
+    Exists = 7,
+    /// The proxy-data generation, bumped by every proxy change.
+    Generation = 8,
+    /// No lease ends before this (ms): a lower bound of the deadlines.
+    ExpiryHint = 9,
+}
+
+impl Slot {
+    /// Every slot, in order.
+    pub const ALL: [Slot; 10] = [
+        Slot::Token,
+        Slot::Expired,
+        Slot::Cursor,
+        Slot::TokenBase,
+        Slot::Active,
+        Slot::Leased,
+        Slot::LastSeq,
+        Slot::Exists,
+        Slot::Generation,
+        Slot::ExpiryHint,
+    ];
+
+    /// The name `layout.lua` gives it in `SLOT`.
+    pub fn lua_name(self) -> &'static str {
+        match self {
+            Slot::Token => "TOKEN",
+            Slot::Expired => "EXPIRED",
+            Slot::Cursor => "CURSOR",
+            Slot::TokenBase => "TOKEN_BASE",
+            Slot::Active => "ACTIVE",
+            Slot::Leased => "LEASED",
+            Slot::LastSeq => "LAST_SEQ",
+            Slot::Exists => "EXISTS",
+            Slot::Generation => "GENERATION",
+            Slot::ExpiryHint => "EXPIRY_HINT",
+        }
+    }
+
+    /// The BITFIELD offset, `#n`.
+    pub fn offset(self) -> String {
+        format!("#{}", self as u8)
+    }
+}
+
+/// The BITFIELD offset of proxy `seq`'s word.
+pub fn word_offset(seq: u64) -> String {
+    format!("#{seq}")
+}
+
+/// The first proxy sequence (slots below it are the pool's counters).
+pub const FIRST_SEQ: u64 = 16;
+/// The last proxy sequence: a word's offset (64 × seq bits) must stay inside
+/// the largest string Redis holds (2^32 bits).
+pub const MAX_SEQ: u64 = (1 << 26) - 1;
+/// The largest capacity of a proxy (room and load fit 16 bits each).
+pub const MAX_CAPACITY: u32 = 65_535;
+/// The most live proxies of one pool.
+pub const MAX_PROXIES: usize = 1_000_000;
+/// The most leases one call reclaims.
+pub const MAX_BATCH: usize = 10_000;
+/// The longest lease, in ms.
+pub const MAX_DURATION_MS: i64 = 86_400_000;
+/// Nonces are below this.
+pub const NONCE_END: u64 = 1 << 44;
+/// First proxy-data generations are below this.
+pub const GENERATION_END: u64 = 1 << 40;
+/// The largest latency key (`MAX_SORTED_LATENCY_MS + 1`: unmeasured).
+pub const MAX_LATENCY_KEY: u32 = (1 << 20) - 1;
+/// The longest filter JSON the scripts accept, in bytes.
+pub const FILTER_BYTES: usize = 16_384;
+/// The most filter objects in one filter tree.
+pub const FILTER_NODES: usize = 256;
+/// The deepest nesting below the top filter.
+pub const FILTER_DEPTH: usize = 8;
+/// The longest string in a filter, in bytes.
+pub const FILTER_VALUE_BYTES: usize = 256;
+/// Items per variadic call inside a script.
+pub const CHUNK: usize = 1_000;
+
+/// A proxy word: room (free slots), load (live leases) and the active flag.
+/// `room + load` is the proxy's capacity; a word of 0 means no proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Word {
+    /// Free slots.
+    pub room: u32,
+    /// Live leases.
+    pub load: u32,
+    /// Whether the proxy's status is active.
+    pub active: bool,
+}
+
+impl Word {
+    const ACTIVE_BIT: i64 = 1 << 32;
+
+    /// The word as stored.
+    pub fn pack(self) -> i64 {
+        i64::from(self.room & 0xffff)
+            | (i64::from(self.load & 0xffff) << 16)
+            | if self.active { Self::ACTIVE_BIT } else { 0 }
+    }
+
+    /// A stored word; `None` if it has bits `layout.lua` never sets.
+    pub fn unpack(w: i64) -> Option<Self> {
+        if !(0..(1 << 33)).contains(&w) {
+            return None;
+        }
+        Some(Self {
+            room: (w & 0xffff) as u32,
+            load: ((w >> 16) & 0xffff) as u32,
+            active: w & Self::ACTIVE_BIT != 0,
+        })
+    }
+
+    /// Active with room: the proxies the `free_by_*` indexes hold.
+    pub fn is_free(self) -> bool {
+        self.active && self.room > 0
+    }
+}
+
+/// The score of `seq` in `free_by_load`.
+pub fn load_score(load: u32, seq: u64) -> u64 {
+    (u64::from(load) << 32) + seq
+}
+
+/// The score of `seq` in `free_by_latency` and `latency_by_seq`.
+pub fn latency_score(key: u32, seq: u64) -> u64 {
+    (u64::from(key) << 32) + seq
+}
+
+/// A lease as stored: the member `seq:token:nonce:acquired_ms:consumer` of
+/// `leases_by_deadline`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseMember<'a> {
+    /// The leased proxy's sequence.
+    pub seq: u64,
+    /// The fencing token.
+    pub token: u64,
+    /// The client's random nonce.
+    pub nonce: u64,
+    /// When the lease was granted (Redis clock, ms).
+    pub acquired_ms: i64,
+    /// Who holds it.
+    pub consumer: &'a str,
+}
+
+impl<'a> LeaseMember<'a> {
+    /// The member string.
+    pub fn build(&self) -> String {
+        format!(
+            "{}:{}:{}:{}:{}",
+            self.seq, self.token, self.nonce, self.acquired_ms, self.consumer
+        )
+    }
+
+    /// Parses a member; `None` if it is not one pharox writes.
+    pub fn parse(member: &'a str) -> Option<Self> {
+        let mut f = member.splitn(5, ':');
+        let mut num = || f.next().and_then(|s| s.parse::<u64>().ok());
+        let (seq, token, nonce, acquired) = (num()?, num()?, num()?, num()?);
+        let consumer = f.next().filter(|c| !c.is_empty())?;
+        Some(Self {
+            seq,
+            token,
+            nonce,
+            acquired_ms: i64::try_from(acquired).ok()?,
+            consumer,
+        })
+    }
+}
+
+/// Slot `slot` of a `counters` string read whole (`GET`); 0 past its end,
+/// as BITFIELD reads it.
+pub fn read_slot(counters: &[u8], slot: u64) -> i64 {
+    let at = usize::try_from(slot.saturating_mul(8)).unwrap_or(usize::MAX);
+    let mut bytes = [0u8; 8];
+    if let Some(have) = counters.get(at..) {
+        let n = have.len().min(8);
+        bytes[..n].copy_from_slice(&have[..n]);
+    }
+    i64::from_be_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_round_trip() {
+        for w in [
+            Word::default(),
+            Word {
+                room: 65_535,
+                load: 0,
+                active: true,
+            },
+            Word {
+                room: 0,
+                load: 65_535,
+                active: false,
+            },
+            Word {
+                room: 3,
+                load: 7,
+                active: true,
+            },
+        ] {
+            assert_eq!(Word::unpack(w.pack()), Some(w));
+        }
+        assert_eq!(Word::unpack(-1), None);
+        assert_eq!(Word::unpack(1 << 33), None);
+    }
+
+    #[test]
+    fn members_round_trip() {
+        let m = LeaseMember {
+            seq: 16,
+            token: 281_474_976_710_655,
+            nonce: 17_592_186_044_415,
+            acquired_ms: 1_764_000_000_000,
+            consumer: "a:b:c",
+        };
+        let s = m.build();
+        assert_eq!(LeaseMember::parse(&s), Some(m));
+        assert_eq!(LeaseMember::parse("16:1:2:3:"), None);
+        assert_eq!(LeaseMember::parse("x:1:2:3:c"), None);
+    }
+
+    #[test]
+    fn slots_read_as_bitfield_does() {
+        let mut s = vec![0u8; 24];
+        s[8..16].copy_from_slice(&42i64.to_be_bytes());
+        s[16..20].copy_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(read_slot(&s, 1), 42);
+        assert_eq!(
+            read_slot(&s, 2),
+            i64::from_be_bytes([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0])
+        );
+        assert_eq!(read_slot(&s, 9), 0);
+    }
+}
