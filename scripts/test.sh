@@ -23,8 +23,38 @@ ensure_redis_server() {
     exit 1
 }
 
+# The metrics tests parse /metrics with the Python reference client's parsers.
+# They run in a venv at target/py-venv, with the pinned scripts/requirements-test.txt,
+# installed again only when that file changes (its hash is kept in the venv).
+ensure_test_python() {
+    local venv=target/py-venv req=scripts/requirements-test.txt
+    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            step "python3 with venv support is missing: installing it (apt-get install -y python3-venv)"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv >/dev/null ||
+                { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv >/dev/null; }
+        fi
+        if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+            echo "error: python3 with venv support is required by the metrics tests but is not installed." >&2
+            echo "       Install it (Debian/Ubuntu: sudo apt-get install -y python3-venv) and re-run." >&2
+            exit 1
+        fi
+    fi
+    local want
+    want=$(sha256sum "$req" | cut -d' ' -f1)
+    if [ "$(cat "$venv/requirements.sha256" 2>/dev/null)" != "$want" ] ||
+        ! "$venv/bin/python" -c 'import prometheus_client' >/dev/null 2>&1; then
+        step "Python test venv: $venv from $req"
+        python3 -m venv --clear "$venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$req"
+        echo "$want" >"$venv/requirements.sha256"
+    fi
+    export PHAROX_TEST_PYTHON="$PWD/$venv/bin/python"
+}
+
 started=$SECONDS
 ensure_redis_server
+ensure_test_python
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -16,13 +16,18 @@
 //! lifetime counters follow the store's own counters (a pool removed and
 //! created again shows as a counter reset). Proxy credentials never appear
 //! in any label (I8): labels are pool ids and fixed words.
+//!
+//! A pool id may hold any printable character, quotes and backslashes too:
+//! the `pool` label escapes it as the text format requires, so every id
+//! round-trips through a Prometheus or OpenMetrics parser.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 
 use parking_lot::Mutex;
 use pharox_core::{PoolId, PoolStatsSnapshot, ProxyStatus};
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -31,20 +36,48 @@ use prometheus_client::registry::Registry;
 
 use crate::sweep::SweepReport;
 
+/// A pool id as a label value. prometheus-client writes label values as
+/// they are, so this escapes `\`, `"` and newline itself (the OpenMetrics
+/// and Prometheus text formats agree on these three). Only the text encoder
+/// is used: the protobuf one would need the raw value.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct PoolValue(PoolId);
+
+impl EncodeLabelValue for PoolValue {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        write_escaped(encoder, self.0.as_str())
+    }
+}
+
+/// Writes `value` as the inside of a quoted label value.
+fn write_escaped(out: &mut impl Write, value: &str) -> std::fmt::Result {
+    let mut rest = value;
+    while let Some(i) = rest.find(['\\', '"', '\n']) {
+        out.write_str(&rest[..i])?;
+        out.write_str(match rest.as_bytes()[i] {
+            b'\\' => r"\\",
+            b'"' => r#"\""#,
+            _ => r"\n",
+        })?;
+        rest = &rest[i + 1..];
+    }
+    out.write_str(rest)
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabel {
-    pool: String,
+    pool: PoolValue,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolState {
-    pool: String,
+    pool: PoolValue,
     state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolStatus {
-    pool: String,
+    pool: PoolValue,
     status: &'static str,
 }
 
@@ -148,7 +181,7 @@ impl Metrics {
 
     /// Records a pool's stats snapshot.
     pub fn observe_stats(&self, s: &PoolStatsSnapshot) {
-        let pool = s.pool.as_str().to_owned();
+        let pool = PoolValue(s.pool.clone());
         for (state, v) in [
             ("total", s.total),
             ("active", s.active),
@@ -181,7 +214,7 @@ impl Metrics {
     /// Records one sweep of `pool`.
     pub fn observe_sweep(&self, pool: &PoolId, report: &SweepReport) {
         let label = PoolLabel {
-            pool: pool.as_str().to_owned(),
+            pool: PoolValue(pool.clone()),
         };
         self.sweeps.get_or_create(&label).inc();
         self.swept.get_or_create(&label).inc_by(report.reclaimed);
@@ -194,7 +227,7 @@ impl Metrics {
     pub fn observe_health(&self, pool: &PoolId, status: ProxyStatus) {
         self.health
             .get_or_create(&PoolStatus {
-                pool: pool.as_str().to_owned(),
+                pool: PoolValue(pool.clone()),
                 status: status.as_str(),
             })
             .inc();
@@ -202,7 +235,7 @@ impl Metrics {
 
     /// Drops every series of a pool that no longer exists.
     pub fn forget_pool(&self, pool: &PoolId) {
-        let p = pool.as_str().to_owned();
+        let p = PoolValue(pool.clone());
         for state in ["total", "active", "available", "leased"] {
             self.proxies.remove(&PoolState {
                 pool: p.clone(),
@@ -261,4 +294,16 @@ fn follow(family: &Family<PoolLabel, Counter>, label: &PoolLabel, last: &mut u64
     }
     family.get_or_create(label).inc_by(now - *last);
     *last = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_escaped;
+
+    #[test]
+    fn label_values_escape_backslash_quote_and_newline_only() {
+        let mut out = String::new();
+        write_escaped(&mut out, "a\\b\"c\nd}{=,ü\\\"").unwrap();
+        assert_eq!(out, r#"a\\b\"c\nd}{=,ü\\\""#);
+    }
 }

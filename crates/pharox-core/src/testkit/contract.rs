@@ -1278,6 +1278,33 @@ pub async fn unknown_pool_gets_pool_not_found<H: Harness>(h: &H) {
     assert_eq!(s.release(&orphan).await.unwrap(), ReleaseOutcome::NotHeld);
 }
 
+/// Ids every store must accept and keep apart (braces, colons, spaces,
+/// `%`-escapes, quotes, backslashes, unicode, lease-member look-alikes); the
+/// worker's metrics tests name pools by them too.
+pub const HOSTILE_IDS: [&str; 21] = [
+    "{a}",
+    "a}",
+    "a{",
+    "}{",
+    "a:b",
+    "a:b:c",
+    "a b",
+    " a",
+    "a%7D",
+    "a%7d",
+    "ü",
+    "世界",
+    "🙂",
+    "1:2:3:4:x",
+    "a\\b",
+    "*",
+    "?",
+    "[a]",
+    "-",
+    "a'b\"c",
+    "pharox:{x}:hot",
+];
+
 /// Hostile ids: braces, colons, spaces, `%`-escapes, unicode, lease-member
 /// look-alikes, and 10 KB strings. Each either works or gets a typed
 /// `InvalidInput`, and pools never see each other's proxies or leases;
@@ -1287,29 +1314,7 @@ pub async fn hostile_ids_work_or_get_typed_errors_and_never_collide<H: Harness>(
     let s = h.storage();
     // A per-run tag keeps the pools apart from other runs on a shared server.
     let tag = h.unique_pool("");
-    let names = [
-        "{a}",
-        "a}",
-        "a{",
-        "}{",
-        "a:b",
-        "a:b:c",
-        "a b",
-        " a",
-        "a%7D",
-        "a%7d",
-        "ü",
-        "世界",
-        "🙂",
-        "1:2:3:4:x",
-        "a\\b",
-        "*",
-        "?",
-        "[a]",
-        "-",
-        "a'b\"c",
-        "pharox:{x}:hot",
-    ];
+    let names = HOSTILE_IDS;
     let ten_kb = "k".repeat(10 * 1024);
     let pools: Vec<PoolId> = names
         .iter()
