@@ -39,9 +39,13 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Connection strategy.
     pub mode: ConnectionMode,
-    /// How long one call may wait for its answer (default 5 s).
+    /// How long one call may wait for its answer (default 5 s), in every
+    /// connection mode (pooled connections included: their driver would
+    /// otherwise give up after 500 ms).
     pub response_timeout: Duration,
-    /// How long opening a connection may take (default 2 s).
+    /// How long opening a connection may take (default 2 s): each
+    /// connection `connect` opens, and each one opened later (a pooled
+    /// connection, a reconnection).
     pub connect_timeout: Duration,
     /// Expired leases an acquire reclaims before selecting (default 64; the
     /// rest is left to `cleanup_expired`, i.e. the worker's sweeper).
@@ -76,6 +80,12 @@ impl RedisConfig {
     /// Sets the response timeout.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 
