@@ -27,6 +27,7 @@ mod conn;
 pub mod keys;
 mod lease_id;
 pub mod scripts;
+mod settings;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
