@@ -76,6 +76,10 @@ struct RedisArgs {
     /// (default: 1 multiplexed; pooled: one per task).
     #[arg(long)]
     redis_connections: Option<usize>,
+    /// Connect even if Redis's maxmemory-policy (allkeys-*) may evict pharox's
+    /// keys, losing leases and fencing tokens silently; warns instead of refusing.
+    #[arg(long, env = "PHAROX_REDIS_ALLOW_EVICTION")]
+    redis_allow_eviction: bool,
 }
 
 impl RedisArgs {
@@ -91,6 +95,7 @@ impl RedisArgs {
         RedisConfig::new(self.redis_url.clone())
             .prefix(self.redis_prefix.clone())
             .mode(mode)
+            .allow_eviction(self.redis_allow_eviction)
     }
 
     async fn connect(&self, tasks: usize) -> Result<RedisStorage> {
@@ -116,6 +121,9 @@ struct DemoArgs {
     /// (the pool named by --pool is replaced).
     #[arg(long, env = "PHAROX_REDIS_URL")]
     redis_url: Option<String>,
+    /// As for the other commands: connect even under an allkeys-* maxmemory-policy.
+    #[arg(long, env = "PHAROX_REDIS_ALLOW_EVICTION")]
+    redis_allow_eviction: bool,
     /// Concurrent workers.
     #[arg(long, default_value_t = 64)]
     workers: usize,
@@ -347,7 +355,7 @@ async fn run_demo(args: DemoArgs) -> Result<ExitCode> {
     let report = match &args.redis_url {
         None => demo::run("memory", InMemoryStorage::new(), &pool, &opts).await?,
         Some(url) => {
-            let config = RedisConfig::new(url.clone());
+            let config = RedisConfig::new(url.clone()).allow_eviction(args.redis_allow_eviction);
             let storage = RedisStorage::connect(config.clone())
                 .await
                 .with_context(|| format!("connecting to {}", config.redacted_url()))?;

@@ -219,3 +219,49 @@ fn redis_demo_passes_its_checks_and_never_prints_the_password() {
     assert!(!err.contains("wrong-pass"), "password printed: {err}");
     assert!(err.contains("***"), "{err}");
 }
+
+#[test]
+fn an_evicting_redis_is_refused_unless_allowed() {
+    let server = pharox_redis::testkit::RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxmemory-policy",
+        "allkeys-lru",
+    ]);
+    let url = server.url();
+    let stats = ["stats", "--pool", "absent", "--redis-url", &url];
+    let out = pharox()
+        .env_remove("PHAROX_REDIS_ALLOW_EVICTION")
+        .args(stats)
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    for part in [
+        "maxmemory-policy allkeys-lru",
+        "noeviction",
+        "--redis-allow-eviction",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+    // Allowed, the command gets past connecting (to the missing pool).
+    let err = failure_stderr(&[&stats[..], &["--redis-allow-eviction"]].concat());
+    assert!(err.contains("pool `absent` not found"), "{err}");
+    pharox()
+        .env("PHAROX_REDIS_ALLOW_EVICTION", "true")
+        .args([
+            "demo",
+            "--redis-url",
+            &url,
+            "--seconds",
+            "0.3",
+            "--workers",
+            "2",
+        ])
+        .args(["--proxies", "20", "--json"])
+        .assert()
+        .success();
+}

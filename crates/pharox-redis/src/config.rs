@@ -39,13 +39,33 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Connection strategy.
     pub mode: ConnectionMode,
-    /// How long one call may wait for its answer (default 5 s).
+    /// How long one call may wait for its answer (default 5 s), in every
+    /// connection mode (pooled connections included: their driver would
+    /// otherwise give up after 500 ms).
     pub response_timeout: Duration,
-    /// How long opening a connection may take (default 2 s).
+    /// How long opening a connection may take (default 2 s): each
+    /// connection `connect` opens, and each one opened later (a pooled
+    /// connection, a reconnection).
     pub connect_timeout: Duration,
     /// Expired leases an acquire reclaims before selecting (default 64; the
     /// rest is left to `cleanup_expired`, i.e. the worker's sweeper).
     pub reclaim_batch: usize,
+    /// Connect even to a server whose `maxmemory-policy` may evict pharox's
+    /// keys, with a warning instead of an error (default `false`).
+    ///
+    /// [`RedisStorage::connect`](crate::RedisStorage::connect) reads the
+    /// policy once (`INFO memory`, else `CONFIG GET maxmemory-policy`).
+    /// `noeviction` is what pharox needs. Under `allkeys-lru`, `allkeys-lfu`
+    /// or `allkeys-random` a full Redis may drop any key, so a pool's
+    /// counters, proxy words and leases vanish without any call failing:
+    /// fencing tokens start over and capacities wrap. Such a server is
+    /// refused (`InvalidInput`, field `redis maxmemory-policy`) unless this
+    /// is `true`. The `volatile-*` policies evict only keys with a TTL, and
+    /// pharox sets a TTL on none of its keys (lease expiry is a sorted-set
+    /// score judged by the scripts), so they are accepted: to pharox they
+    /// behave like `noeviction`. If neither command is allowed (an ACL, a
+    /// renamed command) the check is skipped with a warning.
+    pub allow_eviction: bool,
 }
 
 impl RedisConfig {
@@ -58,6 +78,7 @@ impl RedisConfig {
             response_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             reclaim_batch: 64,
+            allow_eviction: false,
         }
     }
 
@@ -76,6 +97,19 @@ impl RedisConfig {
     /// Sets the response timeout.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Accepts (`true`) a server whose `maxmemory-policy` may evict pharox's
+    /// keys, with a warning; see the [field](Self#structfield.allow_eviction).
+    pub fn allow_eviction(mut self, allow: bool) -> Self {
+        self.allow_eviction = allow;
         self
     }
 
@@ -121,6 +155,7 @@ impl fmt::Debug for RedisConfig {
             .field("response_timeout", &self.response_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("reclaim_batch", &self.reclaim_batch)
+            .field("allow_eviction", &self.allow_eviction)
             .finish()
     }
 }

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use deadpool_redis::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use deadpool_redis::redis::{
-    self, Cmd, ErrorKind, FromRedisValue, RedisError, ScriptInvocation, ServerErrorKind,
+    self, AsyncConnectionConfig, Cmd, ErrorKind, FromRedisValue, RedisError, ScriptInvocation,
+    ServerErrorKind,
 };
-use deadpool_redis::{PoolConfig, PoolError, Runtime, TimeoutType, Timeouts};
+use deadpool_redis::{Manager, Pool, PoolConfig, PoolError, Runtime, TimeoutType, Timeouts};
 use pharox_core::{Error, Result};
 
 use crate::config::{ConnectionMode, RedisConfig};
@@ -17,7 +18,11 @@ pub(crate) enum Conn {
         cons: Vec<ConnectionManager>,
         next: AtomicUsize,
     },
-    Pooled(deadpool_redis::Pool),
+    Pooled {
+        pool: Pool,
+        /// What a failure to open one of its connections is reported with.
+        connect_timeout: Duration,
+    },
 }
 
 /// Maps a driver error. `Unavailable` only when the request surely was not
@@ -72,10 +77,15 @@ impl Conn {
                     .set_max_delay(Duration::from_millis(500));
                 let mut cons = Vec::with_capacity(connections);
                 for _ in 0..connections {
-                    let con = ConnectionManager::new_with_config(client.clone(), mc.clone())
-                        .await
-                        .map_err(|e| map_err("connect", cfg.connect_timeout, e))?;
-                    cons.push(con);
+                    // The manager retries a failed attempt (3 times, each
+                    // bounded by the connect timeout); `connect` as a whole
+                    // is given the connect timeout once, as documented.
+                    let open = async {
+                        ConnectionManager::new_with_config(client.clone(), mc.clone())
+                            .await
+                            .map_err(|e| map_err("connect", cfg.connect_timeout, e))
+                    };
+                    cons.push(Self::within("connect", cfg.connect_timeout, open).await?);
                 }
                 Ok(Self::Multiplexed {
                     cons,
@@ -86,23 +96,40 @@ impl Conn {
                 if size == 0 {
                     return Err(Error::invalid("pool size", "must be at least 1"));
                 }
-                let mut dc = deadpool_redis::Config::from_url(cfg.url.as_str());
-                dc.pool = Some(PoolConfig {
-                    max_size: size,
-                    timeouts: Timeouts {
-                        // Shorter than the call's budget, so a caller who
-                        // never gets a connection hears that, not a timeout.
-                        wait: Some(cfg.response_timeout.mul_f64(0.8)),
-                        create: Some(cfg.connect_timeout),
-                        recycle: Some(cfg.response_timeout),
-                    },
-                    ..PoolConfig::default()
-                });
-                let pool = dc.create_pool(Some(Runtime::Tokio1)).map_err(|_| {
-                    Error::invalid("redis url", format!("cannot use {}", cfg.redacted_url()))
-                })?;
+                // `deadpool_redis::Config::create_pool` opens its connections
+                // with redis-rs's defaults (500 ms response, 1 s connect
+                // timeout); this manager opens them with ours. Recycling
+                // (UNWATCH + PING on checkout) is the same.
+                let timeouts = AsyncConnectionConfig::new()
+                    .set_response_timeout(Some(cfg.response_timeout))
+                    .set_connection_timeout(Some(cfg.connect_timeout));
+                let manager =
+                    Manager::new_with_config(cfg.url.as_str(), timeouts).map_err(bad_url)?;
+                let pool = Pool::builder(manager)
+                    .config(PoolConfig {
+                        max_size: size,
+                        timeouts: Timeouts {
+                            // Shorter than the call's budget, so a caller who
+                            // never gets a connection hears that, not a timeout.
+                            wait: Some(cfg.response_timeout.mul_f64(0.8)),
+                            // The connection's own connect timeout bounds
+                            // creation (its setup commands included): one
+                            // timer, so one kind of error.
+                            create: None,
+                            recycle: Some(cfg.response_timeout),
+                        },
+                        ..PoolConfig::default()
+                    })
+                    .runtime(Runtime::Tokio1)
+                    .build()
+                    .map_err(|_| {
+                        Error::invalid("redis url", format!("cannot use {}", cfg.redacted_url()))
+                    })?;
                 // Fail now, not on the first call, if the server is unreachable.
-                let con = Self::Pooled(pool);
+                let con = Self::Pooled {
+                    pool,
+                    connect_timeout: cfg.connect_timeout,
+                };
                 con.query::<String>(&redis::cmd("PING"), "connect", cfg.connect_timeout)
                     .await?;
                 Ok(con)
@@ -135,11 +162,13 @@ impl Conn {
     }
 
     async fn pooled(
-        pool: &deadpool_redis::Pool,
+        pool: &Pool,
+        connect_timeout: Duration,
         after: Duration,
     ) -> Result<deadpool_redis::Connection> {
         pool.get().await.map_err(|e| match e {
-            PoolError::Backend(e) => map_err("connect", after, e),
+            // Opening a new connection failed.
+            PoolError::Backend(e) => map_err("connect", connect_timeout, e),
             // Nothing was sent: retrying is safe, hence `Unavailable`.
             PoolError::Timeout(TimeoutType::Wait) => Error::Unavailable {
                 source: format!(
@@ -167,8 +196,11 @@ impl Conn {
                 Self::Multiplexed { cons, next } => {
                     Self::invoke_on(&mut Self::shared(cons, next), inv, op, after).await
                 }
-                Self::Pooled(pool) => {
-                    let mut con = Self::pooled(pool, after).await?;
+                Self::Pooled {
+                    pool,
+                    connect_timeout,
+                } => {
+                    let mut con = Self::pooled(pool, *connect_timeout, after).await?;
                     Self::invoke_on(&mut con, inv, op, after).await
                 }
             }
@@ -216,8 +248,11 @@ impl Conn {
                 Self::Multiplexed { cons, next } => {
                     sent(cmd.query_async(&mut Self::shared(cons, next)).await)
                 }
-                Self::Pooled(pool) => {
-                    let mut con = Self::pooled(pool, after).await?;
+                Self::Pooled {
+                    pool,
+                    connect_timeout,
+                } => {
+                    let mut con = Self::pooled(pool, *connect_timeout, after).await?;
                     sent(cmd.query_async(&mut con).await)
                 }
             }

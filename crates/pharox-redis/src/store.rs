@@ -187,12 +187,17 @@ struct Granted {
 
 impl RedisStorage {
     /// Connects (opening the configured connections now, so a wrong URL or a
-    /// server that is down fails here) and returns the store.
+    /// server that is down fails here), checks the server's settings once
+    /// (Redis 7.0 or newer; a `maxmemory-policy` that cannot evict pharox's
+    /// keys: see [`RedisConfig::allow_eviction`](RedisConfig#structfield.allow_eviction))
+    /// and returns the store.
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for a bad configuration or URL; `Unavailable`,
-    /// `Timeout` or `Interrupted` when the server cannot be reached.
+    /// `InvalidInput` for a bad configuration, a server older than 7.0
+    /// (field `redis version`) or an `allkeys-*` eviction policy (field
+    /// `redis maxmemory-policy`); a retryable error if the server cannot be
+    /// reached within the connect timeout.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         if config.prefix.is_empty() || config.prefix.contains(['{', '}']) {
             return Err(Error::invalid(
@@ -207,6 +212,7 @@ impl RedisStorage {
             ));
         }
         let conn = Conn::open(&config).await?;
+        crate::settings::check(&conn, &config).await?;
         tracing::debug!(url = %config.redacted_url(), mode = ?config.mode, "connected to redis");
         Ok(Self {
             inner: Arc::new(Inner {

@@ -135,6 +135,49 @@ impl RedisServer {
             .expect("raw connection to the private redis-server")
     }
 
+    /// Stops the server process (`SIGSTOP`) and returns once the kernel
+    /// reports it stopped: from then on it answers nothing (the kernel
+    /// still accepts connections) until [`resume`](Self::resume). Unlike
+    /// `DEBUG SLEEP`, the stall has begun when this returns and lasts until
+    /// the test ends it. Linux (reads `/proc`); blocks the calling thread
+    /// for a few milliseconds.
+    pub fn pause(&self) {
+        self.signal("STOP", true);
+    }
+
+    /// Lets a [`pause`](Self::pause)d server run again (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("CONT", false);
+    }
+
+    /// Sends `SIGname` and waits until the process is (or is no longer) stopped.
+    fn signal(&self, name: &str, stopped: bool) {
+        let pid = self.child.as_ref().expect("the server is not running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run `kill -{name}`: {e}"));
+        assert!(status.success(), "`kill -{name} {pid}` failed: {status}");
+        let state = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/stat: {e}"));
+            // `pid (comm) STATE ...`: the state follows the last ')'.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+                .unwrap_or('?')
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (state() == 'T') != stopped {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server {pid} did not {} within 10 s after SIG{name}",
+                if stopped { "stop" } else { "resume" }
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Kills the server (as a crash would) and waits for it to exit.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
