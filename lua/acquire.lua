@@ -8,7 +8,7 @@
 --       Plans '' and s pass only 1-7.
 -- ARGV: 1 selector: f first available | r round robin | l least used |
 --         t lowest latency
---       2 lease duration in ms (1 .. LIMIT.MAX_DURATION_MS)
+--       2 lease duration in ms (1 .. LIMIT_MAX_DURATION_MS)
 --       3 consumer name (non-empty)
 --       4 nonce: canonical decimal below 2^44, chosen by the client
 --       5 reclaim batch: expired leases to reclaim at most (0 .. 10000)
@@ -19,36 +19,40 @@
 --         g geo: matches lie within ARGV[13] km of (ARGV[11], ARGV[12]) in
 --         KEYS[8] or are in KEYS[9], verify | s verify the selector's own
 --         index
---       9 filter JSON (plans v, g, s; at most LIMIT.FILTER_BYTES)
---       10 position to resume from ('' to start; plans other than '')
+--       9 filter JSON (plans v, g, s; at most LIMIT_FILTER_BYTES)
+--       10 position to resume from ('' to start; every plan)
 --       11, 12, 13 geo search longitude, latitude, radius km (plan g)
 -- Returns: {seq, token, now_ms, generation[, proxy JSON]} for a lease, the
 --            JSON only when the generation differs from ARGV[7];
 --          {seq, 0, now_ms, generation, proxy JSON, live leases} when finding;
 --          {0} when no proxy qualifies; {-1} when the pool does not exist;
---          {-3, position} when this call examined its budget of candidates
---            without an answer: no lease was granted, call again with
+--          {-3, position} when this call spent its budget (STEP_UNITS)
+--            without an answer: no lease was granted (only index entries
+--            were corrected, or due leases reclaimed); call again with
 --            ARGV[10] = position;
 --          an error reply "PHAROX bad argument ..." for bad ARGV.
 --
--- Without a filter every selector is one lookup in an exact index. With
--- one, each call examines at most STEP_UNITS of work (see `walk`), so no
--- call holds Redis for long, whatever the pool and the filter. Expired
--- leases are reclaimed in the same atomic step as a lease when the hint
--- says one is due, and before looking again after a miss, so capacity held
--- by an expired lease is never reported as missing.
+-- Without a filter, first available and round robin are one lookup in the
+-- exact free_by_seq; least used and lowest latency take the first valid
+-- entry of their index, correcting the entries they meet on the way. With
+-- a filter, a call walks candidates in the selector's order. Either way no
+-- call spends more than STEP_UNITS, whatever the pool and the filter, and
+-- a miss is answered only once every candidate was examined. Expired leases
+-- are reclaimed in the same atomic step as a lease when the hint says one
+-- is due, and before looking again after a miss, so capacity held by an
+-- expired lease is never reported as missing.
 
 local sel, find, plan = ARGV[1], ARGV[6] == '1', ARGV[8] or ''
 if not (sel == 'f' or sel == 'r' or sel == 'l' or sel == 't') then
   return fail('bad argument: selector')
 end
-local dur = arg_int(2, 1, LIMIT.MAX_DURATION_MS)
+local dur = arg_int(2, 1, LIMIT_MAX_DURATION_MS)
 if dur == nil then return fail('bad argument: duration') end
 local consumer = ARGV[3]
 if consumer == nil or consumer == '' then return fail('bad argument: consumer') end
-local nonce = arg_int(4, 0, LIMIT.NONCE_END - 1)
+local nonce = arg_int(4, 0, LIMIT_NONCE_END - 1)
 if nonce == nil then return fail('bad argument: nonce') end
-local batch = arg_int(5, 0, LIMIT.MAX_BATCH)
+local batch = arg_int(5, 0, LIMIT_MAX_BATCH)
 if batch == nil then return fail('bad argument: reclaim batch') end
 if not (ARGV[6] == '0' or ARGV[6] == '1') then return fail('bad argument: find') end
 if not (plan == '' or plan == 'x' or plan == 'v' or plan == 'g' or plan == 's') then
@@ -62,44 +66,48 @@ local K = { counters = KEYS[1], leases_by_deadline = KEYS[2], free_by_seq = KEYS
   free_by_load = KEYS[4], free_by_latency = KEYS[5], latency_by_seq = KEYS[6],
   proxy_by_seq = KEYS[7] }
 local now = now_ms()
+-- Work one call may spend; a unit is about one Redis command of work
+-- inside a call: reading a word or an index entry costs 1, correcting an
+-- index entry 2, checking a proxy record against the filter 2 plus its
+-- number of filter objects / 8.
+local STEP_UNITS = 2048
 
 local function cursor()
-  return int(counter(K, SLOT.CURSOR))
+  return int(counter(K, SLOT_CURSOR))
 end
 
 -- Leases `seq` (an active proxy with room), or describes it when finding.
 local function grant(seq)
   if find then
-    local h = redis.call('BITFIELD_RO', K.counters, 'GET', 'i64', WORD.slot(seq), 'GET', 'i64', SLOT.GENERATION)
-    return { tonumber(seq), 0, now, h[2], redis.call('HGET', K.proxy_by_seq, seq), WORD.load(h[1]) }
+    local h = redis.call('BITFIELD_RO', K.counters, 'GET', 'i64', word_slot(seq), 'GET', 'i64', SLOT_GENERATION)
+    local _, load = word_decode(h[1])
+    return { tonumber(seq), 0, now, h[2], redis.call('HGET', K.proxy_by_seq, seq), load }
   end
   local r
   if sel == 'r' then
-    r = redis.call('BITFIELD', K.counters, 'INCRBY', 'i64', WORD.slot(seq), WORD.ACQUIRE,
-      'INCRBY', 'i64', SLOT.TOKEN, '1', 'GET', 'i64', SLOT.EXPIRY_HINT, 'GET', 'i64', SLOT.GENERATION,
-      'SET', 'i64', SLOT.CURSOR, seq)
+    r = redis.call('BITFIELD', K.counters, 'INCRBY', 'i64', word_slot(seq), WORD_ACQUIRE,
+      'INCRBY', 'i64', SLOT_TOKEN, '1', 'GET', 'i64', SLOT_EXPIRY_HINT, 'GET', 'i64', SLOT_GENERATION,
+      'SET', 'i64', SLOT_CURSOR, seq)
   else
-    r = redis.call('BITFIELD', K.counters, 'INCRBY', 'i64', WORD.slot(seq), WORD.ACQUIRE,
-      'INCRBY', 'i64', SLOT.TOKEN, '1', 'GET', 'i64', SLOT.EXPIRY_HINT, 'GET', 'i64', SLOT.GENERATION)
+    r = redis.call('BITFIELD', K.counters, 'INCRBY', 'i64', word_slot(seq), WORD_ACQUIRE,
+      'INCRBY', 'i64', SLOT_TOKEN, '1', 'GET', 'i64', SLOT_EXPIRY_HINT, 'GET', 'i64', SLOT_GENERATION)
   end
   local w, token, hint, gen = r[1], r[2], r[3], r[4]
-  local load = WORD.load(w)
-  if WORD.room(w) == 0 then
+  local room, load = word_decode(w)
+  if room == 0 then
+    -- Full: out of the exact index now; free_by_load and free_by_latency
+    -- drop it when they meet it.
     redis.call('ZREM', K.free_by_seq, seq)
-    redis.call('ZREM', K.free_by_load, seq)
-    redis.call('ZREM', K.free_by_latency, seq)
-  else
-    redis.call('ZADD', K.free_by_load, int(SCORE.load(load, tonumber(seq))), seq)
   end
   local deadline = now + dur
-  redis.call('ZADD', K.leases_by_deadline, int(deadline), MEMBER.build(seq, token, nonce, now, consumer))
+  redis.call('ZADD', K.leases_by_deadline, int(deadline), member_build(seq, token, nonce, now, consumer))
   if load == 1 or deadline < hint then
     local bf = {}
     if load == 1 then
-      bf[#bf + 1] = 'INCRBY'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = SLOT.LEASED; bf[#bf + 1] = '1'
+      bf[#bf + 1] = 'INCRBY'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = SLOT_LEASED; bf[#bf + 1] = '1'
     end
     if deadline < hint then
-      bf[#bf + 1] = 'SET'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = SLOT.EXPIRY_HINT; bf[#bf + 1] = int(deadline)
+      bf[#bf + 1] = 'SET'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = SLOT_EXPIRY_HINT; bf[#bf + 1] = int(deadline)
     end
     redis.call('BITFIELD', K.counters, unpack(bf))
   end
@@ -110,56 +118,107 @@ local function grant(seq)
   return { tonumber(seq), token, now, gen, redis.call('HGET', K.proxy_by_seq, seq) }
 end
 
--- No filter: one lookup in the selector's exact index.
-local function select_unfiltered()
-  if sel == 'f' then
-    return redis.call('ZRANGE', K.free_by_seq, 0, 0)[1]
-  elseif sel == 'r' then
-    return redis.call('ZRANGEBYSCORE', K.free_by_seq, '(' .. cursor(), '+inf', 'LIMIT', 0, 1)[1]
-      or redis.call('ZRANGE', K.free_by_seq, 0, 0)[1]
-  elseif sel == 'l' then
-    return redis.call('ZRANGE', K.free_by_load, 0, 0)[1]
+-- Without a filter, first available and round robin: one lookup in the
+-- exact free_by_seq (what follows is defined only by calls that need it).
+if plan == '' and sel == 'f' then
+  local seq = redis.call('ZRANGE', K.free_by_seq, 0, 0)[1]
+  if seq then return grant(seq) end
+elseif plan == '' and sel == 'r' then
+  local seq = redis.call('ZRANGEBYSCORE', K.free_by_seq, '(' .. cursor(), '+inf', 'LIMIT', 0, 1)[1]
+    or redis.call('ZRANGE', K.free_by_seq, 0, 0)[1]
+  if seq then return grant(seq) end
+end
+
+-- Corrections of the lazily kept indexes (free_by_load for src 'l',
+-- free_by_latency for 't'), sent together: entries of full or inactive
+-- proxies leave, lagging loads are raised, and the words' flags follow.
+-- Built only by calls that walk those indexes.
+local function corrections(src)
+  local C = { gone = {}, load = {}, bits = {} }
+  local key = src == 'l' and K.free_by_load or K.free_by_latency
+
+  -- Records the correction entry `seq` (word `w`) needs; false if none.
+  function C.fix(seq, w)
+    local room, load, indexed, active = word_decode(w)
+    local delta
+    if not active or room == 0 then
+      C.gone[#C.gone + 1] = seq
+      delta = src == 'l' and -(WORD_IN_LOAD + indexed * WORD_INDEXED_UNIT) or -WORD_IN_LATENCY
+    elseif src == 'l' and indexed ~= load then
+      C.load[#C.load + 1] = score_load(load, seq); C.load[#C.load + 1] = seq
+      delta = (load - indexed) * WORD_INDEXED_UNIT
+    else
+      return false
+    end
+    C.bits[#C.bits + 1] = 'INCRBY'; C.bits[#C.bits + 1] = 'i64'
+    C.bits[#C.bits + 1] = word_slot(seq); C.bits[#C.bits + 1] = int(delta)
+    return true
   end
-  return redis.call('ZRANGE', K.free_by_latency, 0, 0)[1]
+
+  -- Sends what was recorded; returns how many entries it corrected.
+  function C.send()
+    local n = #C.bits / 4
+    if #C.gone > 0 then chunked('ZREM', key, C.gone, 1) end
+    if #C.load > 0 then chunked('ZADD', key, C.load, 2) end
+    if n > 0 then chunked('BITFIELD', K.counters, C.bits, 4) end
+    C.gone, C.load, C.bits = {}, {}, {}
+    return n
+  end
+
+  return C
+end
+
+-- Without a filter, least used and lowest latency: the first entry of the
+-- index that is still valid, correcting those met before it. nil, true
+-- when the budget ran out first.
+local function pick_lazy(src)
+  local key = src == 'l' and K.free_by_load or K.free_by_latency
+  local C = nil
+  for _ = 1, STEP_UNITS / 4 do
+    local seq = redis.call('ZRANGE', key, 0, 0)[1]
+    if seq == nil then return nil end
+    local w = counter(K, word_slot(seq))
+    local room, load, indexed, active = word_decode(w)
+    if active and room > 0 and (src == 't' or load == indexed) then return seq end
+    C = C or corrections(src)
+    C.fix(seq, w)
+    C.send()
+  end
+  return nil, true
 end
 
 -- Nothing qualified in pass `pass`: reclaim what is due and, if anything
--- came back, look again (at once without a filter, else by a new pass).
+-- came back, ask for a second pass.
 local function miss(pass)
-  local h = redis.call('BITFIELD_RO', K.counters, 'GET', 'i64', SLOT.EXISTS, 'GET', 'i64', SLOT.EXPIRY_HINT)
+  local h = redis.call('BITFIELD_RO', K.counters, 'GET', 'i64', SLOT_EXISTS, 'GET', 'i64', SLOT_EXPIRY_HINT)
   if h[1] ~= 1 then return { -1 } end
   if pass == 1 and reclaim_due(K, now, batch, h[2]) > 0 then
-    if plan == '' then
-      local seq = select_unfiltered()
-      if seq then return grant(seq) end
-      return { 0 }
-    end
     return { -3, '-:1:::2' }
   end
   return { 0 }
 end
 
 if plan == '' then
-  local seq = select_unfiltered()
-  if seq then return grant(seq) end
-  return miss(1)
+  local pass = ARGV[10] == '-:1:::2' and 2 or 1
+  if sel == 'l' or sel == 't' then
+    local seq, more = pick_lazy(sel)
+    if seq then return grant(seq) end
+    if more then return { -3, ARGV[10] or '' } end
+  end
+  return miss(pass)
 end
 
 ---------------------------------------------------------------------------
 -- With a filter.
 
+local decode_filter, matches = filters()
 local filter, nodes = nil, 0
 if plan ~= 'x' then
   local f, n = decode_filter(ARGV[9])
   if f == nil then return fail('bad argument: ' .. n) end
   filter, nodes = f, n
 end
-
--- Work units one call may spend; a unit is about half a microsecond of
--- Redis time: reading a word costs 1, an index membership check 2, and
--- checking a proxy record against the filter 4 + its number of objects.
-local STEP_UNITS = 4096
-local FILTER_UNITS = 4 + nodes
+local FILTER_UNITS = 2 + nodes / 8
 
 local geo = nil
 if plan == 'g' then
@@ -187,19 +246,6 @@ if ARGV[10] ~= nil and ARGV[10] ~= '' then
     cursor = cur ~= '' and cur or nil, pass = tonumber(pass) }
 end
 
--- The members of `seqs` that are active with room, with their words.
-local function with_room(seqs)
-  local words = read_words(K, seqs)
-  local out, out_words = {}, {}
-  for i, seq in ipairs(seqs) do
-    if WORD.free(words[i]) then
-      out[#out + 1] = seq
-      out_words[#out] = words[i]
-    end
-  end
-  return out, out_words
-end
-
 local function record_matches(json, seq)
   if not json then return false end
   local ok, p = pcall(cjson.decode, json)
@@ -209,36 +255,36 @@ local function record_matches(json, seq)
   return matches(filter, p)
 end
 
--- The first of `seqs` (in order) that qualifies, and the units spent.
--- Members of KEYS[8] (source i) may be full or inactive; members of the
--- free_by_* indexes are active with room.
-local function first_qualifying(src, seqs)
-  local units, cands = 0, seqs
-  if src == 'i' then
-    cands = with_room(seqs)
-    units = #seqs
-  end
-  if #cands == 0 then return nil, units end
+-- The seqs of `seqs` that pass the filter (plan x: are in KEYS[8]), in
+-- order, stopping at the first when `first`; and the units spent.
+local function passing(seqs, first)
+  local out, units = {}, 0
+  if #seqs == 0 then return out, units end
   if plan == 'x' then
-    if src == 'i' then return cands[1], units end
-    for _, seq in ipairs(cands) do
-      units = units + 2
-      if redis.call('ZSCORE', KEYS[8], seq) then return seq, units end
+    for _, seq in ipairs(seqs) do
+      units = units + 1
+      if redis.call('ZSCORE', KEYS[8], seq) then
+        out[#out + 1] = seq
+        if first then break end
+      end
     end
-    return nil, units
+    return out, units
   end
-  local recs = redis.call('HMGET', K.proxy_by_seq, unpack(cands))
-  for i, seq in ipairs(cands) do
+  local recs = chunked('HMGET', K.proxy_by_seq, seqs, 1)
+  for i, seq in ipairs(seqs) do
     units = units + FILTER_UNITS
-    if record_matches(recs[i], seq) then return seq, units end
+    if record_matches(recs[i], seq) then
+      out[#out + 1] = seq
+      if first then break end
+    end
   end
-  return nil, units
+  return out, units
 end
 
 -- Walks the pass's index in order from its position, spending at most
 -- STEP_UNITS: returns the first qualifying sequence (the selector's exact
--- choice: the index is in the selector's order), or nil and the position
--- to resume from, or nil, nil when the index is exhausted.
+-- choice, since the index is in the selector's order), or nil and the
+-- position to resume from, or nil, nil when the index is exhausted.
 local function walk(p)
   local key = ({ i = KEYS[8], s = K.free_by_seq, l = K.free_by_load, t = K.free_by_latency })[p.src]
   local spent, size = 0, 8
@@ -249,6 +295,7 @@ local function walk(p)
       if p.phase == 2 then hi = p.cursor end
     end
     local page = redis.call('ZRANGEBYSCORE', key, lo, hi, 'WITHSCORES', 'LIMIT', 0, size)
+    spent = spent + 1
     if #page == 0 then
       if sel == 'r' and p.phase == 1 then
         p.phase, p.after = 2, nil
@@ -256,12 +303,42 @@ local function walk(p)
         return nil, nil
       end
     else
-      local seqs = {}
-      for i = 1, #page, 2 do seqs[#seqs + 1] = page[i] end
-      p.after = page[#page]
-      local hit, units = first_qualifying(p.src, seqs)
-      if hit then return hit end
-      spent = spent + units + 1
+      local seqs, scores = {}, {}
+      for i = 1, #page, 2 do
+        seqs[#seqs + 1] = page[i]; scores[#seqs] = page[i + 1]
+      end
+      local cands, stop = seqs, nil
+      local C = (p.src == 'l' or p.src == 't') and corrections(p.src) or nil
+      if p.src ~= 's' then
+        -- Members of KEYS[8] may be full or inactive; entries of the lazy
+        -- indexes may be stale, and are corrected here.
+        local words = read_words(K, seqs)
+        spent = spent + #seqs
+        cands = {}
+        for i, seq in ipairs(seqs) do
+          local room, _, _, active = word_decode(words[i])
+          if p.src == 'i' then
+            if active and room > 0 then cands[#cands + 1] = seq end
+          elseif not C.fix(seq, words[i]) then
+            cands[#cands + 1] = seq
+          elseif active and room > 0 then
+            -- Its indexed load lagged: it moves further on, so what lies
+            -- after it must be read again, in order.
+            stop = i
+            break
+          end
+        end
+        if C then spent = spent + 2 * C.send() end
+      end
+      local hits, units = cands, 0
+      if not (p.src == 'i' and plan == 'x') then hits, units = passing(cands, true) end
+      spent = spent + units
+      if hits[1] then return hits[1] end
+      if stop then
+        if stop > 1 then p.after = scores[stop - 1] end
+      else
+        p.after = scores[#seqs]
+      end
       if size < 64 then size = size * 2 end
     end
   end
@@ -271,17 +348,23 @@ end
 -- The selector's choice among `cands` (every candidate of the filter, few
 -- enough for one call), or nil.
 local function best_of(cands)
-  local q, words = with_room(cands)
-  if plan ~= 'x' and #q > 0 then
-    local recs = chunked('HMGET', K.proxy_by_seq, q, 1)
-    local kept, kept_words = {}, {}
-    for i, seq in ipairs(q) do
-      if record_matches(recs[i], seq) then
-        kept[#kept + 1] = seq
-        kept_words[#kept] = words[i]
-      end
+  local words = read_words(K, cands)
+  local q, qw = {}, {}
+  for i, seq in ipairs(cands) do
+    local room, _, _, active = word_decode(words[i])
+    if active and room > 0 then
+      q[#q + 1] = seq; qw[#q] = words[i]
     end
-    q, words = kept, kept_words
+  end
+  if plan ~= 'x' then
+    local kept = passing(q, false)
+    local keep = {}
+    for _, seq in ipairs(kept) do keep[seq] = true end
+    local q2, qw2 = {}, {}
+    for i, seq in ipairs(q) do
+      if keep[seq] then q2[#q2 + 1] = seq; qw2[#q2] = qw[i] end
+    end
+    q, qw = q2, qw2
   end
   if #q == 0 then return nil end
   local keys = {}
@@ -293,9 +376,10 @@ local function best_of(cands)
     for i, seq in ipairs(q) do
       local s = tonumber(seq)
       if sel == 'l' then
-        keys[i] = SCORE.load(WORD.load(words[i]), s)
+        local _, load = word_decode(qw[i])
+        keys[i] = tonumber(score_load(load, s))
       elseif after ~= nil and s <= after then
-        keys[i] = s + LIMIT.MAX_SEQ + 1 -- round robin: after the cursor first
+        keys[i] = s + LIMIT_MAX_SEQ + 1 -- round robin: after the cursor first
       else
         keys[i] = s
       end
@@ -311,16 +395,16 @@ end
 -- Starts a pass: the index to walk, or the whole candidate set when it is
 -- small enough to judge in this call.
 local function start()
+  local per = 1 + (plan == 'x' and 1 or FILTER_UNITS)
   if plan == 'x' or plan == 'v' then
     if sel == 'f' or sel == 'r' then return 'i' end
-    local per = plan == 'x' and 1 or 1 + FILTER_UNITS
     if redis.call('ZCARD', KEYS[8]) * per <= STEP_UNITS then
       return nil, redis.call('ZRANGE', KEYS[8], 0, -1)
     end
     return sel
   end
   if plan == 'g' then
-    local cap = math.floor(STEP_UNITS / (1 + FILTER_UNITS))
+    local cap = math.floor(STEP_UNITS / per)
     local found = redis.call('GEOSEARCH', KEYS[8], 'FROMLONLAT', geo[1], geo[2],
       'BYRADIUS', geo[3], 'km', 'COUNT', cap + 1, 'ANY')
     if #found + redis.call('ZCARD', KEYS[9]) <= cap then

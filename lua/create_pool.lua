@@ -9,13 +9,13 @@
 -- Returns: 1 created, 0 already there. Error reply for bad ARGV or a
 --          corrupt retired token.
 
-local gen = arg_int(1, 0, LIMIT.GENERATION_END - 1)
+local gen = arg_int(1, 0, LIMIT_GENERATION_END - 1)
 if gen == nil then return fail('bad argument: generation') end
-if redis.call('BITFIELD_RO', KEYS[1], 'GET', 'i64', SLOT.EXISTS)[1] == 1 then return 0 end
+if redis.call('BITFIELD_RO', KEYS[1], 'GET', 'i64', SLOT_EXISTS)[1] == 1 then return 0 end
 local base = redis.call('GET', KEYS[2]) or '0'
 if not string.match(base, '^%d+$') or #base > 16 then return fail('corrupt retired token') end
-redis.call('BITFIELD', KEYS[1], 'SET', 'i64', SLOT.TOKEN, base, 'SET', 'i64', SLOT.TOKEN_BASE, base,
-  'SET', 'i64', SLOT.LAST_SEQ, int(LIMIT.FIRST_SEQ - 1), 'SET', 'i64', SLOT.EXISTS, '1',
-  'SET', 'i64', SLOT.GENERATION, ARGV[1], 'SET', 'i64', SLOT.EXPIRY_HINT, '0',
+redis.call('BITFIELD', KEYS[1], 'SET', 'i64', SLOT_TOKEN, base, 'SET', 'i64', SLOT_TOKEN_BASE, base,
+  'SET', 'i64', SLOT_LAST_SEQ, int(LIMIT_FIRST_SEQ - 1), 'SET', 'i64', SLOT_EXISTS, '1',
+  'SET', 'i64', SLOT_GENERATION, ARGV[1], 'SET', 'i64', SLOT_EXPIRY_HINT, '0',
   'SET', 'i64', '#15', '0')
 return 1

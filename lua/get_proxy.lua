@@ -10,4 +10,5 @@ local K = { counters = KEYS[1] }
 if not pool_exists(K) then return { -1 } end
 local seq = redis.call('HGET', KEYS[2], ARGV[1])
 if not seq then return { 0 } end
-return { tonumber(seq), WORD.load(counter(K, WORD.slot(seq))), redis.call('HGET', KEYS[3], seq) }
+local _, load = word_decode(counter(K, word_slot(seq)))
+return { tonumber(seq), load, redis.call('HGET', KEYS[3], seq) }

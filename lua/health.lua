@@ -7,8 +7,8 @@
 --       5 free_by_latency, 6 latency_by_seq, 7 seq_by_id, 8 proxy_by_seq
 -- ARGV: 1 proxy id, 2 the stored JSON the client read, 3 new proxy JSON,
 --       4 '1' if the new status is active, else '0',
---       5 capacity (1 .. LIMIT.MAX_CAPACITY), 6 latency key
---       (0 .. LIMIT.MAX_LATENCY_KEY)
+--       5 capacity (1 .. LIMIT_MAX_CAPACITY), 6 latency key
+--       (0 .. LIMIT_MAX_LATENCY_KEY)
 -- Returns: {seq, live leases} when applied; {0} unknown proxy; {-1} no such
 --          pool; {-2} the stored proxy changed (re-read and retry).
 --          Error reply for bad ARGV or a capacity below the live leases.
@@ -25,6 +25,7 @@ if not pool_exists(K) then return { -1 } end
 local seq = redis.call('HGET', K.seq_by_id, id)
 if not seq then return { 0 } end
 if redis.call('HGET', K.proxy_by_seq, seq) ~= expected then return { -2 } end
-local w = counter(K, WORD.slot(seq))
-if cap < WORD.load(w) then return fail('bad argument: capacity below live leases') end
+local w = counter(K, word_slot(seq))
+local _, load = word_decode(w)
+if cap < load then return fail('bad argument: capacity below live leases') end
 return { tonumber(seq), write_proxy(K, seq, w, cap, ARGV[4] == '1', json, latkey) }

@@ -4,14 +4,14 @@
 --
 -- KEYS: 1 counters, 2 all_by_seq, 3 proxy_by_seq
 -- ARGV: 1 the last sequence of the previous page ('0' for the first page)
---       2 page size (1 .. LIMIT.CHUNK)
+--       2 page size (1 .. LIMIT_CHUNK)
 -- Returns: {-1} no such pool, else {last, seq, live leases, proxy JSON, ...}
 --          where last is the page's last sequence, or 0 when no proxy
 --          follows this page. Error reply for bad ARGV.
 
-local after = arg_int(1, 0, LIMIT.MAX_SEQ)
+local after = arg_int(1, 0, LIMIT_MAX_SEQ)
 if after == nil then return fail('bad argument: after') end
-local size = arg_int(2, 1, LIMIT.CHUNK)
+local size = arg_int(2, 1, LIMIT_CHUNK)
 if size == nil then return fail('bad argument: page size') end
 local K = { counters = KEYS[1] }
 if not pool_exists(K) then return { -1 } end
@@ -22,7 +22,8 @@ local words = read_words(K, seqs)
 local recs = redis.call('HMGET', KEYS[3], unpack(seqs))
 for i, seq in ipairs(seqs) do
   out[#out + 1] = tonumber(seq)
-  out[#out + 1] = WORD.load(words[i])
+  local _, load = word_decode(words[i])
+  out[#out + 1] = load
   out[#out + 1] = recs[i]
 end
 return out

@@ -15,16 +15,16 @@ local n = tonumber(ARGV[1])
 if n == nil or n ~= math.floor(n) or n < 0 or #KEYS ~= 14 + n then
   return fail('bad argument: key count')
 end
-if redis.call('BITFIELD_RO', KEYS[1], 'GET', 'i64', SLOT.EXISTS)[1] ~= 1 then return 0 end
+if redis.call('BITFIELD_RO', KEYS[1], 'GET', 'i64', SLOT_EXISTS)[1] ~= 1 then return 0 end
 if redis.call('SCARD', KEYS[3]) ~= n then return -2 end
 for i = 15, #KEYS do
   if redis.call('SISMEMBER', KEYS[3], KEYS[i]) == 0 then return -2 end
 end
-local token = redis.call('BITFIELD_RO', KEYS[1], 'GET', 'i64', SLOT.TOKEN)[1]
+local token = redis.call('BITFIELD_RO', KEYS[1], 'GET', 'i64', SLOT_TOKEN)[1]
 redis.call('SET', KEYS[2], int(token))
 local doomed = { KEYS[1], KEYS[3] }
 for i = 4, #KEYS do doomed[#doomed + 1] = KEYS[i] end
-for i = 1, #doomed, LIMIT.CHUNK do
-  redis.call('UNLINK', unpack(doomed, i, math.min(i + LIMIT.CHUNK - 1, #doomed)))
+for i = 1, #doomed, LIMIT_CHUNK do
+  redis.call('UNLINK', unpack(doomed, i, math.min(i + LIMIT_CHUNK - 1, #doomed)))
 end
 return 1

@@ -1,7 +1,7 @@
 -- remove_proxy.lua: remove a proxy. It is never leased again; its live
 -- leases end at once (counted as released) and later releases answer
 -- "not held". Finding its leases reads the pool's live leases in windows
--- of LIMIT.CHUNK: O(live leases of the pool).
+-- of LIMIT_CHUNK: O(live leases of the pool).
 --
 -- KEYS: 1 counters, 2 leases_by_deadline, 3 free_by_seq, 4 free_by_load,
 --       5 free_by_latency, 6 latency_by_seq, 7 seq_by_id, 8 proxy_by_seq,
@@ -27,19 +27,23 @@ if redis.call('HGET', K.proxy_by_seq, seq) ~= expected then return -2 end
 local prefix = seq .. ':'
 local mine = {}
 local total = redis.call('ZCARD', K.leases_by_deadline)
-for start = 0, total - 1, LIMIT.CHUNK do
-  for _, m in ipairs(redis.call('ZRANGE', K.leases_by_deadline, start, start + LIMIT.CHUNK - 1)) do
+for start = 0, total - 1, LIMIT_CHUNK do
+  for _, m in ipairs(redis.call('ZRANGE', K.leases_by_deadline, start, start + LIMIT_CHUNK - 1)) do
     if string.sub(m, 1, #prefix) == prefix then mine[#mine + 1] = m end
   end
 end
 chunked('ZREM', K.leases_by_deadline, mine, 1)
 
-local w = counter(K, WORD.slot(seq))
-local E = new_edits()
-note_change(E, seq, w, 0)
-apply_edits(K, E)
-redis.call('BITFIELD', K.counters, 'SET', 'i64', WORD.slot(seq), '0', 'INCRBY', 'i64', SLOT.GENERATION, '1')
-for _, key in ipairs({ K.located, K.polar_by_seq, K.all_by_seq }) do
+local _, load, _, active = word_decode(counter(K, word_slot(seq)))
+local bf = { 'SET', 'i64', word_slot(seq), '0', 'INCRBY', 'i64', SLOT_GENERATION, '1' }
+if load > 0 then
+  bf[#bf + 1] = 'INCRBY'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = SLOT_LEASED; bf[#bf + 1] = '-1'
+end
+if active then
+  bf[#bf + 1] = 'INCRBY'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = SLOT_ACTIVE; bf[#bf + 1] = '-1'
+end
+redis.call('BITFIELD', K.counters, unpack(bf))
+for _, key in ipairs({ K.free_by_seq, K.free_by_load, K.free_by_latency, K.located, K.polar_by_seq, K.all_by_seq }) do
   redis.call('ZREM', key, seq)
 end
 redis.call('HDEL', K.latency_by_seq, seq)

@@ -11,15 +11,15 @@
 --       2 the stored JSON the client read ('' when it read none)
 --       3 new proxy JSON
 --       4 '1' if the new status is active, else '0'
---       5 capacity (1 .. LIMIT.MAX_CAPACITY)
---       6 latency key (0 .. LIMIT.MAX_LATENCY_KEY; the largest = unmeasured)
+--       5 capacity (1 .. LIMIT_MAX_CAPACITY)
+--       6 latency key (0 .. LIMIT_MAX_LATENCY_KEY; the largest = unmeasured)
 --       7, 8 longitude, latitude ('' when not located)
 --       9 number of old by_value keys (0 .. 5)
---       10 expired leases to reclaim first (0 .. LIMIT.MAX_BATCH)
+--       10 expired leases to reclaim first (0 .. LIMIT_MAX_BATCH)
 -- Returns: {seq, live leases} when stored; {-1} no such pool;
 --          {-2} the stored proxy is not the one the client read (re-read
 --          and retry); {-3, live leases} the capacity is below the live
---          leases; {-4, limit} the pool holds LIMIT.MAX_PROXIES proxies;
+--          leases; {-4, limit} the pool holds LIMIT_MAX_PROXIES proxies;
 --          {-5, limit} the pool has used all its sequences. Error reply
 --          for bad ARGV. Nothing is written unless the proxy is stored.
 
@@ -39,7 +39,7 @@ local n_old = arg_int(9, 0, 5)
 if n_old == nil or #KEYS < 12 + n_old or #KEYS > 17 + n_old then
   return fail('bad argument: index key count')
 end
-local batch = arg_int(10, 0, LIMIT.MAX_BATCH)
+local batch = arg_int(10, 0, LIMIT_MAX_BATCH)
 if batch == nil then return fail('bad argument: reclaim batch') end
 
 local K = { counters = KEYS[1], leases_by_deadline = KEYS[2], free_by_seq = KEYS[3],
@@ -53,25 +53,27 @@ local stored = seq and redis.call('HGET', K.proxy_by_seq, seq)
 if (expected == '' and seq) or (expected ~= '' and stored ~= expected) then
   return { -2 }
 end
-local plan = plan_end(K, batch > 0 and due_leases(K, now_ms(), batch) or {})
+local R = reclaiming()
+local plan = R.plan(K, batch > 0 and R.due(K, now_ms(), batch) or {})
 if seq then
-  local load = WORD.load(counter(K, WORD.slot(seq))) - (plan.freed[seq] or 0)
+  local _, live = word_decode(counter(K, word_slot(seq)))
+  local load = live - (plan.freed[seq] or 0)
   if cap < load then return { -3, load } end
 else
-  if redis.call('HLEN', K.seq_by_id) >= LIMIT.MAX_PROXIES then return { -4, LIMIT.MAX_PROXIES } end
-  if counter(K, SLOT.LAST_SEQ) >= LIMIT.MAX_SEQ then return { -5, LIMIT.MAX_SEQ } end
+  if redis.call('HLEN', K.seq_by_id) >= LIMIT_MAX_PROXIES then return { -4, LIMIT_MAX_PROXIES } end
+  if counter(K, SLOT_LAST_SEQ) >= LIMIT_MAX_SEQ then return { -5, LIMIT_MAX_SEQ } end
 end
 
 -- Checked: from here on, only writes.
 if #plan.members > 0 then
-  apply_end(K, plan, true)
-  rehint(K)
+  R.apply_plan(K, plan, true)
+  R.rehint(K)
 end
 local w = 0
 if seq then
-  w = counter(K, WORD.slot(seq))
+  w = counter(K, word_slot(seq))
 else
-  seq = int(redis.call('BITFIELD', K.counters, 'INCRBY', 'i64', SLOT.LAST_SEQ, '1')[1])
+  seq = int(redis.call('BITFIELD', K.counters, 'INCRBY', 'i64', SLOT_LAST_SEQ, '1')[1])
   redis.call('HSET', K.seq_by_id, id, seq)
   redis.call('ZADD', K.all_by_seq, seq, seq)
 end

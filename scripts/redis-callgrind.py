@@ -10,15 +10,39 @@ commandstats` times. Needs valgrind, redis-server and redis-py
 (`pip install redis`); run from the repository root after
 `cargo build --release -p pharox-cli`:
 
-    python3 scripts/redis-callgrind.py
+    python3 scripts/redis-callgrind.py [--selectors]
+
+With `--selectors` it measures pharox's own scripts only, for every
+selector, unfiltered and with a 1% country filter.
 """
-import glob, os, socket, subprocess, sys, tempfile, time
+import glob, os, re, socket, subprocess, sys, tempfile, time
 
 import redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-lua = lambda *f: "\n".join(open(os.path.join(ROOT, "lua", x)).read() for x in f) + "\n"
+_lua = lambda *f: "\n".join(open(os.path.join(ROOT, "lua", x)).read() for x in f) + "\n"
+# layout.lua's constants, inlined as scripts.rs's prepare() does (Redis gets
+# literals, not upvalues).
+CONSTANTS = dict(re.findall(r"^local ([A-Z][A-Z0-9_]*) = ('[^']*'|-?\d+)", _lua("layout.lua"), re.M))
 
+def prepare(text):
+    out = []
+    for line in text.split("\n"):
+        m = re.match(r"local ([A-Z][A-Z0-9_]*) = ", line)
+        if m and m.group(1) in CONSTANTS:
+            out.append("-- " + line)
+            continue
+        code, sep, comment = line.partition("--")
+        parts = re.split(r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")", code)
+        code = "".join(p if i % 2 else re.sub(r"\b[A-Z][A-Z0-9_]*\b", lambda t: CONSTANTS.get(t.group(0), t.group(0)), p)
+                       for i, p in enumerate(parts))
+        out.append(code + sep + comment)
+    return "\n".join(out)
+
+lua = lambda *f: prepare(_lua(*f))
+
+# The bare variants name KEYS by position: 1 counters, 2 leases_by_deadline,
+# 3 free_by_seq (see lua/layout.lua).
 BARE_ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -36,8 +60,10 @@ local w = redis.call('BITFIELD', KEYS[1], 'INCRBY', 'i64', '#' .. seq, '-65535')
 if w % 65536 == 1 then redis.call('ZADD', KEYS[3], seq, seq) end
 return 1
 """
-LIB, LIBF = lua("lib.lua"), lua("lib.lua", "filter.lua")
-FULL_ACQUIRE, FULL_RELEASE = lua("lib.lua", "filter.lua", "acquire.lua"), lua("lib.lua", "release.lua")
+# As scripts.rs sends them: a shebang, layout.lua, lib.lua, then the rest.
+WRITES = "#!lua\n"
+LIB, LIBF = WRITES + lua("layout.lua", "lib.lua"), WRITES + lua("layout.lua", "lib.lua", "filter.lua")
+FULL_ACQUIRE, FULL_RELEASE = LIBF + lua("acquire.lua"), LIB + lua("release.lua")
 VARIANTS = [
     ("empty: return {16,1,1,1} / return 1", "return {16, 1, 1, 1}", "return 1"),
     ("bare commands", BARE_ACQUIRE, BARE_RELEASE),
@@ -68,7 +94,10 @@ def main():
                         "--redis-url", f"redis://127.0.0.1:{port}", "--seconds", "0.5",
                         "--warmup-seconds", "0", "--pool", "bench", "--reuse-pool", "--json"],
                        check=True, stdout=subprocess.DEVNULL)
-        keys = [f"pharox:{{bench}}:{k}" for k in ["hot", "exp", "free", "load", "lat", "lsc", "px"]]
+        keys = [f"pharox:{{bench}}:{k}" for k in [
+            "counters", "leases_by_deadline", "free_by_seq", "free_by_load", "free_by_latency",
+            "latency_by_seq", "proxy_by_seq"]]
+        country = "pharox:{bench}:by_value:country:NZ"
 
         def instructions():
             for f in glob.glob(f"{out}/cg.out*"):
@@ -81,17 +110,34 @@ def main():
                         total = max(total, int(line.split()[1]))
             return total
 
-        def pairs(acq, rel, n, batch=100):
+        def pairs(acq, rel, n, batch=100, sel="f", filtered=False):
+            extra = ([country], ["x", "", ""]) if filtered else ([], ["", "", ""])
             for _ in range(n // batch):
                 p = r.pipeline(transaction=False)
                 for i in range(batch):
-                    p.evalsha(acq, 7, *keys, "f", "30000", "w", str(i), "64", "0", "", "")
+                    p.evalsha(acq, 7 + len(extra[0]), *keys, *extra[0], sel, "30000", "w", str(i),
+                              "64", "0", "", *extra[1])
                 got = p.execute()
                 p = r.pipeline(transaction=False)
                 for i, x in enumerate(got):
-                    p.evalsha(rel, 6, *keys[:6], f"{x[0]}:{x[1]}:{i}:{x[2]}:w")
+                    if len(x) >= 3:  # not a miss
+                        p.evalsha(rel, 6, *keys[:6], f"{x[0]}:{x[1]}:{i}:{x[2]}:w")
                 p.execute()
 
+        if "--selectors" in sys.argv:
+            acq, rel = r.script_load(FULL_ACQUIRE), r.script_load(FULL_RELEASE)
+            print("| selector | filter | instructions per cycle |")
+            print("|---|---|---:|")
+            for sel in ["f", "r", "l", "t"]:
+                for filtered in [False, True]:
+                    # A 1% country has about 25 slots: batches of 10 never miss.
+                    batch = 10 if filtered else 100
+                    pairs(acq, rel, 100, batch, sel, filtered)
+                    subprocess.run(["callgrind_control", "-z", str(server.pid)], capture_output=True)
+                    pairs(acq, rel, 1000, batch, sel, filtered)
+                    print(f"| {sel} | {'country NZ' if filtered else 'none'} | "
+                          f"{instructions() / 1000:,.0f} |", flush=True)
+            return 0
         print("| acquire script / release script | instructions per cycle |")
         print("|---|---:|")
         for name, a, b in VARIANTS:

@@ -1,6 +1,7 @@
 //! The Rust mirror of `lua/layout.lua`: the slots of a pool's `counters`
-//! string, the packing of a proxy word, the index scores, the lease member
-//! and the limits the scripts check. The scripts and this module must agree;
+//! string (`SLOT_*` there), the packing of a proxy word (`WORD_*`,
+//! `word_decode`), the index scores (`score_*`), the lease member
+//! (`member_build`) and the limits the scripts check (`LIMIT_*`). The scripts and this module must agree;
 //! `crates/pharox-redis/tests/layout.rs` runs both side by side on a real
 //! Redis.
 
@@ -45,19 +46,19 @@ impl Slot {
         Slot::ExpiryHint,
     ];
 
-    /// The name `layout.lua` gives it in `SLOT`.
+    /// The name of its local in `layout.lua`.
     pub fn lua_name(self) -> &'static str {
         match self {
-            Slot::Token => "TOKEN",
-            Slot::Expired => "EXPIRED",
-            Slot::Cursor => "CURSOR",
-            Slot::TokenBase => "TOKEN_BASE",
-            Slot::Active => "ACTIVE",
-            Slot::Leased => "LEASED",
-            Slot::LastSeq => "LAST_SEQ",
-            Slot::Exists => "EXISTS",
-            Slot::Generation => "GENERATION",
-            Slot::ExpiryHint => "EXPIRY_HINT",
+            Slot::Token => "SLOT_TOKEN",
+            Slot::Expired => "SLOT_EXPIRED",
+            Slot::Cursor => "SLOT_CURSOR",
+            Slot::TokenBase => "SLOT_TOKEN_BASE",
+            Slot::Active => "SLOT_ACTIVE",
+            Slot::Leased => "SLOT_LEASED",
+            Slot::LastSeq => "SLOT_LAST_SEQ",
+            Slot::Exists => "SLOT_EXISTS",
+            Slot::Generation => "SLOT_GENERATION",
+            Slot::ExpiryHint => "SLOT_EXPIRY_HINT",
         }
     }
 
@@ -102,44 +103,71 @@ pub const FILTER_VALUE_BYTES: usize = 256;
 /// Items per variadic call inside a script.
 pub const CHUNK: usize = 1_000;
 
-/// A proxy word: room (free slots), load (live leases) and the active flag.
-/// `room + load` is the proxy's capacity; a word of 0 means no proxy.
+/// A proxy word. `room + load` is the proxy's capacity (at least 1), so a
+/// word of 0 means no proxy has that sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Word {
-    /// Free slots.
+    /// Free slots (bits 0-15).
     pub room: u32,
-    /// Live leases.
+    /// Live leases (bits 16-31).
     pub load: u32,
-    /// Whether the proxy's status is active.
+    /// The load as indexed in `free_by_load` (bits 32-47): never above
+    /// `load`, lower while the entry lags.
+    pub indexed_load: u32,
+    /// Whether the proxy's status is active (bit 48).
     pub active: bool,
+    /// Whether it has an entry in `free_by_load` (bit 49).
+    pub in_load_index: bool,
+    /// Whether it has an entry in `free_by_latency` (bit 50).
+    pub in_latency_index: bool,
 }
 
 impl Word {
-    const ACTIVE_BIT: i64 = 1 << 32;
+    const ACTIVE: i64 = 1 << 48;
+    const IN_LOAD: i64 = 1 << 49;
+    const IN_LATENCY: i64 = 1 << 50;
 
     /// The word as stored.
     pub fn pack(self) -> i64 {
-        i64::from(self.room & 0xffff)
-            | (i64::from(self.load & 0xffff) << 16)
-            | if self.active { Self::ACTIVE_BIT } else { 0 }
+        debug_assert!(self.room <= 0xffff && self.load <= 0xffff && self.indexed_load <= 0xffff);
+        i64::from(self.room)
+            | (i64::from(self.load) << 16)
+            | (i64::from(self.indexed_load) << 32)
+            | if self.active { Self::ACTIVE } else { 0 }
+            | if self.in_load_index { Self::IN_LOAD } else { 0 }
+            | if self.in_latency_index {
+                Self::IN_LATENCY
+            } else {
+                0
+            }
     }
 
     /// A stored word; `None` if it has bits `layout.lua` never sets.
     pub fn unpack(w: i64) -> Option<Self> {
-        if !(0..(1 << 33)).contains(&w) {
+        if !(0..(1 << 51)).contains(&w) {
             return None;
         }
         Some(Self {
             room: (w & 0xffff) as u32,
             load: ((w >> 16) & 0xffff) as u32,
-            active: w & Self::ACTIVE_BIT != 0,
+            indexed_load: ((w >> 32) & 0xffff) as u32,
+            active: w & Self::ACTIVE != 0,
+            in_load_index: w & Self::IN_LOAD != 0,
+            in_latency_index: w & Self::IN_LATENCY != 0,
         })
     }
 
-    /// Active with room: the proxies the `free_by_*` indexes hold.
+    /// Active with room: the proxies `free_by_seq` holds exactly, and the
+    /// lazy indexes hold at least.
     pub fn is_free(self) -> bool {
         self.active && self.room > 0
     }
+}
+
+/// The bit offset of the low 32 bits of `seq`'s word (load and room), where
+/// a lease ending is one `INCRBY u32` that `OVERFLOW FAIL` refuses at load 0.
+pub fn word_low_offset(seq: u64) -> u64 {
+    64 * seq + 32
 }
 
 /// The score of `seq` in `free_by_load`.
@@ -211,28 +239,31 @@ mod tests {
 
     #[test]
     fn words_round_trip() {
+        let full = Word {
+            room: 65_535,
+            load: 65_535,
+            indexed_load: 65_535,
+            active: true,
+            in_load_index: true,
+            in_latency_index: true,
+        };
         for w in [
             Word::default(),
-            Word {
-                room: 65_535,
-                load: 0,
-                active: true,
-            },
+            full,
             Word {
                 room: 0,
                 load: 65_535,
+                indexed_load: 3,
                 active: false,
-            },
-            Word {
-                room: 3,
-                load: 7,
-                active: true,
+                in_load_index: true,
+                in_latency_index: false,
             },
         ] {
             assert_eq!(Word::unpack(w.pack()), Some(w));
         }
+        assert_eq!(full.pack(), (1 << 51) - 1);
         assert_eq!(Word::unpack(-1), None);
-        assert_eq!(Word::unpack(1 << 33), None);
+        assert_eq!(Word::unpack(1 << 51), None);
     }
 
     #[test]

@@ -114,9 +114,7 @@ pub fn acquire(k: &PoolKeys, a: &AcquireArgs<'_>) -> ScriptInvocation<'static> {
             a.cached_generation
                 .map_or_else(String::new, |g| g.to_string()),
         );
-    if *a.plan != Plan::All {
-        inv.arg(a.plan.code()).arg(a.filter_json).arg(a.position);
-    }
+    inv.arg(a.plan.code()).arg(a.filter_json).arg(a.position);
     if let Plan::Geo {
         lon,
         lat,

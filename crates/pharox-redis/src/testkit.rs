@@ -309,15 +309,17 @@ impl Harness for OwnedRedis {
 /// `lua/layout.lua` through its Rust mirror [`crate::layout`]: every proxy
 /// word unpacks; its active flag agrees with its stored status; room plus
 /// load equal its cap; its load equals its live leases; it is in
-/// `free_by_seq`, `free_by_load` and `free_by_latency` exactly when active
-/// with room, with the scores the layout gives; its latency score matches
-/// its stored latency; it is in `all_by_seq` and in the `by_value` index of
-/// each of its values, and no index names a missing proxy or a proxy
-/// without that value; `value_index_keys` lists exactly the `by_value` keys
-/// that exist; the active-proxy and leased-proxy counters agree with the
-/// words; no sequence is above the last one handed out; and the expiry hint
-/// is not after the earliest deadline. Returns what disagrees (empty when
-/// sound).
+/// `free_by_seq` exactly when active with room; an active proxy with room is
+/// in `free_by_load` and `free_by_latency` (full ones may linger there, to
+/// be dropped when met), its flags say so, and `free_by_load` scores it at
+/// the indexed load the word records, never above its load; its latency
+/// score matches its stored latency; it is in `all_by_seq` and in the
+/// `by_value` index of each of its values, and no index names a missing
+/// proxy or a proxy without that value; `value_index_keys` lists exactly
+/// the `by_value` keys that exist; the active-proxy and leased-proxy
+/// counters agree with the words; no sequence is above the last one handed
+/// out; and the expiry hint is not after the earliest deadline. Returns what
+/// disagrees (empty when sound).
 ///
 /// The public invariant checks see these only once they surface as wrong
 /// stats or selections; this sees them as soon as they happen.
@@ -425,24 +427,50 @@ pub async fn index_problems(storage: &RedisStorage, pool: &pharox_core::PoolId) 
                 latency.get(&seq)
             ));
         }
-        let free_scores = [
-            ("free_by_seq", free.get(&seq), seq),
+        match (word.is_free(), free.get(&seq)) {
+            (true, Some(&s)) if s != seq => bad(format!("free_by_seq score {s}")),
+            (true, None) => bad("active with room but missing from free_by_seq".to_owned()),
+            (false, Some(_)) => bad(format!(
+                "in free_by_seq while active {} with room {}",
+                word.active, word.room
+            )),
+            _ => {}
+        }
+        if word.indexed_load > word.load {
+            bad(format!(
+                "indexed load {} above the load {}",
+                word.indexed_load, word.load
+            ));
+        }
+        let lazy = [
             (
                 "free_by_load",
+                word.in_load_index,
                 by_load.get(&seq),
-                layout::load_score(word.load, seq),
+                layout::load_score(word.indexed_load, seq),
             ),
-            ("free_by_latency", by_latency.get(&seq), want_latency),
+            (
+                "free_by_latency",
+                word.in_latency_index,
+                by_latency.get(&seq),
+                want_latency,
+            ),
         ];
-        for (name, score, want) in free_scores {
-            match (word.is_free(), score) {
+        for (name, flag, score, want) in lazy {
+            if word.is_free() && !flag {
+                bad(format!(
+                    "active with room but not in {name}: its selector would skip it"
+                ));
+            }
+            match (flag, score) {
                 (true, Some(&s)) if s != want => bad(format!("{name} score {s}, want {want}")),
-                (true, None) => bad(format!("active with room but missing from {name}")),
-                (false, Some(_)) => bad(format!(
-                    "in {name} while active {} with room {}",
-                    word.active, word.room
-                )),
+                (true, None) | (false, Some(_)) => {
+                    bad(format!("{name} flag {flag} but entry {:?}", score))
+                }
                 _ => {}
+            }
+            if flag && !word.active {
+                bad(format!("in {name} while inactive"));
             }
         }
         if all.get(&seq) != Some(&seq) {
