@@ -211,9 +211,10 @@ end
 ---------------------------------------------------------------------------
 -- With a filter.
 
-local decode_filter, matches = filters()
-local filter, nodes = nil, 0
+local filter, nodes, matches = nil, 0, nil
 if plan ~= 'x' then
+  local decode_filter
+  decode_filter, matches = filters()
   local f, n = decode_filter(ARGV[9])
   if f == nil then return fail('bad argument: ' .. n) end
   filter, nodes = f, n

@@ -51,6 +51,8 @@ struct Inner {
     config: RedisConfig,
     global: GlobalKeys,
     cache: ProxyCache,
+    #[cfg(feature = "testkit")]
+    faults: crate::testkit::AfterGrantFaults,
 }
 
 impl std::fmt::Debug for RedisStorage {
@@ -220,6 +222,8 @@ impl RedisStorage {
                 global: GlobalKeys::new(&config.prefix),
                 config,
                 cache: ProxyCache::default(),
+                #[cfg(feature = "testkit")]
+                faults: Default::default(),
             }),
         })
     }
@@ -227,6 +231,12 @@ impl RedisStorage {
     /// The settings this store was opened with.
     pub fn config(&self) -> &RedisConfig {
         &self.inner.config
+    }
+
+    /// Faults to inject after an acquire script granted a lease (tests).
+    #[cfg(feature = "testkit")]
+    pub fn after_grant_faults(&self) -> &crate::testkit::AfterGrantFaults {
+        &self.inner.faults
     }
 
     fn keys(&self, pool: &PoolId) -> PoolKeys {
@@ -452,8 +462,15 @@ impl RedisStorage {
     ) -> Result<Option<Arc<LeasedProxy>>> {
         let k = self.keys(pool);
         let hget = redis::cmd("HGET").arg(&k.proxy_by_seq).arg(seq).clone();
-        let json: Option<String> = match self.cmd(&hget, "acquire").await {
-            Err(e) if e.is_retryable() => self.cmd(&hget, "acquire").await?,
+        let read = || async {
+            #[cfg(feature = "testkit")]
+            if let Some(e) = self.inner.faults.follow_up_read() {
+                return Err(e);
+            }
+            self.cmd::<Option<String>>(&hget, "acquire").await
+        };
+        let json = match read().await {
+            Err(e) if e.is_retryable() => read().await?,
             other => other?,
         };
         let Some(json) = json else {
@@ -511,7 +528,15 @@ impl RedisStorage {
     async fn give_back(&self, request: &AcquireRequest, g: &Granted, e: Error) -> Error {
         let k = self.keys(&request.pool);
         let member = lease_member(g.parts, g.now_ms, request.consumer.as_str());
-        let released: Result<i64> = self.run(&queries::release(&k, &member), "release").await;
+        let release = || async {
+            #[cfg(feature = "testkit")]
+            if let Some(e) = self.inner.faults.give_back() {
+                return Err(e);
+            }
+            self.run::<i64>(&queries::release(&k, &member), "release")
+                .await
+        };
+        let released = release().await;
         let until = datetime_from_ms(g.now_ms + request.duration.num_milliseconds());
         let what = match &released {
             Ok(_) => "it was released again, so nothing is held".to_owned(),

@@ -18,6 +18,42 @@ use pharox_core::testkit::Harness;
 
 use crate::{RedisConfig, RedisStorage};
 
+/// Faults a [`RedisStorage`] injects between its acquire script and what
+/// follows it ([`RedisStorage::after_grant_faults`]): the moment where a
+/// lease is granted but not yet handed to the caller. Each counter says how
+/// many of the next such steps fail with `Unavailable` (as if the server
+/// had gone away), then counts down.
+#[derive(Debug, Default)]
+pub struct AfterGrantFaults {
+    /// Reads of a leased proxy's data missing from the client's cache.
+    pub follow_up_reads: std::sync::atomic::AtomicU32,
+    /// Releases of a granted lease whose completion failed.
+    pub give_backs: std::sync::atomic::AtomicU32,
+}
+
+impl AfterGrantFaults {
+    fn take(counter: &std::sync::atomic::AtomicU32, what: &str) -> Option<pharox_core::Error> {
+        use std::sync::atomic::Ordering;
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| pharox_core::Error::Unavailable {
+                source: format!("injected fault: {what}").into(),
+            })
+    }
+
+    pub(crate) fn follow_up_read(&self) -> Option<pharox_core::Error> {
+        Self::take(
+            &self.follow_up_reads,
+            "the follow-up read of a leased proxy",
+        )
+    }
+
+    pub(crate) fn give_back(&self) -> Option<pharox_core::Error> {
+        Self::take(&self.give_backs, "the release of a granted lease")
+    }
+}
+
 /// `redis-server` arguments for a server that keeps nothing on disk.
 pub const NO_PERSISTENCE: &[&str] = &["--save", "", "--appendonly", "no"];
 
