@@ -13,7 +13,8 @@
 --       4 nonce: canonical decimal below 2^44, chosen by the client
 --       5 reclaim batch: expired leases to reclaim at most (0 .. 10000)
 --       6 '1' to only find (no lease, cursor untouched), '0' to lease
---       7 the proxy-data generation the client has cached ('' for none)
+--       7 the proxy-data generation the client has cached ('' for none;
+--         any value that is not the current generation counts as none)
 --       8 plan: '' no filter | x every member of KEYS[8] matches |
 --         v KEYS[8] holds every match, verify with the filter |
 --         g geo: matches lie within ARGV[13] km of (ARGV[11], ARGV[12]) in
@@ -229,7 +230,9 @@ if plan == 'g' then
       or lat < -85.05112878 or lat > 85.05112878 then
     return fail('bad argument: geo')
   end
-  geo = { ARGV[11], ARGV[12], ARGV[13] }
+  -- The numbers checked, as GEOSEARCH reads them (Lua's tonumber accepts
+  -- spacing and forms Redis refuses).
+  geo = { string.format('%.17g', lon), string.format('%.17g', lat), string.format('%.17g', radius) }
 end
 
 -- The position: which index a pass walks (i KEYS[8], s free_by_seq,
@@ -240,7 +243,7 @@ local pos = { src = '-', phase = 1, after = nil, cursor = nil, pass = 1 }
 if ARGV[10] ~= nil and ARGV[10] ~= '' then
   local src, phase, after, cur, pass = string.match(ARGV[10], '^([-islt]):([12]):(%d*):(%d*):([12])$')
   if src == nil or (src == 'i' and plan ~= 'x' and plan ~= 'v')
-      or (sel == 'r' and (src == 'i' or src == 's') and cur == '') then
+      or (sel == 'r' and src ~= '-' and cur == '') then
     return fail('bad argument: position')
   end
   pos = { src = src, phase = tonumber(phase), after = after ~= '' and after or nil,

@@ -18,7 +18,7 @@ local function filters()
       return nil, 'filter JSON size'
     end
     local ok, f = pcall(cjson.decode, json)
-    if not ok or type(f) ~= 'table' then return nil, 'filter JSON' end
+    if not ok or type(f) ~= 'table' or #f > 0 then return nil, 'filter JSON' end
     local nodes = 0
     local function check(x, depth)
       if type(x) ~= 'table' then return 'filter JSON' end
@@ -42,7 +42,8 @@ local function filters()
       for _, k in ipairs(LIST_FIELDS) do
         if x[k] == cjson.null then x[k] = nil end
         if x[k] ~= nil then
-          if type(x[k]) ~= 'table' then return 'filter ' .. k end
+          -- A JSON list: a non-empty object decodes to a table of length 0.
+          if type(x[k]) ~= 'table' or (next(x[k]) ~= nil and #x[k] == 0) then return 'filter ' .. k end
           for _, sub in ipairs(x[k]) do
             local bad = check(sub, depth + 1)
             if bad then return bad end

@@ -15,8 +15,11 @@ local size = arg_int(2, 1, LIMIT_CHUNK)
 if size == nil then return fail('bad argument: page size') end
 local K = { counters = KEYS[1] }
 if not pool_exists(K) then return { -1 } end
-local seqs = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf', 'LIMIT', 0, size)
-local out = { #seqs == size and tonumber(seqs[#seqs]) or 0 }
+-- One more than the page, to tell whether another page follows.
+local seqs = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf', 'LIMIT', 0, size + 1)
+local more = #seqs > size
+if more then seqs[#seqs] = nil end
+local out = { more and tonumber(seqs[#seqs]) or 0 }
 if #seqs == 0 then return out end
 local words = read_words(K, seqs)
 local recs = redis.call('HMGET', KEYS[3], unpack(seqs))

@@ -11,13 +11,16 @@
 -- Returns: 1 removed, 0 no such pool, -2 the by_value keys changed
 --          (re-read and retry). Error reply for bad ARGV.
 
-local n = tonumber(ARGV[1])
-if n == nil or n ~= math.floor(n) or n < 0 or #KEYS ~= 14 + n then
+local n = arg_int(1, 0, 5 * LIMIT_MAX_PROXIES) -- at most 5 by_value keys a proxy
+if n == nil or #KEYS ~= 14 + n then
   return fail('bad argument: key count')
 end
 if redis.call('BITFIELD_RO', KEYS[1], 'GET', 'i64', SLOT_EXISTS)[1] ~= 1 then return 0 end
 if redis.call('SCARD', KEYS[3]) ~= n then return -2 end
+local seen = {}
 for i = 15, #KEYS do
+  if seen[KEYS[i]] then return fail('bad argument: a by_value key passed twice') end
+  seen[KEYS[i]] = true
   if redis.call('SISMEMBER', KEYS[3], KEYS[i]) == 0 then return -2 end
 end
 local token = redis.call('BITFIELD_RO', KEYS[1], 'GET', 'i64', SLOT_TOKEN)[1]

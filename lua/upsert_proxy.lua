@@ -96,7 +96,8 @@ if located then
     -- Beyond what Redis GEO stores: geo searches always verify these.
     redis.call('ZADD', K.polar_by_seq, seq, seq)
   else
-    redis.call('GEOADD', K.located, ARGV[7], ARGV[8], seq)
+    -- The numbers checked, as GEOADD reads them.
+    redis.call('GEOADD', K.located, string.format('%.17g', tonumber(ARGV[7])), string.format('%.17g', lat), seq)
   end
 end
 return { tonumber(seq), load }
