@@ -67,11 +67,13 @@ local K = { counters = KEYS[1], leases_by_deadline = KEYS[2], free_by_seq = KEYS
   free_by_load = KEYS[4], free_by_latency = KEYS[5], latency_by_seq = KEYS[6],
   proxy_by_seq = KEYS[7] }
 local now = now_ms()
--- Work one call may spend; a unit is about one Redis command of work
--- inside a call: reading a word or an index entry costs 1, correcting an
--- index entry 2, checking a proxy record against the filter 2 plus its
--- number of filter objects / 8.
-local STEP_UNITS = 2048
+-- Work one call may spend, in units of about a microsecond of Redis time
+-- (measured with examples/redis_worst_case.rs): a page of an index costs
+-- 8, reading and judging a word 2, correcting an index entry 2, an index
+-- membership check 2, and checking a proxy record against the filter
+-- FILTER_UNITS (decoding it, and a third of a unit per filter object it
+-- may visit).
+local STEP_UNITS = 1500
 
 local function cursor()
   return int(counter(K, SLOT_CURSOR))
@@ -128,6 +130,13 @@ elseif plan == '' and sel == 'r' then
   local seq = redis.call('ZRANGEBYSCORE', K.free_by_seq, '(' .. cursor(), '+inf', 'LIMIT', 0, 1)[1]
     or redis.call('ZRANGE', K.free_by_seq, 0, 0)[1]
   if seq then return grant(seq) end
+elseif plan == '' and (ARGV[10] == nil or ARGV[10] == '') then
+  -- Least used, lowest latency: the first entry, if it is still valid.
+  local seq = redis.call('ZRANGE', sel == 'l' and K.free_by_load or K.free_by_latency, 0, 0)[1]
+  if seq then
+    local room, load, indexed, active = word_decode(counter(K, word_slot(seq)))
+    if active and room > 0 and (sel == 't' or load == indexed) then return grant(seq) end
+  end
 end
 
 -- Corrections of the lazily kept indexes (free_by_load for src 'l',
@@ -169,25 +178,6 @@ local function corrections(src)
   return C
 end
 
--- Without a filter, least used and lowest latency: the first entry of the
--- index that is still valid, correcting those met before it. nil, true
--- when the budget ran out first.
-local function pick_lazy(src)
-  local key = src == 'l' and K.free_by_load or K.free_by_latency
-  local C = nil
-  for _ = 1, STEP_UNITS / 4 do
-    local seq = redis.call('ZRANGE', key, 0, 0)[1]
-    if seq == nil then return nil end
-    local w = counter(K, word_slot(seq))
-    local room, load, indexed, active = word_decode(w)
-    if active and room > 0 and (src == 't' or load == indexed) then return seq end
-    C = C or corrections(src)
-    C.fix(seq, w)
-    C.send()
-  end
-  return nil, true
-end
-
 -- Nothing qualified in pass `pass`: reclaim what is due and, if anything
 -- came back, ask for a second pass.
 local function miss(pass)
@@ -199,28 +189,25 @@ local function miss(pass)
   return { 0 }
 end
 
-if plan == '' then
-  local pass = ARGV[10] == '-:1:::2' and 2 or 1
-  if sel == 'l' or sel == 't' then
-    local seq, more = pick_lazy(sel)
-    if seq then return grant(seq) end
-    if more then return { -3, ARGV[10] or '' } end
-  end
-  return miss(pass)
+if plan == '' and (sel == 'f' or sel == 'r') then
+  return miss(ARGV[10] == '-:1:::2' and 2 or 1)
 end
 
 ---------------------------------------------------------------------------
--- With a filter.
+-- Without a filter, least used and lowest latency walk their lazily kept
+-- index, correcting the stale entries they meet; with a filter, every
+-- selector walks the candidates in its order.
 
-local filter, nodes, matches = nil, 0, nil
-if plan ~= 'x' then
-  local decode_filter
-  decode_filter, matches = filters()
-  local f, n = decode_filter(ARGV[9])
-  if f == nil then return fail('bad argument: ' .. n) end
-  filter, nodes = f, n
+-- `cost`: the most filter objects one match can visit (see compile).
+local filter, cost, matches = nil, 0, nil
+if plan ~= 'x' and plan ~= '' then
+  local decode_filter, compile
+  decode_filter, matches, compile = filters()
+  local f, bad = decode_filter(ARGV[9])
+  if f == nil then return fail('bad argument: ' .. bad) end
+  filter, cost = f, compile(f)
 end
-local FILTER_UNITS = 2 + nodes / 8
+local FILTER_UNITS = 5 + cost / 3
 
 local geo = nil
 if plan == 'g' then
@@ -243,6 +230,7 @@ local pos = { src = '-', phase = 1, after = nil, cursor = nil, pass = 1 }
 if ARGV[10] ~= nil and ARGV[10] ~= '' then
   local src, phase, after, cur, pass = string.match(ARGV[10], '^([-islt]):([12]):(%d*):(%d*):([12])$')
   if src == nil or (src == 'i' and plan ~= 'x' and plan ~= 'v')
+      or (plan == '' and (src == 's' or src == 'i'))
       or (sel == 'r' and src ~= '-' and cur == '') then
     return fail('bad argument: position')
   end
@@ -264,9 +252,10 @@ end
 local function passing(seqs, first)
   local out, units = {}, 0
   if #seqs == 0 then return out, units end
+  if plan == '' then return seqs, 0 end
   if plan == 'x' then
     for _, seq in ipairs(seqs) do
-      units = units + 1
+      units = units + 2
       if redis.call('ZSCORE', KEYS[8], seq) then
         out[#out + 1] = seq
         if first then break end
@@ -299,7 +288,7 @@ local function walk(p)
       if p.phase == 2 then hi = p.cursor end
     end
     local page = redis.call('ZRANGEBYSCORE', key, lo, hi, 'WITHSCORES', 'LIMIT', 0, size)
-    spent = spent + 1
+    spent = spent + 8
     if #page == 0 then
       if sel == 'r' and p.phase == 1 then
         p.phase, p.after = 2, nil
@@ -317,7 +306,7 @@ local function walk(p)
         -- Members of KEYS[8] may be full or inactive; entries of the lazy
         -- indexes may be stale, and are corrected here.
         local words = read_words(K, seqs)
-        spent = spent + #seqs
+        spent = spent + 2 * #seqs
         cands = {}
         for i, seq in ipairs(seqs) do
           local room, _, _, active = word_decode(words[i])
@@ -335,7 +324,7 @@ local function walk(p)
         if C then spent = spent + 2 * C.send() end
       end
       local hits, units = cands, 0
-      if not (p.src == 'i' and plan == 'x') then hits, units = passing(cands, true) end
+      if not (p.src == 'i' and plan == 'x') and plan ~= '' then hits, units = passing(cands, true) end
       spent = spent + units
       if hits[1] then return hits[1] end
       if stop then
@@ -399,7 +388,8 @@ end
 -- Starts a pass: the index to walk, or the whole candidate set when it is
 -- small enough to judge in this call.
 local function start()
-  local per = 1 + (plan == 'x' and 1 or FILTER_UNITS)
+  if plan == '' then return sel end
+  local per = 2 + (plan == 'x' and 0 or FILTER_UNITS)
   if plan == 'x' or plan == 'v' then
     if sel == 'f' or sel == 'r' then return 'i' end
     if redis.call('ZCARD', KEYS[8]) * per <= STEP_UNITS then

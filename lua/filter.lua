@@ -4,7 +4,7 @@
 -- missing field never matches, geo is haversine with the same formula and
 -- Earth radius, boundary included; the size limits are those of
 -- pharox_core::validate (LIMIT_FILTER_*). filters() builds the helpers only
--- for calls that have a filter, and returns decode, matches.
+-- for calls that have a filter, and returns decode, matches, compile.
 
 local function filters()
   local STRING_FIELDS = { 'country', 'source', 'city', 'isp' }
@@ -73,9 +73,79 @@ local function filters()
     return want == nil or (type(have) == 'string' and have == want)
   end
 
-  -- Whether proxy `p` (a decoded proxy record) satisfies filter `f` (checked
-  -- by decode_filter).
-  local function matches(f, p)
+  -- The equality fields a filter can be looked up by, rarest kinds first
+  -- (country compared in upper case).
+  local KEY_FIELDS = { 'asn', 'city', 'isp', 'source', 'country' }
+
+  local function key_of(f)
+    for _, k in ipairs(KEY_FIELDS) do
+      local v = f[k]
+      if v ~= nil then
+        if k == 'country' then v = string.upper(v) end
+        return k, v
+      end
+    end
+  end
+
+  -- Prepares a checked filter for matching: the entries of each any_of and
+  -- none_of list that require a value of a field are grouped by that
+  -- value, so a proxy is matched against the entries its own values name
+  -- instead of the whole list (a list of countries or banned ASNs costs one
+  -- lookup). Returns the most filter objects one match can visit.
+  local function compile(f)
+    local cost = 1
+    for _, sub in ipairs(f.all_of or {}) do cost = cost + compile(sub) end
+    for _, list in ipairs({ 'any_of', 'none_of' }) do
+      if f[list] ~= nil and #f[list] > 0 then
+        local rest, by = {}, {}
+        local rest_cost, biggest = 0, {}
+        for _, sub in ipairs(f[list]) do
+          local c = compile(sub)
+          local k, v = key_of(sub)
+          if k == nil then
+            rest[#rest + 1] = sub
+            rest_cost = rest_cost + c
+          else
+            by[k] = by[k] or {}
+            by[k][v] = by[k][v] or { cost = 0 }
+            local bucket = by[k][v]
+            bucket[#bucket + 1] = sub
+            bucket.cost = bucket.cost + c
+            biggest[k] = math.max(biggest[k] or 0, bucket.cost)
+          end
+        end
+        f[list .. '_rest'], f[list .. '_by'] = rest, by
+        cost = cost + rest_cost
+        for _, c in pairs(biggest) do cost = cost + c end
+      end
+    end
+    return cost
+  end
+
+  local matches
+
+  -- Whether any entry of list `name` of `f` matches `p`: the entries
+  -- without a key field, then those named by `p`'s values.
+  local function any_entry(f, name, p)
+    for _, sub in ipairs(f[name .. '_rest']) do
+      if matches(sub, p) then return true end
+    end
+    for k, buckets in pairs(f[name .. '_by']) do
+      local v = p[k]
+      if k == 'country' and type(v) == 'string' then v = string.upper(v) end
+      local bucket = v ~= nil and buckets[v]
+      if bucket then
+        for _, sub in ipairs(bucket) do
+          if matches(sub, p) then return true end
+        end
+      end
+    end
+    return false
+  end
+
+  -- Whether proxy `p` (a decoded proxy record) satisfies filter `f`
+  -- (checked by decode_filter, prepared by compile).
+  matches = function(f, p)
     if f.country ~= nil and (type(p.country) ~= 'string'
         or string.upper(p.country) ~= string.upper(f.country)) then
       return false
@@ -100,20 +170,14 @@ local function filters()
         if not matches(sub, p) then return false end
       end
     end
-    if f.any_of ~= nil and #f.any_of > 0 then
-      local any = false
-      for _, sub in ipairs(f.any_of) do
-        if matches(sub, p) then any = true; break end
-      end
-      if not any then return false end
+    if f.any_of ~= nil and #f.any_of > 0 and not any_entry(f, 'any_of', p) then
+      return false
     end
-    if f.none_of ~= nil then
-      for _, sub in ipairs(f.none_of) do
-        if matches(sub, p) then return false end
-      end
+    if f.none_of ~= nil and #f.none_of > 0 and any_entry(f, 'none_of', p) then
+      return false
     end
     return true
   end
 
-  return decode_filter, matches
+  return decode_filter, matches, compile
 end

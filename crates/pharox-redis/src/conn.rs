@@ -259,4 +259,29 @@ impl Conn {
         })
         .await
     }
+
+    /// Runs a pipeline (`MULTI`/`EXEC` when it is atomic) within `after`.
+    pub async fn pipeline<T: FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+        op: &'static str,
+        after: Duration,
+    ) -> Result<T> {
+        let sent = |r: redis::RedisResult<T>| r.map_err(|e| map_err(op, after, e));
+        Self::within(op, after, async {
+            match self {
+                Self::Multiplexed { cons, next } => {
+                    sent(pipe.query_async(&mut Self::shared(cons, next)).await)
+                }
+                Self::Pooled {
+                    pool,
+                    connect_timeout,
+                } => {
+                    let mut con = Self::pooled(pool, *connect_timeout, after).await?;
+                    sent(pipe.query_async(&mut con).await)
+                }
+            }
+        })
+        .await
+    }
 }

@@ -29,6 +29,8 @@ const GEO_MAX_LATITUDE: f64 = 85.051_128_78;
 const UNMEASURED_LATENCY_KEY: u32 = MAX_SORTED_LATENCY_MS + 1;
 /// Optimistic admin updates retried this often before giving up.
 const ADMIN_ATTEMPTS: usize = 32;
+/// Proxies per `list_proxies.lua` call: a few milliseconds of Redis each.
+const LIST_PAGE: usize = 250;
 /// Calls one filtered acquire may take: each examines at least 15
 /// candidates of an index of at most `layout::MAX_PROXIES`, in at most two
 /// round-robin phases and two passes. A safety net against a search that
@@ -557,6 +559,90 @@ impl RedisStorage {
         }
     }
 
+    /// A [`PoolSnapshot`] from what one transaction read: the counters
+    /// string (up to the highest live sequence), every proxy record by
+    /// sequence, the live leases with their deadlines, the proxy count, the
+    /// free count and the Redis clock.
+    #[allow(clippy::too_many_arguments)]
+    async fn snapshot_from(
+        &self,
+        pool: &PoolId,
+        counters: &[u8],
+        mut records: Vec<(u64, String)>,
+        leases: Vec<(String, f64)>,
+        total: u64,
+        available: u64,
+        now_ms: i64,
+    ) -> Result<PoolSnapshot> {
+        let slot = |s: layout::Slot| layout::read_slot(counters, s as u64);
+        if slot(layout::Slot::Exists) != 1 {
+            return Err(Error::PoolNotFound(pool.clone()));
+        }
+        let n = |v: i64, what| u64_of(v, what);
+        let total_leases = n(
+            slot(layout::Slot::Token) - slot(layout::Slot::TokenBase),
+            "tokens",
+        )?;
+        let expired = n(slot(layout::Slot::Expired), "expired")?;
+        let active_leases = leases.len() as u64;
+        let stats = PoolStatsSnapshot {
+            pool: pool.clone(),
+            total,
+            active: n(slot(layout::Slot::Active), "active")?,
+            available,
+            leased: n(slot(layout::Slot::Leased), "leased")?,
+            active_leases,
+            total_leases,
+            released_leases: total_leases
+                .checked_sub(active_leases + expired)
+                .ok_or_else(|| corrupt("lease counters"))?,
+            expired_leases: expired,
+            collected_at: datetime_from_ms(now_ms),
+        };
+        records.sort_unstable_by_key(|(seq, _)| *seq);
+        let mut by_seq = std::collections::HashMap::with_capacity(records.len());
+        let mut list = Vec::with_capacity(records.len());
+        for (seq, json) in &records {
+            let word = layout::Word::unpack(layout::read_slot(counters, *seq))
+                .ok_or_else(|| corrupt("proxy word"))?;
+            let mut p: Proxy = serde_json::from_str(json).map_err(|e| unparsable("proxy", &e))?;
+            p.current_leases = word.load;
+            by_seq.insert(*seq, Arc::new(LeasedProxy::of(&p)));
+            list.push(p);
+        }
+        let mut out = Vec::with_capacity(leases.len());
+        for (member, deadline) in &leases {
+            let m = LeaseMember::parse(member).ok_or_else(|| corrupt("lease member"))?;
+            let proxy = by_seq
+                .get(&m.seq)
+                .cloned()
+                .ok_or_else(|| corrupt("lease on an unknown proxy sequence"))?;
+            let parts = LeaseParts {
+                token: m.token,
+                seq: m.seq,
+                nonce: m.nonce,
+            };
+            out.push(Self::build_lease(
+                pool,
+                &ConsumerName::from(m.consumer),
+                parts,
+                m.acquired_ms,
+                *deadline as i64,
+                proxy,
+            )?);
+        }
+        Ok(PoolSnapshot {
+            pool: self
+                .get_pool(pool)
+                .await?
+                .unwrap_or_else(|| ProxyPool::new(pool.clone())),
+            taken_at: stats.collected_at,
+            stats,
+            proxies: list,
+            leases: out,
+        })
+    }
+
     async fn ix_members(&self, k: &PoolKeys) -> Result<Vec<String>> {
         self.cmd(
             redis::cmd("SMEMBERS").arg(&k.value_index_keys),
@@ -760,7 +846,7 @@ impl Storage for RedisStorage {
         let mut out = Vec::new();
         let mut after = 0;
         loop {
-            let inv = queries::list_proxies(&k, after, layout::CHUNK);
+            let inv = queries::list_proxies(&k, after, LIST_PAGE);
             let Some((next, items)) = queries::proxy_page(self.run(&inv, "list_proxies").await?)?
             else {
                 return Err(Error::PoolNotFound(pool.clone()));
@@ -910,68 +996,66 @@ impl Storage for RedisStorage {
     async fn pool_snapshot(&self, pool: &PoolId) -> Result<PoolSnapshot> {
         validate::pool_id(pool)?;
         let k = self.keys(pool);
-        let r = array(self.run(&queries::snapshot(&k), "pool_snapshot").await?)?;
-        if r.len() == 1 {
-            return Err(Error::PoolNotFound(pool.clone()));
-        }
-        let mut parts = r.into_iter();
-        let (Some(stats), Some(proxies), Some(leases)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(corrupt("snapshot reply"));
-        };
-        let stats = Self::stats_from(pool, &array(stats)?)?;
-        let proxies = array(proxies)?;
-        let mut by_seq = std::collections::HashMap::with_capacity(proxies.len() / 3);
-        let mut list = Vec::with_capacity(proxies.len() / 3);
-        for c in proxies.chunks(3) {
-            let [seq, load, json] = c else {
-                return Err(corrupt("snapshot proxies"));
-            };
-            let p = parse_proxy(json, int(load)?)?;
-            by_seq.insert(
-                u64_of(int(seq)?, "sequence")?,
-                Arc::new(LeasedProxy::of(&p)),
+        for _ in 0..ADMIN_ATTEMPTS {
+            // The highest live sequence bounds the part of the counters
+            // string to read; the same read inside the transaction tells
+            // whether a proxy was added since.
+            let top = redis::cmd("ZRANGE")
+                .arg(&k.all_by_seq)
+                .arg(-1)
+                .arg(-1)
+                .clone();
+            let highest = |v: Vec<u64>| v.first().copied().unwrap_or(layout::FIRST_SEQ - 1);
+            let before = highest(self.cmd(&top, "pool_snapshot").await?);
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .cmd("GETRANGE")
+                .arg(&k.counters)
+                .arg(0)
+                .arg(8 * (before + 1) - 1)
+                .cmd("HGETALL")
+                .arg(&k.proxy_by_seq)
+                .cmd("ZRANGE")
+                .arg(&k.leases_by_deadline)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .cmd("HLEN")
+                .arg(&k.seq_by_id)
+                .cmd("ZCARD")
+                .arg(&k.free_by_seq)
+                .cmd("TIME")
+                .add_command(top.clone());
+            type Reply = (
+                Vec<u8>,
+                Vec<(u64, String)>,
+                Vec<(String, f64)>,
+                u64,
+                u64,
+                (i64, i64),
+                Vec<u64>,
             );
-            list.push(p);
+            let (counters, records, leases, total, available, (secs, micros), after): Reply = self
+                .inner
+                .conn
+                .pipeline(&pipe, "pool_snapshot", self.timeout())
+                .await?;
+            if highest(after) > before {
+                continue;
+            }
+            return self
+                .snapshot_from(
+                    pool,
+                    &counters,
+                    records,
+                    leases,
+                    total,
+                    available,
+                    secs * 1000 + micros / 1000,
+                )
+                .await;
         }
-        let leases = array(leases)?;
-        let mut out = Vec::with_capacity(leases.len() / 2);
-        for c in leases.chunks(2) {
-            let [member, deadline] = c else {
-                return Err(corrupt("snapshot leases"));
-            };
-            let m = LeaseMember::parse(text(member)?).ok_or_else(|| corrupt("lease member"))?;
-            let deadline: f64 = text(deadline)?
-                .parse()
-                .map_err(|_| corrupt("lease deadline"))?;
-            let proxy = by_seq
-                .get(&m.seq)
-                .cloned()
-                .ok_or_else(|| corrupt("lease on an unknown proxy sequence"))?;
-            let parts = LeaseParts {
-                token: m.token,
-                seq: m.seq,
-                nonce: m.nonce,
-            };
-            out.push(Self::build_lease(
-                pool,
-                &ConsumerName::from(m.consumer),
-                parts,
-                m.acquired_ms,
-                deadline as i64,
-                proxy,
-            )?);
-        }
-        Ok(PoolSnapshot {
-            pool: self
-                .get_pool(pool)
-                .await?
-                .unwrap_or_else(|| ProxyPool::new(pool.clone())),
-            taken_at: stats.collected_at,
-            stats,
-            proxies: list,
-            leases: out,
-        })
+        Err(gave_up("pool_snapshot", "pool"))
     }
 
     async fn apply_health_check_result(&self, result: &HealthCheckResult) -> Result<Option<Proxy>> {
