@@ -214,16 +214,20 @@ async fn main() {
     let s = &s;
     let pool = PoolId::from("worst");
     seed(s, &pool, n, located).await;
-    // The last proxy gets a city of its own, for the largest filter.
-    let mut last = located(&pool, n - 1);
-    last.city = Some("last".into());
-    s.upsert_proxy(&last).await.unwrap();
-
     println!(
         "| case ({n} proxies) | outcome | script calls | longest call ms | sum ms | wall ms |"
     );
     println!("|---|---|---:|---:|---:|---:|");
     let leases = lease_all_but_last(s, &pool, n).await;
+    // The one left free (the last added) gets a city of its own, for the
+    // largest filter.
+    let mut last = s
+        .find_available_proxy(&pool, &ProxyFilters::new(), Selector::FirstAvailable)
+        .await
+        .unwrap()
+        .expect("one proxy is free");
+    last.city = Some("last".into());
+    s.upsert_proxy(&last).await.unwrap();
     let filters = [
         ("no filter", ProxyFilters::new()),
         ("country (all match)", ProxyFilters::new().country("US")),
