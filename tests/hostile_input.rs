@@ -1,9 +1,11 @@
 //! Hostile input beyond the contract suite's typed-error cases:
 //!
-//! - property tests: on random pools and random (nested) filters, the set of
-//!   proxies the Redis adapter leases equals the set the core reference
-//!   evaluator [`ProxyFilters::matches`] selects, with every selector; the
-//!   in-memory store is held to the same property;
+//! - property tests: on random pools and random (nested) filters, every
+//!   acquire of the Redis adapter leases exactly the proxy a model picks
+//!   with the core reference evaluator [`ProxyFilters::matches`] and the
+//!   selector's rule (README: "What each selector guarantees under a
+//!   filter"), until every matching proxy is full; the in-memory store is
+//!   held to the same property;
 //! - malformed data planted directly in Redis keys (bad JSON, wrong key
 //!   types, broken lease members, absurd counters) gives errors, never a
 //!   panic, on every call;
@@ -40,6 +42,8 @@ struct Spec {
     asn: Option<u32>,
     location: Option<(f64, f64)>,
     active: bool,
+    cap: u32,
+    latency_ms: Option<u32>,
 }
 
 fn coordinate() -> impl Strategy<Value = (f64, f64)> {
@@ -65,15 +69,21 @@ fn spec() -> impl Strategy<Value = Spec> {
         proptest::option::of(64_500..64_503u32),
         proptest::option::of(coordinate()),
         prop::bool::weighted(0.85),
+        1..4u32,
+        proptest::option::weighted(0.8, 10..60u32),
     )
-        .prop_map(|(country, city, source, asn, location, active)| Spec {
-            country,
-            city,
-            source,
-            asn,
-            location,
-            active,
-        })
+        .prop_map(
+            |(country, city, source, asn, location, active, cap, latency_ms)| Spec {
+                country,
+                city,
+                source,
+                asn,
+                location,
+                active,
+                cap,
+                latency_ms,
+            },
+        )
 }
 
 fn leaf() -> impl Strategy<Value = ProxyFilters> {
@@ -123,8 +133,10 @@ fn build(pool: &PoolId, specs: &[Spec]) -> Vec<Proxy> {
                 ProxyProtocol::Http,
             )
             .with_id(format!("p{i:02}"))
-            .with_max_concurrency(1)
-            .with_latency_ms(10 + (i as u32 * 37) % 200);
+            .with_max_concurrency(s.cap);
+            if let Some(l) = s.latency_ms {
+                p = p.with_latency_ms(l);
+            }
             if let Some(c) = s.country {
                 p = p.with_country(COUNTRIES[c]);
             }
@@ -148,8 +160,44 @@ fn build(pool: &PoolId, specs: &[Spec]) -> Vec<Proxy> {
         .collect()
 }
 
-/// Seeds a fresh pool, then leases until nothing qualifies: the leased set
-/// must be the reference evaluator's set of active matching proxies.
+/// The proxy (its index in `proxies`) `selector` must lease next: among the
+/// active proxies `f` matches with room, the first added (first available),
+/// the first after the last one leased, wrapping (round robin), the fewest
+/// leases (least used) or the lowest latency, unmeasured last (lowest
+/// latency); ties go to the first added.
+fn model_pick(
+    proxies: &[Proxy],
+    loads: &[u32],
+    f: &ProxyFilters,
+    selector: Selector,
+    cursor: Option<usize>,
+) -> Option<usize> {
+    let free = (0..proxies.len()).filter(|&i| {
+        let p = &proxies[i];
+        p.status == ProxyStatus::Active
+            && loads[i] < p.max_concurrency.unwrap_or(u32::MAX)
+            && f.matches(p)
+    });
+    match selector {
+        Selector::FirstAvailable => free.min(),
+        Selector::RoundRobin => {
+            let after = cursor.map_or(0, |c| c + 1);
+            let all: Vec<usize> = free.collect();
+            all.iter()
+                .copied()
+                .find(|&i| i >= after)
+                .or(all.first().copied())
+        }
+        Selector::LeastUsed => free.min_by_key(|&i| (loads[i], i)),
+        Selector::LowestLatency => {
+            free.min_by_key(|&i| (proxies[i].latency_ms.unwrap_or(u32::MAX), i))
+        }
+    }
+}
+
+/// Seeds a fresh pool, then leases until nothing qualifies: every acquire
+/// must lease the proxy the model picks, and at the end every active
+/// matching proxy is full.
 async fn agrees<S: Storage>(
     s: &S,
     pool: PoolId,
@@ -177,10 +225,33 @@ async fn agrees<S: Storage>(
         .filters(f.clone())
         .selector(selector)
         .duration(TimeDelta::minutes(5));
+    let mut loads = vec![0u32; proxies.len()];
+    let mut cursor = None;
     let mut leased = BTreeSet::new();
-    while let Some(l) = s.acquire(&req).await.unwrap() {
-        prop_assert!(leased.insert(l.proxy.id.to_string()), "leased twice");
-        prop_assert!(leased.len() <= proxies.len(), "over-leased");
+    loop {
+        let want = model_pick(&proxies, &loads, f, selector, cursor);
+        let got = s.acquire(&req).await.unwrap();
+        let got = got.map(|l| {
+            let i = proxies.iter().position(|p| p.id == l.proxy.id).unwrap();
+            (i, l.proxy.id.to_string())
+        });
+        prop_assert_eq!(
+            got.as_ref().map(|(i, _)| *i),
+            want,
+            "{:?} leased {:?}, the model picks {:?} (loads {:?})",
+            selector,
+            got.as_ref().map(|(_, id)| id),
+            want.map(|i| proxies[i].id.to_string()),
+            loads
+        );
+        let Some((i, id)) = got else { break };
+        loads[i] += 1;
+        cursor = Some(i);
+        leased.insert(id);
+        prop_assert!(
+            loads.iter().sum::<u32>() <= 3 * proxies.len() as u32,
+            "over-leased"
+        );
     }
     prop_assert_eq!(leased, expected);
     s.remove_pool(&pool).await.unwrap();
