@@ -324,14 +324,17 @@ impl ProxyFilters {
     /// [`MAX_FILTER_DEPTH`], with more than [`MAX_FILTER_NODES`] nodes or
     /// longer than [`MAX_FILTER_BYTES`] as JSON.
     ///
-    /// An empty filter costs nothing; the JSON length is counted last, once
-    /// the tree is known to be small.
+    /// An empty filter costs nothing. The node count comes first, so a huge
+    /// tree is refused without being encoded; the JSON is only counted when
+    /// a bound taken on the way (every string escaped at worst) is over the
+    /// limit, so small filters are never encoded at all.
     pub fn validate(&self) -> Result<()> {
         if self.is_empty() {
             return Ok(());
         }
-        let mut nodes = 0;
-        self.validate_at(0, &mut nodes)?;
+        let mut walk = Walk::default();
+        self.validate_at(0, &mut walk)?;
+        let nodes = walk.nodes;
         if nodes > MAX_FILTER_NODES {
             return Err(Error::invalid(
                 "filters",
@@ -341,36 +344,43 @@ impl ProxyFilters {
                 ),
             ));
         }
-        let bytes = self.json_len();
-        if bytes > MAX_FILTER_BYTES {
-            return Err(Error::invalid(
-                "filters",
-                format!("is {bytes} bytes as JSON, the limit is {MAX_FILTER_BYTES}"),
-            ));
+        if walk.bytes_bound > MAX_FILTER_BYTES {
+            let bytes = self.json_len();
+            if bytes > MAX_FILTER_BYTES {
+                return Err(Error::invalid(
+                    "filters",
+                    format!("is {bytes} bytes as JSON, the limit is {MAX_FILTER_BYTES}"),
+                ));
+            }
         }
         Ok(())
     }
 
-    /// Checks this node and its children; counts the nodes it visits.
-    fn validate_at(&self, depth: usize, nodes: &mut usize) -> Result<()> {
+    /// Checks this node and its children; counts the nodes it visits and
+    /// adds up a bound on their JSON length.
+    fn validate_at(&self, depth: usize, walk: &mut Walk) -> Result<()> {
         if depth > MAX_FILTER_DEPTH {
             return Err(Error::invalid(
                 "filters",
                 format!("nested deeper than {MAX_FILTER_DEPTH} levels"),
             ));
         }
-        *nodes += 1;
+        walk.nodes += 1;
+        walk.bytes_bound += Walk::NODE;
         for (field, value) in [
             ("filters.country", &self.country),
             ("filters.source", &self.source),
             ("filters.city", &self.city),
             ("filters.isp", &self.isp),
         ] {
-            if let Some(v) = value.as_ref().filter(|v| v.len() > MAX_FILTER_VALUE_LEN) {
-                return Err(Error::invalid(
-                    field,
-                    format!("is {} bytes, the limit is {MAX_FILTER_VALUE_LEN}", v.len()),
-                ));
+            if let Some(v) = value {
+                if v.len() > MAX_FILTER_VALUE_LEN {
+                    return Err(Error::invalid(
+                        field,
+                        format!("is {} bytes, the limit is {MAX_FILTER_VALUE_LEN}", v.len()),
+                    ));
+                }
+                walk.bytes_bound += Walk::ESCAPED * v.len();
             }
         }
         if let Some(geo) = &self.geo {
@@ -380,8 +390,28 @@ impl ProxyFilters {
             .iter()
             .chain(&self.any_of)
             .chain(&self.none_of)
-            .try_for_each(|f| f.validate_at(depth + 1, nodes))
+            .try_for_each(|f| f.validate_at(depth + 1, walk))
     }
+}
+
+/// What [`ProxyFilters::validate`] gathers on its way through a tree.
+#[derive(Default)]
+struct Walk {
+    nodes: usize,
+    /// At least the JSON length of the nodes seen (see [`Walk::NODE`]).
+    bytes_bound: usize,
+}
+
+impl Walk {
+    /// Most bytes one node's JSON takes besides its string values: braces,
+    /// every key with its quotes, colon and comma, the quotes of the four
+    /// strings, an ASN of 10 digits, a geo object of three floats (serde_json
+    /// writes at most 24 characters per f64), the three list brackets, and
+    /// the comma that separates the node from its next sibling: 219 bytes
+    /// with every field set, rounded up.
+    const NODE: usize = 256;
+    /// Most bytes serde_json writes per byte of a string (`\u001f`).
+    const ESCAPED: usize = 6;
 }
 
 #[cfg(test)]
@@ -569,6 +599,46 @@ mod tests {
             .none_of([ProxyFilters::new().asn(u32::MAX)]);
         assert_eq!(f.json_len(), serde_json::to_string(&f).unwrap().len());
         assert_eq!(ProxyFilters::new().json_len(), 2);
+    }
+
+    #[test]
+    fn the_length_bound_is_never_below_the_json_length() {
+        // Every field set, floats of the longest form, strings that serde
+        // escapes to six bytes a character or to two.
+        let node = |text: &str| ProxyFilters {
+            country: Some(text.into()),
+            source: Some(text.into()),
+            city: Some(text.into()),
+            isp: Some(text.into()),
+            asn: Some(u32::MAX),
+            geo: Some(GeoRadius {
+                latitude: -0.000_000_123_456_789_012_345_67,
+                longitude: -179.123_456_789_012_34,
+                radius_km: 1.234_567_890_123_456_7e-5,
+            }),
+            ..ProxyFilters::default()
+        };
+        let leaf = node("\u{1}\u{1f}\u{7}");
+        let mut tree = node("\"\\\n");
+        tree.all_of = vec![leaf.clone()];
+        tree.any_of = vec![leaf.clone(), leaf.clone()];
+        tree.none_of = vec![leaf.clone()];
+        for f in [ProxyFilters::new().asn(0), leaf, node(""), tree] {
+            let mut walk = Walk::default();
+            f.validate_at(0, &mut walk).unwrap();
+            assert!(
+                walk.bytes_bound >= f.json_len(),
+                "bound {} below the JSON length {}",
+                walk.bytes_bound,
+                f.json_len()
+            );
+        }
+        // A node with every field set, at the longest floats, stays within NODE.
+        assert!(
+            node("").json_len() + 1 <= Walk::NODE,
+            "{}",
+            node("").json_len()
+        );
     }
 
     #[test]
