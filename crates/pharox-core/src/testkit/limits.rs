@@ -8,7 +8,7 @@
 //! `pool_stats` equal a recomputation from `pool_snapshot` (I1–I3 and the
 //! lifetime counters) and [`Harness::store_problems`] finds nothing.
 //!
-//! Leases that must expire are taken with a long TTL, then renewed to
+//! Leases are held for [`HOLD`] (24 h). Those that must expire are renewed to
 //! [`SHORT_TTL`] and the clock moved past it, so how long granting them took
 //! never decides which have expired.
 //!
@@ -25,8 +25,7 @@ use futures_util::StreamExt;
 use futures_util::stream;
 
 use super::{
-    Harness, LONG_TTL, PAST_SHORT_TTL, SHORT_TTL, assert_invalid, assert_refused, lease, miss,
-    new_pool,
+    Harness, PAST_SHORT_TTL, SHORT_TTL, assert_invalid, assert_refused, lease, miss, new_pool,
 };
 use crate::invariants::{check_lifetime_counters, check_snapshot};
 use crate::model::{
@@ -46,7 +45,11 @@ pub const LARGE_POOL: usize = 100_000;
 /// Calls a seeding helper keeps in flight at once.
 pub const IN_FLIGHT: usize = 64;
 /// Acquires per selector in the cases that compare with the reference.
-pub const ACQUIRES_PER_SELECTOR: usize = 16;
+pub const ACQUIRES_PER_SELECTOR: usize = 4;
+/// The lease duration of leases a case holds: the longest accepted, so none
+/// expires during a case however slow the store (a case's reference does
+/// not model expiry).
+pub const HOLD: chrono::TimeDelta = MAX_LEASE_DURATION;
 /// Centre of the area every located test proxy lies in (Buenos Aires).
 pub const CENTRE: (f64, f64) = (-34.0, -58.0);
 /// A radius around [`CENTRE`] that covers every located test proxy.
@@ -400,7 +403,7 @@ async fn acquire_like_the_reference<H: Harness>(
     let matching = reference.matching(filters);
     for selector in Selector::ALL {
         let req = AcquireRequest::new(pool.clone())
-            .duration(LONG_TTL)
+            .duration(HOLD)
             .filters(filters.clone())
             .selector(selector);
         for n in 0..per_selector {
@@ -517,7 +520,7 @@ async fn due_leases_pool<H: Harness>(h: &H, base: &str) -> PoolId {
     .await;
     let leases = timed(
         "leasing every proxy",
-        lease_many(h, &AcquireRequest::new(pool.clone()).duration(LONG_TTL), n),
+        lease_many(h, &AcquireRequest::new(pool.clone()).duration(HOLD), n),
     )
     .await;
     let proxies: HashSet<&ProxyId> = leases.iter().map(|l| &l.proxy.id).collect();
@@ -562,7 +565,7 @@ pub async fn acquire_reclaims_a_full_batch<H: Harness>(h: &H) -> Vec<PoolId> {
     let first = h.storage().list_proxies(&pool).await.expect("list")[0]
         .id
         .clone();
-    let req = AcquireRequest::new(pool.clone()).duration(LONG_TTL);
+    let req = AcquireRequest::new(pool.clone()).duration(HOLD);
     let got = timed("acquire reclaiming 10,000", lease(h, &req)).await;
     assert_eq!(
         got.proxy.id, first,
@@ -604,7 +607,7 @@ pub async fn upsert_reclaims_a_full_batch<H: Harness>(h: &H) -> Vec<PoolId> {
 /// next acquire answers `None`.
 async fn fullest_proxy<H: Harness>(h: &H, base: &str) -> (PoolId, Vec<Lease>) {
     let pool = seeded_pool(h, base, 1, numbered_proxy).await;
-    let req = AcquireRequest::new(pool.clone()).duration(LONG_TTL);
+    let req = AcquireRequest::new(pool.clone()).duration(HOLD);
     let n = MAX_CONCURRENCY as usize;
     let leases = timed("65,535 leases on one proxy", lease_many(h, &req, n)).await;
     miss(h, &req).await;
@@ -651,7 +654,7 @@ pub async fn an_unlimited_proxy_takes_65_535_leases_that_all_expire<H: Harness>(
     let stats = assert_live(h, &pool, [1, 1, 0, 0]).await;
     assert_eq!(stats.expired_leases, leases.len() as u64);
     super::assert_invariants(h, &pool, true).await;
-    let again = lease(h, &AcquireRequest::new(pool.clone()).duration(LONG_TTL)).await;
+    let again = lease(h, &AcquireRequest::new(pool.clone()).duration(HOLD)).await;
     h.storage().release(&again).await.unwrap();
     vec![pool]
 }
@@ -686,7 +689,7 @@ pub async fn removing_a_proxy_ends_its_65_535_leases<H: Harness>(h: &H) -> Vec<P
     assert_eq!(stats.released_leases, leases.len() as u64);
     release_all(h, &leases[..100], ReleaseOutcome::NotHeld).await;
     assert!(matches!(
-        h.storage().renew(&leases[0], LONG_TTL).await,
+        h.storage().renew(&leases[0], HOLD).await,
         Err(Error::LeaseLost { .. })
     ));
     vec![pool]
@@ -712,7 +715,7 @@ pub async fn a_free_proxy_behind_100_000_full_ones_is_found<H: Harness>(h: &H) -
         "leasing 100,000",
         lease_many(
             h,
-            &AcquireRequest::new(pool.clone()).duration(LONG_TTL),
+            &AcquireRequest::new(pool.clone()).duration(HOLD),
             LARGE_POOL,
         ),
     )
@@ -737,7 +740,7 @@ pub async fn a_free_proxy_behind_100_000_full_ones_is_found<H: Harness>(h: &H) -
     ] {
         for selector in Selector::ALL {
             let req = AcquireRequest::new(pool.clone())
-                .duration(LONG_TTL)
+                .duration(HOLD)
                 .filters(filters.clone())
                 .selector(selector);
             let started = Instant::now();
@@ -813,12 +816,7 @@ pub async fn admin_calls_work_on_a_100_000_proxy_pool<H: Harness>(h: &H) -> Vec<
         numbered_proxy(pool, i).with_max_concurrency(2)
     })
     .await;
-    let leases = lease_many(
-        h,
-        &AcquireRequest::new(pool.clone()).duration(LONG_TTL),
-        1_000,
-    )
-    .await;
+    let leases = lease_many(h, &AcquireRequest::new(pool.clone()).duration(HOLD), 1_000).await;
     let snapshot = timed("pool_snapshot of 100,000", s.pool_snapshot(&pool))
         .await
         .expect("snapshot");
@@ -889,7 +887,7 @@ pub async fn a_pool_holds_max_proxies_per_pool<H: Harness>(h: &H) -> Vec<PoolId>
     s.upsert_proxy(&updated)
         .await
         .expect("update in a full pool");
-    let held = lease(h, &AcquireRequest::new(pool.clone()).duration(LONG_TTL)).await;
+    let held = lease(h, &AcquireRequest::new(pool.clone()).duration(HOLD)).await;
     let max = MAX_PROXIES_PER_POOL as u64;
     assert_live(h, &pool, [max, max, 1, 1]).await;
     let listed = timed("list_proxies of 1,000,000", s.list_proxies(&pool))
@@ -1108,7 +1106,7 @@ pub async fn ids_and_texts_work_at_their_limits<H: Harness>(h: &H) -> Vec<PoolId
         h,
         &AcquireRequest::new(pool.clone())
             .consumer(consumer.clone())
-            .duration(LONG_TTL),
+            .duration(HOLD),
     )
     .await;
     assert_eq!(
@@ -1238,12 +1236,7 @@ pub async fn max_concurrency_works_at_its_limit<H: Harness>(h: &H) -> Vec<PoolId
     let mut raised = capped.clone();
     raised.max_concurrency = Some(MAX_CONCURRENCY + 1);
     assert_invalid(s.upsert_proxy(&raised).await, "proxy.max_concurrency");
-    let leases = lease_many(
-        h,
-        &AcquireRequest::new(pool.clone()).duration(LONG_TTL),
-        1_000,
-    )
-    .await;
+    let leases = lease_many(h, &AcquireRequest::new(pool.clone()).duration(HOLD), 1_000).await;
     assert_eq!(
         s.get_proxy(&pool, &capped.id)
             .await
