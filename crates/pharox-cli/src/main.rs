@@ -246,7 +246,7 @@ struct WorkerArgs {
     /// Time between sweeps (each followed by a stats snapshot per pool).
     #[arg(long, env = "PHAROX_SWEEP_INTERVAL", default_value = "5s", value_parser = ops::parse_duration)]
     sweep_interval: Duration,
-    /// Expired leases reclaimed per cleanup call.
+    /// Expired leases reclaimed per cleanup call (1 to 10000).
     #[arg(long, env = "PHAROX_SWEEP_BATCH", default_value_t = 500)]
     sweep_batch: usize,
     /// Random stretch of each interval, as a fraction (0 to 0.5).

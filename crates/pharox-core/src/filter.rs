@@ -156,6 +156,12 @@ pub struct ProxyFilters {
 pub const MAX_FILTER_VALUE_LEN: usize = 256;
 /// Deepest accepted nesting of `all_of` / `any_of` / `none_of`.
 pub const MAX_FILTER_DEPTH: usize = 8;
+/// Most [`ProxyFilters`] objects in one filter tree: the top one plus every
+/// `all_of` / `any_of` / `none_of` entry, at any depth.
+pub const MAX_FILTER_NODES: usize = 256;
+/// Longest accepted filter, in bytes of its JSON encoding (`serde_json`, as
+/// a server-side store receives it).
+pub const MAX_FILTER_BYTES: usize = 16_384;
 
 impl ProxyFilters {
     /// A filter that matches every proxy.
@@ -279,33 +285,102 @@ impl ProxyFilters {
             && self.predicate.as_ref().is_none_or(|p| p.test(proxy))
     }
 
-    /// Rejects values no proxy could be stored with (bad coordinates, radius,
-    /// oversized strings) and trees nested deeper than [`MAX_FILTER_DEPTH`].
-    pub fn validate(&self) -> Result<()> {
-        self.validate_at(0)
+    /// The number of [`ProxyFilters`] objects in the tree: this one plus
+    /// every `all_of` / `any_of` / `none_of` entry, at any depth.
+    pub fn node_count(&self) -> usize {
+        1 + self
+            .all_of
+            .iter()
+            .chain(&self.any_of)
+            .chain(&self.none_of)
+            .map(Self::node_count)
+            .sum::<usize>()
     }
 
-    fn validate_at(&self, depth: usize) -> Result<()> {
+    /// The length in bytes of the filter's JSON encoding (`serde_json`),
+    /// counted without building the string.
+    pub fn json_len(&self) -> usize {
+        struct Counter(usize);
+        impl std::io::Write for Counter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut counter = Counter(0);
+        // Encoding this type cannot fail (non-finite floats become `null`);
+        // if it ever did, the filter counts as too long rather than as short.
+        match serde_json::to_writer(&mut counter, self) {
+            Ok(()) => counter.0,
+            Err(_) => usize::MAX,
+        }
+    }
+
+    /// Rejects values no proxy could be stored with (bad coordinates, radius,
+    /// strings over [`MAX_FILTER_VALUE_LEN`]) and trees nested deeper than
+    /// [`MAX_FILTER_DEPTH`], with more than [`MAX_FILTER_NODES`] nodes or
+    /// longer than [`MAX_FILTER_BYTES`] as JSON.
+    ///
+    /// An empty filter costs nothing. The node count comes first, so a huge
+    /// tree is refused without being encoded; the JSON is only counted when
+    /// a bound taken on the way (every string escaped at worst) is over the
+    /// limit, so small filters are never encoded at all.
+    pub fn validate(&self) -> Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let mut walk = Walk::default();
+        self.validate_at(0, &mut walk)?;
+        let nodes = walk.nodes;
+        if nodes > MAX_FILTER_NODES {
+            return Err(Error::invalid(
+                "filters",
+                format!(
+                    "has {nodes} nodes (the filter and every all_of/any_of/none_of entry), \
+                     the limit is {MAX_FILTER_NODES}"
+                ),
+            ));
+        }
+        if walk.bytes_bound > MAX_FILTER_BYTES {
+            let bytes = self.json_len();
+            if bytes > MAX_FILTER_BYTES {
+                return Err(Error::invalid(
+                    "filters",
+                    format!("is {bytes} bytes as JSON, the limit is {MAX_FILTER_BYTES}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks this node and its children; counts the nodes it visits and
+    /// adds up a bound on their JSON length.
+    fn validate_at(&self, depth: usize, walk: &mut Walk) -> Result<()> {
         if depth > MAX_FILTER_DEPTH {
             return Err(Error::invalid(
                 "filters",
                 format!("nested deeper than {MAX_FILTER_DEPTH} levels"),
             ));
         }
+        walk.nodes += 1;
+        walk.bytes_bound += Walk::NODE;
         for (field, value) in [
             ("filters.country", &self.country),
             ("filters.source", &self.source),
             ("filters.city", &self.city),
             ("filters.isp", &self.isp),
         ] {
-            if value
-                .as_ref()
-                .is_some_and(|v| v.len() > MAX_FILTER_VALUE_LEN)
-            {
-                return Err(Error::invalid(
-                    field,
-                    format!("longer than {MAX_FILTER_VALUE_LEN} bytes"),
-                ));
+            if let Some(v) = value {
+                if v.len() > MAX_FILTER_VALUE_LEN {
+                    return Err(Error::invalid(
+                        field,
+                        format!("is {} bytes, the limit is {MAX_FILTER_VALUE_LEN}", v.len()),
+                    ));
+                }
+                walk.bytes_bound += Walk::ESCAPED * v.len();
             }
         }
         if let Some(geo) = &self.geo {
@@ -315,8 +390,28 @@ impl ProxyFilters {
             .iter()
             .chain(&self.any_of)
             .chain(&self.none_of)
-            .try_for_each(|f| f.validate_at(depth + 1))
+            .try_for_each(|f| f.validate_at(depth + 1, walk))
     }
+}
+
+/// What [`ProxyFilters::validate`] gathers on its way through a tree.
+#[derive(Default)]
+struct Walk {
+    nodes: usize,
+    /// At least the JSON length of the nodes seen (see [`Walk::NODE`]).
+    bytes_bound: usize,
+}
+
+impl Walk {
+    /// Most bytes one node's JSON takes besides its string values: braces,
+    /// every key with its quotes, colon and comma, the quotes of the four
+    /// strings, an ASN of 10 digits, a geo object of three floats (serde_json
+    /// writes at most 24 characters per f64), the three list brackets, and
+    /// the comma that separates the node from its next sibling: 219 bytes
+    /// with every field set, rounded up.
+    const NODE: usize = 256;
+    /// Most bytes serde_json writes per byte of a string (`\u001f`).
+    const ESCAPED: usize = 6;
 }
 
 #[cfg(test)]
@@ -423,6 +518,148 @@ mod tests {
             deep = ProxyFilters::new().all_of([deep]);
         }
         assert!(deep.validate().is_err());
+    }
+
+    /// The field and reason of an `InvalidInput`, or a panic.
+    fn refused(f: &ProxyFilters) -> (&'static str, String) {
+        match f.validate() {
+            Err(Error::InvalidInput { field, reason }) => (field, reason.into_owned()),
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
+
+    /// A filter of exactly `n` nodes: the top one and `n - 1` ASN alternatives.
+    fn with_nodes(n: usize) -> ProxyFilters {
+        ProxyFilters::new().any_of((1..n as u32).map(|asn| ProxyFilters::new().asn(asn)))
+    }
+
+    #[test]
+    fn node_count_is_accepted_up_to_the_limit() {
+        let at = with_nodes(MAX_FILTER_NODES);
+        assert_eq!(at.node_count(), MAX_FILTER_NODES);
+        at.validate().unwrap();
+        let (field, reason) = refused(&with_nodes(MAX_FILTER_NODES + 1));
+        assert_eq!(field, "filters");
+        assert!(
+            reason.contains("has 257 nodes") && reason.contains("the limit is 256"),
+            "{reason}"
+        );
+        // Nested nodes count as much as top-level ones.
+        let nested = ProxyFilters::new().all_of([with_nodes(MAX_FILTER_NODES - 1)]);
+        assert_eq!(nested.node_count(), MAX_FILTER_NODES);
+        nested.validate().unwrap();
+        let over = ProxyFilters::new().none_of([with_nodes(MAX_FILTER_NODES)]);
+        assert!(refused(&over).1.contains("has 257 nodes"));
+    }
+
+    #[test]
+    fn a_huge_tree_is_refused_by_its_node_count() {
+        // Far too many nodes, and far too long: the node count answers first.
+        let huge = with_nodes(100_000);
+        let (field, reason) = refused(&huge);
+        assert_eq!(field, "filters");
+        assert!(reason.contains("has 100000 nodes"), "{reason}");
+    }
+
+    #[test]
+    fn json_length_is_accepted_up_to_the_limit() {
+        // Cities of the longest accepted value, the last one trimmed so the
+        // whole filter is exactly MAX_FILTER_BYTES long.
+        let long = "c".repeat(MAX_FILTER_VALUE_LEN);
+        let mut f = ProxyFilters::new();
+        while f.json_len() <= MAX_FILTER_BYTES {
+            f.any_of.push(ProxyFilters::new().city(long.clone()));
+        }
+        let mut over = f.json_len() - MAX_FILTER_BYTES;
+        for city in f.any_of.iter_mut().rev().filter_map(|n| n.city.as_mut()) {
+            let cut = over.min(city.len());
+            city.truncate(city.len() - cut);
+            over -= cut;
+        }
+        assert_eq!(f.json_len(), MAX_FILTER_BYTES);
+        assert_eq!(serde_json::to_string(&f).unwrap().len(), f.json_len());
+        f.validate().unwrap();
+        f.any_of
+            .last_mut()
+            .unwrap()
+            .city
+            .as_mut()
+            .unwrap()
+            .push('c');
+        let (field, reason) = refused(&f);
+        assert_eq!(field, "filters");
+        assert_eq!(reason, "is 16385 bytes as JSON, the limit is 16384");
+    }
+
+    #[test]
+    fn json_length_counts_escapes_like_serde_json() {
+        let f = ProxyFilters::new()
+            .city("quote\" back\\slash \u{1} control ü")
+            .within_km(-33.45, -70.666_666, 1234.5)
+            .none_of([ProxyFilters::new().asn(u32::MAX)]);
+        assert_eq!(f.json_len(), serde_json::to_string(&f).unwrap().len());
+        assert_eq!(ProxyFilters::new().json_len(), 2);
+    }
+
+    #[test]
+    fn the_length_bound_is_never_below_the_json_length() {
+        // Every field set, floats of the longest form, strings that serde
+        // escapes to six bytes a character or to two.
+        let node = |text: &str| ProxyFilters {
+            country: Some(text.into()),
+            source: Some(text.into()),
+            city: Some(text.into()),
+            isp: Some(text.into()),
+            asn: Some(u32::MAX),
+            geo: Some(GeoRadius {
+                latitude: -0.000_000_123_456_789_012_345_67,
+                longitude: -179.123_456_789_012_34,
+                radius_km: 1.234_567_890_123_456_7e-5,
+            }),
+            ..ProxyFilters::default()
+        };
+        let leaf = node("\u{1}\u{1f}\u{7}");
+        let mut tree = node("\"\\\n");
+        tree.all_of = vec![leaf.clone()];
+        tree.any_of = vec![leaf.clone(), leaf.clone()];
+        tree.none_of = vec![leaf.clone()];
+        for f in [ProxyFilters::new().asn(0), leaf, node(""), tree] {
+            let mut walk = Walk::default();
+            f.validate_at(0, &mut walk).unwrap();
+            assert!(
+                walk.bytes_bound >= f.json_len(),
+                "bound {} below the JSON length {}",
+                walk.bytes_bound,
+                f.json_len()
+            );
+        }
+        // A node with every field set, at the longest floats, and its comma
+        // stay within NODE.
+        assert!(node("").json_len() < Walk::NODE, "{}", node("").json_len());
+    }
+
+    #[test]
+    fn values_and_depth_are_accepted_up_to_the_limit() {
+        let at = "v".repeat(MAX_FILTER_VALUE_LEN);
+        for f in [
+            ProxyFilters::new().country(at.clone()),
+            ProxyFilters::new().source(at.clone()),
+            ProxyFilters::new().city(at.clone()),
+            ProxyFilters::new().isp(at.clone()),
+        ] {
+            f.validate().unwrap();
+        }
+        let (field, reason) = refused(&ProxyFilters::new().isp(at + "v"));
+        assert_eq!(field, "filters.isp");
+        assert_eq!(reason, "is 257 bytes, the limit is 256");
+        let mut deep = ProxyFilters::new().asn(1);
+        for _ in 0..MAX_FILTER_DEPTH {
+            deep = ProxyFilters::new().all_of([deep]);
+        }
+        deep.validate().unwrap();
+        let (field, reason) = refused(&ProxyFilters::new().any_of([deep]));
+        assert_eq!(field, "filters");
+        assert!(reason.contains("deeper than 8"), "{reason}");
     }
 
     #[test]

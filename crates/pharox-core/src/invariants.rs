@@ -184,13 +184,12 @@ pub fn check_snapshot(snapshot: &PoolSnapshot, after_cleanup: bool) -> Vec<Viola
     }
     for proxy in &snapshot.proxies {
         let actual = held.get(&proxy.id).copied().unwrap_or(0);
-        if let Some(max) = proxy.max_concurrency
-            && actual > max
-        {
+        // An unlimited proxy is capped at MAX_CONCURRENCY too.
+        if actual > proxy.capacity() {
             violations.push(Violation::OverLeased {
                 proxy: proxy.id.clone(),
                 leases: actual,
-                max_concurrency: max,
+                max_concurrency: proxy.capacity(),
             });
         }
         if proxy.current_leases != actual {

@@ -148,7 +148,9 @@ pub trait Storage: Send + Sync + 'static {
     fn remove_pool(&self, pool: &PoolId) -> impl Future<Output = Result<bool>> + Send;
 
     /// Adds a proxy or updates it in place (keeping its leases and position).
-    /// Fails with `InvalidInput` if a new `max_concurrency` is below its active leases.
+    /// Fails with `InvalidInput` if a new `max_concurrency` is below its active
+    /// leases, or if the proxy is new and the pool already holds
+    /// [`MAX_PROXIES_PER_POOL`](crate::validate::MAX_PROXIES_PER_POOL).
     fn upsert_proxy(&self, proxy: &Proxy) -> impl Future<Output = Result<Proxy>> + Send;
 
     /// A proxy by pool and id.

@@ -288,6 +288,11 @@ impl Harness for RedisHarness {
     fn supports_predicates(&self) -> bool {
         false
     }
+
+    /// [`index_problems`]: the scripts' words, flags, indexes and counters.
+    async fn store_problems(&self, pool: &pharox_core::PoolId) -> Vec<String> {
+        index_problems(&self.storage, pool).await
+    }
 }
 
 /// A store on a private server the test alone owns, so it may kill, restart,
@@ -337,6 +342,11 @@ impl Harness for OwnedRedis {
 
     fn supports_predicates(&self) -> bool {
         false
+    }
+
+    /// [`index_problems`]: the scripts' words, flags, indexes and counters.
+    async fn store_problems(&self, pool: &pharox_core::PoolId) -> Vec<String> {
+        index_problems(&self.storage, pool).await
     }
 }
 

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use pharox_core::validate::MAX_CLEANUP_BATCH;
 use pharox_core::{Error, PoolId, Result};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +29,8 @@ pub struct WorkerConfig {
     /// Time between sweeps (each followed by a stats snapshot per pool). The
     /// first tick comes one interval after start.
     pub sweep_interval: Duration,
-    /// Expired leases reclaimed per `cleanup_expired` call.
+    /// Expired leases reclaimed per `cleanup_expired` call, 1 to
+    /// [`MAX_CLEANUP_BATCH`].
     pub sweep_batch: usize,
     /// Each interval is stretched or shrunk by a random fraction up to this
     /// (0.0 to 0.5), so a fleet of workers does not sweep in lockstep.
@@ -71,8 +73,15 @@ impl WorkerConfig {
         if self.health_interval.is_zero() {
             return Err(Error::invalid("health_interval", "must be positive"));
         }
-        if self.sweep_batch == 0 {
-            return Err(Error::invalid("sweep_batch", "must be at least 1"));
+        if self.sweep_batch == 0 || self.sweep_batch > MAX_CLEANUP_BATCH {
+            // Refused at start rather than by every cleanup call of every sweep.
+            return Err(Error::invalid(
+                "sweep_batch",
+                format!(
+                    "is {}, must be 1 to {MAX_CLEANUP_BATCH} (the most one cleanup call reclaims)",
+                    self.sweep_batch
+                ),
+            ));
         }
         if !(0.0..=0.5).contains(&self.jitter) {
             return Err(Error::invalid("jitter", "must be within 0.0 ..= 0.5"));

@@ -296,6 +296,13 @@ async fn bad_worker_configurations_are_refused() {
         ),
         (
             WorkerConfig {
+                sweep_batch: pharox_core::validate::MAX_CLEANUP_BATCH + 1,
+                ..WorkerConfig::default()
+            },
+            "sweep_batch",
+        ),
+        (
+            WorkerConfig {
                 jitter: 0.9,
                 ..WorkerConfig::default()
             },

@@ -25,7 +25,7 @@ use crate::model::{
     ConsumerName, Lease, LeaseId, LeaseStatus, LeasedProxy, PoolStatsSnapshot, Proxy, ProxyCounts,
     ProxyId, ProxyPool, ProxyStatus,
 };
-use crate::{AcquireRequest, Error, ProxyFilters, Result, Selector};
+use crate::{AcquireRequest, Error, ProxyFilters, Result, Selector, validate};
 
 /// What the hot path needs of one proxy.
 #[derive(Debug, Clone, Default)]
@@ -33,7 +33,7 @@ struct Hot {
     /// Connection data shared by every lease; `None` marks a hole.
     conn: Option<Arc<LeasedProxy>>,
     load: u32,
-    /// `u32::MAX` when unlimited.
+    /// The cap; `MAX_CONCURRENCY` for a proxy without one, like Redis.
     max: u32,
     /// `u32::MAX` when never measured.
     latency: u32,
@@ -45,7 +45,7 @@ impl Hot {
         Self {
             conn: Some(Arc::new(LeasedProxy::of(proxy))),
             load,
-            max: proxy.max_concurrency.unwrap_or(u32::MAX),
+            max: proxy.capacity(),
             latency: proxy.latency_ms.unwrap_or(u32::MAX),
             active: proxy.status == ProxyStatus::Active,
         }
@@ -301,6 +301,7 @@ impl PoolState {
             self.cold[seq as usize] = Some(Box::new(proxy.clone()));
             return Ok((proxy, self.replace_hot(seq, hot)));
         }
+        validate::room_for_proxy(&self.pool.id, self.seq_of.len())?;
         proxy.current_leases = 0;
         let seq = self.hot.len() as u64;
         if seq > u64::from(u32::MAX) {

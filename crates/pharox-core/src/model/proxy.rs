@@ -289,7 +289,10 @@ pub struct Proxy {
     /// Autonomous system number.
     #[serde(default)]
     pub asn: Option<u32>,
-    /// Most leases held at once; `None` means unlimited.
+    /// Most leases held at once, 1 to [`MAX_CONCURRENCY`](crate::validate::MAX_CONCURRENCY).
+    /// `None` means no limit of its own: the proxy then takes up to
+    /// [`MAX_CONCURRENCY`](crate::validate::MAX_CONCURRENCY) (65,535) leases,
+    /// on every store (see [`Proxy::capacity`]).
     #[serde(default)]
     pub max_concurrency: Option<u32>,
     /// Active leases right now (kept by the store).
@@ -439,12 +442,16 @@ impl Proxy {
         }
     }
 
+    /// Most leases the proxy takes at once: its `max_concurrency`, or
+    /// [`MAX_CONCURRENCY`](crate::validate::MAX_CONCURRENCY) when it sets none.
+    pub fn capacity(&self) -> u32 {
+        self.max_concurrency
+            .unwrap_or(crate::validate::MAX_CONCURRENCY)
+    }
+
     /// Whether the proxy can take one more lease right now (active, below its cap).
     pub fn has_free_capacity(&self) -> bool {
-        self.status == ProxyStatus::Active
-            && self
-                .max_concurrency
-                .is_none_or(|max| self.current_leases < max)
+        self.status == ProxyStatus::Active && self.current_leases < self.capacity()
     }
 }
 

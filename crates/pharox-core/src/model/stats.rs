@@ -69,7 +69,7 @@ impl ProxyCounts {
             counts.total += 1;
             let active = proxy.status == ProxyStatus::Active;
             counts.active += u64::from(active);
-            counts.available += u64::from(active && proxy.max_concurrency.is_none_or(|m| n < m));
+            counts.available += u64::from(active && n < proxy.capacity());
             counts.leased += u64::from(n > 0);
         }
         counts

@@ -8,7 +8,8 @@ use chrono::{TimeDelta, Utc};
 use tokio::sync::Barrier;
 
 use super::{
-    Harness, LONG_TTL, PAST_SHORT_TTL, SHORT_TTL, add, assert_invariants, new_pool, proxy, request,
+    Harness, LONG_TTL, PAST_SHORT_TTL, SHORT_TTL, add, assert_invalid, assert_invariants, lease,
+    miss, new_pool, picked, proxy, request,
 };
 use crate::filter::haversine_km;
 use crate::invariants::{TokenLedger, check_lifetime_counters};
@@ -18,33 +19,6 @@ use crate::model::{
 };
 use crate::validate::{MAX_LEASE_DURATION, MAX_POOL_ID_LEN};
 use crate::{AcquireRequest, Error, ProxyFilters, ReleaseOutcome, Selector, Storage};
-
-async fn lease<H: Harness>(h: &H, req: &AcquireRequest) -> Lease {
-    h.storage()
-        .acquire(req)
-        .await
-        .expect("acquire")
-        .unwrap_or_else(|| panic!("expected a lease for {req:?}"))
-}
-
-async fn miss<H: Harness>(h: &H, req: &AcquireRequest) {
-    let got = h.storage().acquire(req).await.expect("acquire");
-    assert!(got.is_none(), "expected no lease for {req:?}, got {got:?}");
-}
-
-async fn picked<H: Harness>(h: &H, req: &AcquireRequest) -> String {
-    lease(h, req).await.proxy.id.as_str().to_owned()
-}
-
-fn assert_invalid<T: std::fmt::Debug>(result: crate::Result<T>, field: &str) {
-    match result {
-        Err(Error::InvalidInput { field: f, .. }) => assert!(
-            f.starts_with(field),
-            "expected InvalidInput on {field}, got InvalidInput on {f}"
-        ),
-        other => panic!("expected InvalidInput on {field}, got {other:?}"),
-    }
-}
 
 /// `ensure_consumer` registers once and returns the same consumer after.
 pub async fn consumer_round_trip<H: Harness>(h: &H) {
