@@ -103,6 +103,20 @@ pub const FILTER_VALUE_BYTES: usize = 256;
 /// Items per variadic call inside a script.
 pub const CHUNK: usize = 1_000;
 
+// The limits the scripts check are pharox-core's, which every store
+// enforces first.
+const _: () = {
+    use pharox_core::{filter, validate};
+    assert!(MAX_CAPACITY == validate::MAX_CONCURRENCY);
+    assert!(MAX_PROXIES == validate::MAX_PROXIES_PER_POOL);
+    assert!(MAX_BATCH == validate::MAX_CLEANUP_BATCH);
+    assert!(MAX_DURATION_MS == validate::MAX_LEASE_DURATION.num_milliseconds());
+    assert!(FILTER_BYTES == filter::MAX_FILTER_BYTES);
+    assert!(FILTER_NODES == filter::MAX_FILTER_NODES);
+    assert!(FILTER_DEPTH == filter::MAX_FILTER_DEPTH);
+    assert!(FILTER_VALUE_BYTES == filter::MAX_FILTER_VALUE_LEN);
+};
+
 /// A proxy word. `room + load` is the proxy's capacity (at least 1), so a
 /// word of 0 means no proxy has that sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

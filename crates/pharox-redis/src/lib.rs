@@ -25,6 +25,7 @@
 mod cache;
 mod config;
 mod conn;
+mod geo;
 pub mod keys;
 pub mod layout;
 mod lease_id;
@@ -42,9 +43,9 @@ pub use config::{ConnectionMode, RedisConfig};
 pub use deadpool_redis::redis;
 pub use store::RedisStorage;
 
-/// Highest `max_concurrency` the Redis store accepts; a proxy without a limit
-/// takes up to this many concurrent leases.
-pub const MAX_CONCURRENCY: u32 = 65_535;
+/// Highest `max_concurrency` a store accepts; a proxy without a limit takes
+/// up to this many concurrent leases (`pharox_core::validate`).
+pub use pharox_core::validate::MAX_CONCURRENCY;
 
 /// Latencies at or above this many milliseconds sort together at the end of
 /// the lowest-latency order (they are still stored exactly).

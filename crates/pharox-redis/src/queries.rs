@@ -33,15 +33,11 @@ pub enum Plan {
     Exact(String),
     /// This `by_value` index holds every match: verify with the filter.
     Verify(String),
-    /// Matches lie within `radius_km` (already widened) of a point, or near
-    /// a pole: verify.
+    /// Matches lie in these score ranges `[min, max)` of the located set,
+    /// or near a pole: verify.
     Geo {
-        /// Search centre longitude.
-        lon: f64,
-        /// Search centre latitude.
-        lat: f64,
-        /// Search radius.
-        radius_km: f64,
+        /// At most nine ranges of Redis's GEO scores.
+        ranges: Vec<(u64, u64)>,
     },
     /// Verify the proxies of the selector's own index.
     Scan,
@@ -115,15 +111,11 @@ pub fn acquire(k: &PoolKeys, a: &AcquireArgs<'_>) -> ScriptInvocation<'static> {
                 .map_or_else(String::new, |g| g.to_string()),
         );
     inv.arg(a.plan.code()).arg(a.filter_json).arg(a.position);
-    if let Plan::Geo {
-        lon,
-        lat,
-        radius_km,
-    } = a.plan
-    {
-        inv.arg(lon.to_string())
-            .arg(lat.to_string())
-            .arg(radius_km.to_string());
+    if let Plan::Geo { ranges } = a.plan {
+        inv.arg(ranges.len());
+        for (lo, hi) in ranges {
+            inv.arg(lo).arg(hi);
+        }
     }
     inv
 }

@@ -13,6 +13,7 @@ use pharox_core::{
 };
 use uuid::Uuid;
 
+use crate::MAX_SORTED_LATENCY_MS;
 use crate::cache::ProxyCache;
 use crate::config::RedisConfig;
 use crate::conn::Conn;
@@ -21,10 +22,7 @@ use crate::layout::{self, LeaseMember};
 use crate::lease_id::{LeaseParts, NONCE_LIMIT};
 use crate::queries::{self, AcquireArgs, AcquireReply, Plan, UpsertArgs, UpsertReply};
 use crate::reply::{array, corrupt, int, parse_proxy, text, u64_of, unparsable};
-use crate::{MAX_CONCURRENCY, MAX_SORTED_LATENCY_MS};
 
-/// Redis's GEO index stores latitudes only up to this (Web Mercator).
-const GEO_MAX_LATITUDE: f64 = 85.051_128_78;
 /// Latency key of proxies never measured: after every measured one.
 const UNMEASURED_LATENCY_KEY: u32 = MAX_SORTED_LATENCY_MS + 1;
 /// Optimistic admin updates retried this often before giving up.
@@ -116,10 +114,6 @@ fn latency_key(p: &Proxy) -> u32 {
         .map_or(UNMEASURED_LATENCY_KEY, |l| l.min(MAX_SORTED_LATENCY_MS))
 }
 
-fn capacity(p: &Proxy) -> u32 {
-    p.max_concurrency.unwrap_or(MAX_CONCURRENCY)
-}
-
 /// How an acquire finds the candidates of filter `f`.
 fn plan(keys: &PoolKeys, f: &ProxyFilters) -> Plan {
     if f.is_empty() {
@@ -158,15 +152,12 @@ fn plan(keys: &PoolKeys, f: &ProxyFilters) -> Plan {
         };
     }
     if let Some(g) = f.geo
-        && g.latitude.abs() <= GEO_MAX_LATITUDE
+        && g.latitude.abs() <= crate::geo::LAT_LIMIT
     {
-        // Redis measures with a larger Earth radius (6372.797 km) and
-        // rounds positions to 52-bit geohashes: search a little wider, then
-        // the script checks the exact haversine distance.
+        // Redis rounds positions to 52-bit geohashes: cover a little wider,
+        // then the script checks the exact haversine distance.
         return Plan::Geo {
-            lon: g.longitude,
-            lat: g.latitude,
-            radius_km: g.radius_km * 1.0003 + 0.01,
+            ranges: crate::geo::covering(g.latitude, g.longitude, g.radius_km * 1.0003 + 0.01),
         };
     }
     Plan::Scan
@@ -762,12 +753,6 @@ impl Storage for RedisStorage {
 
     async fn upsert_proxy(&self, proxy: &Proxy) -> Result<Proxy> {
         validate::proxy(proxy)?;
-        if proxy.max_concurrency.is_some_and(|m| m > MAX_CONCURRENCY) {
-            return Err(Error::invalid(
-                "proxy.max_concurrency",
-                format!("the Redis store allows at most {MAX_CONCURRENCY}"),
-            ));
-        }
         let k = self.keys(&proxy.pool);
         let mut stored_form = proxy.clone();
         stored_form.current_leases = 0;
@@ -786,7 +771,7 @@ impl Storage for RedisStorage {
                     expected: old.as_ref().map_or("", |(_, raw)| raw.as_str()),
                     json: &json,
                     active: proxy.status == ProxyStatus::Active,
-                    capacity: capacity(proxy),
+                    capacity: proxy.capacity(),
                     latency_key: latency_key(proxy),
                     location: proxy.longitude.zip(proxy.latitude),
                     old_index: &old_index,
@@ -803,14 +788,9 @@ impl Storage for RedisStorage {
                         format!("is below the proxy's {load} live leases; release them first"),
                     ));
                 }
-                UpsertReply::PoolFull(limit) => {
-                    return Err(Error::invalid(
-                        "pool",
-                        format!(
-                            "`{}` holds {limit} proxies, the most a pool may hold; remove some first",
-                            proxy.pool
-                        ),
-                    ));
+                UpsertReply::PoolFull(held) => {
+                    validate::room_for_proxy(&proxy.pool, usize::try_from(held).unwrap_or(0))?;
+                    return Err(corrupt("upsert reply: pool full below its limit"));
                 }
                 UpsertReply::OutOfSequences(last) => {
                     return Err(Error::invalid(
@@ -1086,7 +1066,7 @@ impl Storage for RedisStorage {
                 &raw,
                 &json,
                 updated.status == ProxyStatus::Active,
-                capacity(&updated),
+                updated.capacity(),
                 latency_key(&updated),
             );
             match queries::health_applied(self.run(&inv, "health").await?)? {

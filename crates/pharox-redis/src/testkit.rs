@@ -435,7 +435,7 @@ pub async fn index_problems(storage: &RedisStorage, pool: &pharox_core::PoolId) 
             continue;
         };
         let stored_active = stored.status == pharox_core::ProxyStatus::Active;
-        let cap = stored.max_concurrency.unwrap_or(crate::MAX_CONCURRENCY);
+        let cap = stored.capacity();
         if word.active != stored_active {
             bad(format!(
                 "active flag {}, stored status active {stored_active}",
