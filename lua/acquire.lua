@@ -17,12 +17,13 @@
 --         any value that is not the current generation counts as none)
 --       8 plan: '' no filter | x every member of KEYS[8] matches |
 --         v KEYS[8] holds every match, verify with the filter |
---         g geo: matches lie within ARGV[13] km of (ARGV[11], ARGV[12]) in
---         KEYS[8] or are in KEYS[9], verify | s verify the selector's own
---         index
+--         g geo: matches lie in the score ranges of ARGV[11..] of KEYS[8]
+--         or are in KEYS[9], verify | s verify the selector's own index
 --       9 filter JSON (plans v, g, s; at most LIMIT_FILTER_BYTES)
 --       10 position to resume from ('' to start; every plan)
---       11, 12, 13 geo search longitude, latitude, radius km (plan g)
+--       11 (plan g) the number of score ranges (1 .. 9), then each range's
+--         min and max (integers, 0 <= min < max <= 2^52; max excluded):
+--         cells of Redis's GEO encoding covering the filter's circle
 -- Returns: {seq, token, now_ms, generation[, proxy JSON]} for a lease, the
 --            JSON only when the generation differs from ARGV[7];
 --          {seq, 0, now_ms, generation, proxy JSON, live leases} when finding;
@@ -209,17 +210,16 @@ if plan ~= 'x' and plan ~= '' then
 end
 local FILTER_UNITS = 5 + cost / 3
 
-local geo = nil
+local ranges = nil
 if plan == 'g' then
-  local lon, lat, radius = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-  if lon == nil or lat == nil or radius == nil or lon ~= lon or lat ~= lat or radius ~= radius
-      or radius <= 0 or radius > 1e5 or lon < -180 or lon > 180
-      or lat < -85.05112878 or lat > 85.05112878 then
-    return fail('bad argument: geo')
+  local n = arg_int(11, 1, 9)
+  if n == nil then return fail('bad argument: geo ranges') end
+  ranges = {}
+  for i = 1, n do
+    local lo, hi = arg_int(10 + 2 * i, 0, 4503599627370496), arg_int(11 + 2 * i, 0, 4503599627370496)
+    if lo == nil or hi == nil or lo >= hi then return fail('bad argument: geo ranges') end
+    ranges[i] = { ARGV[10 + 2 * i], '(' .. ARGV[11 + 2 * i] }
   end
-  -- The numbers checked, as GEOSEARCH reads them (Lua's tonumber accepts
-  -- spacing and forms Redis refuses).
-  geo = { string.format('%.17g', lon), string.format('%.17g', lat), string.format('%.17g', radius) }
 end
 
 -- The position: which index a pass walks (i KEYS[8], s free_by_seq,
@@ -398,11 +398,17 @@ local function start()
     return sel
   end
   if plan == 'g' then
+    -- The located proxies in the circle's cells, counted in O(log n):
+    -- few enough, they are read and judged here; else the circle is
+    -- crowded (or its cells are) and the selector's index is walked.
     local cap = math.floor(STEP_UNITS / per)
-    local found = redis.call('GEOSEARCH', KEYS[8], 'FROMLONLAT', geo[1], geo[2],
-      'BYRADIUS', geo[3], 'km', 'COUNT', cap + 1, 'ANY')
-    if #found + redis.call('ZCARD', KEYS[9]) <= cap then
-      for _, s in ipairs(redis.call('ZRANGE', KEYS[9], 0, -1)) do found[#found + 1] = s end
+    local held = redis.call('ZCARD', KEYS[9])
+    for _, r in ipairs(ranges) do held = held + redis.call('ZCOUNT', KEYS[8], r[1], r[2]) end
+    if held <= cap then
+      local found = redis.call('ZRANGE', KEYS[9], 0, -1)
+      for _, r in ipairs(ranges) do
+        for _, s in ipairs(redis.call('ZRANGEBYSCORE', KEYS[8], r[1], r[2])) do found[#found + 1] = s end
+      end
       return nil, found
     end
   end
