@@ -1,46 +1,83 @@
 //! `lua/layout.lua` and its Rust mirror `pharox_redis::layout` agree: the
 //! scripts' shared files (`scripts::source::PRELUDE`) run on a real Redis
-//! with a snippet that reports every slot, limit, word, score and lease
-//! member, and each is compared with what the Rust side computes. Every
-//! disagreement is reported by name, all at once.
+//! with a snippet that reports every constant, word, score and lease
+//! member, and each is compared with what the Rust side computes. The
+//! snippet goes through `scripts::prepare` as every script does, so the
+//! constants it names are the literals the scripts receive. The constants
+//! are listed from the text of `layout.lua` (every `local NAME = ...` in
+//! capitals): one neither side checks, or one missing on either side, is
+//! a disagreement. Every disagreement is reported by name, all at once.
+//! A second test runs the word arithmetic the scripts send (`WORD_ACQUIRE`
+//! on the word, `WORD_RELEASE` on its low 32 bits under `OVERFLOW FAIL`)
+//! on a real BITFIELD, at the offsets the Rust mirror gives.
 
 use std::collections::BTreeMap;
 
 use pharox_redis::layout::{self, LeaseMember, Slot, Word};
 use pharox_redis::redis::{self, Value, aio::MultiplexedConnection};
-use pharox_redis::scripts::source::PRELUDE;
+use pharox_redis::scripts::{self, source::PRELUDE};
 use pharox_redis::testkit::RedisServer;
 use serde_json::json;
 
-/// Appended to the prelude. ARGV[1] is JSON with the cases; returns
-/// {slots, limits, word constants, words, packs, slots of sequences,
-/// scores, members}, every number as an exact decimal string.
+/// The names of `layout.lua`'s constants: its `local NAME = ...` lines
+/// whose name is in capitals (literal or not).
+fn lua_constant_names() -> Vec<&'static str> {
+    include_str!("../../../lua/layout.lua")
+        .lines()
+        .filter_map(|line| {
+            let (name, _) = line.strip_prefix("local ")?.split_once('=')?;
+            let name = name.trim();
+            (name.starts_with(|c: char| c.is_ascii_uppercase())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .then_some(name)
+        })
+        .collect()
+}
+
+/// Appended to the prelude after the list of constants (`NAMED`, built
+/// from `lua_constant_names`). ARGV[1] is JSON with the cases; returns
+/// {constants, decoded words, composed words, slots of sequences, scores,
+/// members}, every number as an exact decimal string.
 const REPORT: &str = r#"
 local cases = cjson.decode(ARGV[1])
 local function flag(b) return b and '1' or '0' end
-local slots, limits = {}, {}
-for name, offset in pairs(SLOT) do slots[#slots + 1] = name; slots[#slots + 1] = offset end
-for name, v in pairs(LIMIT) do limits[#limits + 1] = name; limits[#limits + 1] = int(v) end
-local constants = { 'LOAD_UNIT', int(WORD.LOAD_UNIT), 'ACTIVE_BIT', int(WORD.ACTIVE_BIT),
-  'ACQUIRE', WORD.ACQUIRE, 'RELEASE', WORD.RELEASE }
+local function show(v)
+  if type(v) == 'number' then return int(v) end
+  return v
+end
+local constants = {}
+for i = 1, #NAMED, 2 do
+  constants[#constants + 1] = NAMED[i]; constants[#constants + 1] = show(NAMED[i + 1])
+end
 local words = {}
 for _, w in ipairs(cases.words) do
-  words[#words + 1] = { int(WORD.room(w)), int(WORD.load(w)), flag(WORD.active(w)), flag(WORD.free(w)) }
+  local room, load, indexed, active, in_load, in_latency = word_decode(tonumber(w))
+  words[#words + 1] = { int(room), int(load), int(indexed), flag(active), flag(in_load), flag(in_latency) }
 end
-local packs = {}
-for _, p in ipairs(cases.packs) do packs[#packs + 1] = int(WORD.pack(p[1], p[2], p[3] == 1)) end
+-- A word composed from the constants, as admin.lua's reindex and the
+-- index corrections build and adjust words.
+local composed = {}
+for _, p in ipairs(cases.words_fields) do
+  composed[#composed + 1] = int(p[1] + p[2] * WORD_LOAD_UNIT + p[3] * WORD_INDEXED_UNIT
+    + (p[4] == 1 and WORD_ACTIVE or 0) + (p[5] == 1 and WORD_IN_LOAD or 0)
+    + (p[6] == 1 and WORD_IN_LATENCY or 0))
+end
 local seq_slots = {}
-for _, seq in ipairs(cases.seqs) do seq_slots[#seq_slots + 1] = WORD.slot(int(seq)) end
+for _, seq in ipairs(cases.seqs) do
+  seq_slots[#seq_slots + 1] = { word_slot(int(seq)), word_low(int(seq)) }
+end
 local scores = {}
 for _, s in ipairs(cases.scores) do
-  scores[#scores + 1] = { int(SCORE.load(s[1], s[2])), int(SCORE.latency(s[1], s[2])) }
+  scores[#scores + 1] = { score_load(s[1], s[2]), score_latency(s[1], s[2]) }
 end
 local members = {}
 for _, m in ipairs(cases.members) do
-  local built = MEMBER.build(m[1], m[2], m[3], m[4], m[5])
-  members[#members + 1] = { built, string.match(built, MEMBER.PATTERN) or '' }
+  local built = member_build(m[1], m[2], m[3], m[4], m[5])
+  members[#members + 1] = { built, string.match(built, MEMBER_PATTERN) or '' }
 end
-return { slots, limits, constants, words, packs, seq_slots, scores, members }
+return { constants, words, composed, seq_slots, scores, members }
 "#;
 
 fn text(v: &Value) -> String {
@@ -92,7 +129,14 @@ impl Disagreements {
 }
 
 async fn report(con: &mut MultiplexedConnection, cases: &serde_json::Value) -> Vec<Value> {
-    let script = format!("{PRELUDE}\n{REPORT}");
+    let named: Vec<String> = lua_constant_names()
+        .iter()
+        .map(|n| format!("'{n}', {n}"))
+        .collect();
+    let script = scripts::prepare(&format!(
+        "{PRELUDE}\nlocal NAMED = {{ {} }}\n{REPORT}",
+        named.join(", ")
+    ));
     let v: Value = redis::cmd("EVAL")
         .arg(script)
         .arg(0)
@@ -103,31 +147,51 @@ async fn report(con: &mut MultiplexedConnection, cases: &serde_json::Value) -> V
     array(&v).to_vec()
 }
 
+fn word(room: u32, load: u32, indexed_load: u32, flags: [bool; 3]) -> Word {
+    Word {
+        room,
+        load,
+        indexed_load,
+        active: flags[0],
+        in_load_index: flags[1],
+        in_latency_index: flags[2],
+    }
+}
+
+/// Words of every shape: each flag alone and together, indexed loads
+/// lagging and not, the largest fields.
+fn sample_words() -> Vec<Word> {
+    let max = layout::MAX_CAPACITY;
+    let (off, on) = ([false; 3], [true; 3]);
+    vec![
+        Word::default(),
+        word(1, 0, 0, off),
+        word(0, 1, 0, [true, false, false]),
+        word(1, 0, 0, [true, true, true]),
+        word(3, 7, 7, [true, true, true]),
+        word(3, 7, 2, [true, true, false]),
+        word(3, 7, 0, [true, false, true]),
+        word(3, 7, 7, off),
+        word(0, 5, 4, [false, true, false]),
+        word(0, 5, 5, [false, false, true]),
+        word(max, 0, 0, on),
+        word(max, 0, 0, off),
+        word(0, max, max, on),
+        word(0, max, 1, [false, true, true]),
+        word(1, max - 1, max - 1, on),
+        word(0, 0, max, [true, false, false]),
+        // The largest word: every bit the layout uses.
+        word(max, max, max, on),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layout_lua_and_the_rust_layout_agree() {
     let server = RedisServer::start();
     let mut con = server.raw_connection().await;
 
     let max = layout::MAX_CAPACITY;
-    let words: Vec<Word> = [
-        (0, 0, false),
-        (1, 0, false),
-        (0, 1, true),
-        (1, 0, true),
-        (3, 7, true),
-        (3, 7, false),
-        (max, 0, true),
-        (max, 0, false),
-        (0, max, true),
-        (0, max, false),
-        (1, max - 1, true),
-        (0, 0, true),
-        // The largest word: every bit the layout uses.
-        (max, max, true),
-    ]
-    .into_iter()
-    .map(|(room, load, active)| Word { room, load, active })
-    .collect();
+    let words = sample_words();
     let seqs = [layout::FIRST_SEQ, layout::FIRST_SEQ + 1, layout::MAX_SEQ];
     let score_cases: Vec<(u32, u64)> = [0, 1, max, layout::MAX_LATENCY_KEY]
         .into_iter()
@@ -157,219 +221,233 @@ async fn layout_lua_and_the_rust_layout_agree() {
         },
     ];
     let cases = json!({
-        "words": words.iter().map(|w| w.pack()).collect::<Vec<_>>(),
-        "packs": words.iter().map(|w| json!([w.room, w.load, u8::from(w.active)])).collect::<Vec<_>>(),
+        "words": words.iter().map(|w| w.pack().to_string()).collect::<Vec<_>>(),
+        "words_fields": words.iter().map(|w| json!([
+            w.room, w.load, w.indexed_load,
+            u8::from(w.active), u8::from(w.in_load_index), u8::from(w.in_latency_index),
+        ])).collect::<Vec<_>>(),
         "seqs": seqs,
         "scores": score_cases.iter().map(|(k, s)| json!([k, s])).collect::<Vec<_>>(),
         "members": members.iter().map(|m| json!([m.seq, m.token, m.nonce, m.acquired_ms, m.consumer])).collect::<Vec<_>>(),
     });
     let r = report(&mut con, &cases).await;
-    assert_eq!(r.len(), 8, "{r:?}");
+    assert_eq!(r.len(), 6, "{r:?}");
     let mut d = Disagreements::default();
 
-    // SLOT: the same names at the same offsets, none missing on either side.
-    let mut lua_slots = pairs(&r[0]);
+    // Every constant of layout.lua, by name, as the scripts receive it.
+    let mut lua_constants = pairs(&r[0]);
+    d.require(
+        "layout.lua defines constants (SLOT_*, LIMIT_*, WORD_*)",
+        lua_constants.len() > 30,
+    );
+
+    // SLOT_*: the same names at the same offsets, none missing on either side.
     for slot in Slot::ALL {
         let name = slot.lua_name();
-        match lua_slots.remove(name) {
-            Some(offset) => d.check(format!("SLOT.{name}"), offset, slot.offset()),
-            None => d.0.push(format!("SLOT.{name}: missing from layout.lua")),
+        match lua_constants.remove(name) {
+            Some(offset) => d.check(name, offset, slot.offset()),
+            None => d.0.push(format!("{name}: missing from layout.lua")),
         }
         let n: u64 = slot.offset()[1..].parse().expect("offset #n");
         d.require(
-            format!("SLOT.{name} (#{n}) lies below FIRST_SEQ, apart from the proxy words"),
+            format!("{name} (#{n}) lies below LIMIT_FIRST_SEQ, apart from the proxy words"),
             n < layout::FIRST_SEQ,
         );
     }
-    for (name, offset) in lua_slots {
-        d.0.push(format!(
-            "SLOT.{name} ({offset}): in layout.lua, not in layout::Slot"
-        ));
-    }
 
-    // LIMIT: every value, none missing on either side.
-    let mut lua_limits = pairs(&r[1]);
+    // LIMIT_*: every value, none missing on either side.
     let rust_limits: [(&str, u64); 14] = [
-        ("FIRST_SEQ", layout::FIRST_SEQ),
-        ("MAX_SEQ", layout::MAX_SEQ),
-        ("MAX_CAPACITY", layout::MAX_CAPACITY.into()),
-        ("MAX_PROXIES", layout::MAX_PROXIES as u64),
-        ("MAX_BATCH", layout::MAX_BATCH as u64),
-        ("MAX_DURATION_MS", layout::MAX_DURATION_MS as u64),
-        ("NONCE_END", layout::NONCE_END),
-        ("GENERATION_END", layout::GENERATION_END),
-        ("MAX_LATENCY_KEY", layout::MAX_LATENCY_KEY.into()),
-        ("FILTER_BYTES", layout::FILTER_BYTES as u64),
-        ("FILTER_NODES", layout::FILTER_NODES as u64),
-        ("FILTER_DEPTH", layout::FILTER_DEPTH as u64),
-        ("FILTER_VALUE_BYTES", layout::FILTER_VALUE_BYTES as u64),
-        ("CHUNK", layout::CHUNK as u64),
+        ("LIMIT_FIRST_SEQ", layout::FIRST_SEQ),
+        ("LIMIT_MAX_SEQ", layout::MAX_SEQ),
+        ("LIMIT_MAX_CAPACITY", layout::MAX_CAPACITY.into()),
+        ("LIMIT_MAX_PROXIES", layout::MAX_PROXIES as u64),
+        ("LIMIT_MAX_BATCH", layout::MAX_BATCH as u64),
+        ("LIMIT_MAX_DURATION_MS", layout::MAX_DURATION_MS as u64),
+        ("LIMIT_NONCE_END", layout::NONCE_END),
+        ("LIMIT_GENERATION_END", layout::GENERATION_END),
+        ("LIMIT_MAX_LATENCY_KEY", layout::MAX_LATENCY_KEY.into()),
+        ("LIMIT_FILTER_BYTES", layout::FILTER_BYTES as u64),
+        ("LIMIT_FILTER_NODES", layout::FILTER_NODES as u64),
+        ("LIMIT_FILTER_DEPTH", layout::FILTER_DEPTH as u64),
+        (
+            "LIMIT_FILTER_VALUE_BYTES",
+            layout::FILTER_VALUE_BYTES as u64,
+        ),
+        ("LIMIT_CHUNK", layout::CHUNK as u64),
     ];
+    let all_constants = pairs(&r[0]);
     for (name, value) in rust_limits {
-        match lua_limits.remove(name) {
-            Some(lua) => d.check(format!("LIMIT.{name}"), lua, value),
-            None => d.0.push(format!("LIMIT.{name}: missing from layout.lua")),
+        match lua_constants.remove(name) {
+            Some(lua) => d.check(name, lua, value),
+            None => d.0.push(format!("{name}: missing from layout.lua")),
         }
     }
-    for (name, value) in lua_limits {
-        d.0.push(format!(
-            "LIMIT.{name} ({value}): in layout.lua, not in pharox_redis::layout"
-        ));
-    }
     // The limits other parts of the workspace state on their own.
-    let lua_limits = pairs(&r[1]);
     let also: [(&str, &str, u64); 6] = [
         (
-            "MAX_CAPACITY",
+            "LIMIT_MAX_CAPACITY",
             "pharox_redis::MAX_CONCURRENCY",
             pharox_redis::MAX_CONCURRENCY.into(),
         ),
         (
-            "MAX_LATENCY_KEY",
+            "LIMIT_MAX_LATENCY_KEY",
             "pharox_redis::MAX_SORTED_LATENCY_MS + 1 (unmeasured)",
             u64::from(pharox_redis::MAX_SORTED_LATENCY_MS) + 1,
         ),
         (
-            "MAX_BATCH",
+            "LIMIT_MAX_BATCH",
             "pharox_core::validate::MAX_CLEANUP_BATCH",
             pharox_core::validate::MAX_CLEANUP_BATCH as u64,
         ),
         (
-            "MAX_DURATION_MS",
+            "LIMIT_MAX_DURATION_MS",
             "pharox_core::validate::MAX_LEASE_DURATION",
             pharox_core::validate::MAX_LEASE_DURATION.num_milliseconds() as u64,
         ),
         (
-            "FILTER_DEPTH",
+            "LIMIT_FILTER_DEPTH",
             "pharox_core::filter::MAX_FILTER_DEPTH",
             pharox_core::filter::MAX_FILTER_DEPTH as u64,
         ),
         (
-            "FILTER_VALUE_BYTES",
+            "LIMIT_FILTER_VALUE_BYTES",
             "pharox_core::filter::MAX_FILTER_VALUE_LEN",
             pharox_core::filter::MAX_FILTER_VALUE_LEN as u64,
         ),
     ];
     for (name, rust_name, value) in also {
         d.check(
-            format!("LIMIT.{name} against {rust_name}"),
-            lua_limits.get(name).map_or("missing", String::as_str),
+            format!("{name} against {rust_name}"),
+            all_constants.get(name).map_or("missing", String::as_str),
             value,
         );
     }
 
-    // WORD's constants, as Word::pack builds them.
-    let constants = pairs(&r[2]);
-    let unit = Word {
-        room: 0,
-        load: 1,
-        active: false,
+    // WORD_*: the units of each field and flag, and the deltas of a lease,
+    // as Word::pack builds them.
+    let unit = |w: Word| w.pack();
+    let one_room = unit(word(1, 0, 0, [false; 3]));
+    let one_load = unit(word(0, 1, 0, [false; 3]));
+    let word_constants: [(&str, i64); 7] = [
+        ("WORD_LOAD_UNIT", one_load),
+        ("WORD_INDEXED_UNIT", unit(word(0, 0, 1, [false; 3]))),
+        ("WORD_ACTIVE", unit(word(0, 0, 0, [true, false, false]))),
+        ("WORD_IN_LOAD", unit(word(0, 0, 0, [false, true, false]))),
+        ("WORD_IN_LATENCY", unit(word(0, 0, 0, [false, false, true]))),
+        ("WORD_ACQUIRE", one_load - one_room),
+        ("WORD_RELEASE", one_room - one_load),
+    ];
+    for (name, rust) in word_constants {
+        match lua_constants.remove(name) {
+            Some(lua) => d.check(name, lua, rust),
+            None => d.0.push(format!("{name}: missing from layout.lua")),
+        }
     }
-    .pack();
-    let active_bit = Word {
-        room: 0,
-        load: 0,
-        active: true,
-    }
-    .pack();
-    let one_room = Word {
-        room: 1,
-        load: 0,
-        active: false,
-    }
-    .pack();
-    for (name, rust) in [
-        ("LOAD_UNIT", unit),
-        ("ACTIVE_BIT", active_bit),
-        ("ACQUIRE", unit - one_room),
-        ("RELEASE", one_room - unit),
-    ] {
-        d.check(
-            format!("WORD.{name}"),
-            constants.get(name).map_or("missing", String::as_str),
-            rust,
-        );
+    // MEMBER_PATTERN is checked on the members below.
+    d.require(
+        "MEMBER_PATTERN is defined in layout.lua",
+        lua_constants.remove("MEMBER_PATTERN").is_some(),
+    );
+    for (name, value) in lua_constants {
+        d.0.push(format!(
+            "{name} ({value}): in layout.lua, not in pharox_redis::layout (or unchecked here)"
+        ));
     }
 
-    // WORD.room / load / active / free of each word, against Word::unpack.
-    for (w, lua) in words.iter().zip(array(&r[3])) {
+    // word_decode of each word, against Word::unpack.
+    for (w, lua) in words.iter().zip(array(&r[1])) {
         let lua = texts(lua);
         let packed = w.pack();
         let Some(rust) = Word::unpack(packed) else {
             d.0.push(format!("Word::unpack({packed}): None for a word pack made"));
             continue;
         };
-        d.check(format!("WORD.room({packed})"), &lua[0], rust.room);
-        d.check(format!("WORD.load({packed})"), &lua[1], rust.load);
-        d.check(
-            format!("WORD.active({packed})"),
-            &lua[2],
-            u8::from(rust.active),
-        );
-        d.check(
-            format!("WORD.free({packed})"),
-            &lua[3],
-            u8::from(rust.is_free()),
-        );
+        d.require(format!("Word::unpack(Word::pack({w:?}))"), rust == *w);
+        let fields = [
+            ("room", rust.room.to_string()),
+            ("load", rust.load.to_string()),
+            ("indexed load", rust.indexed_load.to_string()),
+            ("active", u8::from(rust.active).to_string()),
+            ("in free_by_load", u8::from(rust.in_load_index).to_string()),
+            (
+                "in free_by_latency",
+                u8::from(rust.in_latency_index).to_string(),
+            ),
+        ];
+        for ((what, rust), lua) in fields.iter().zip(&lua) {
+            d.check(format!("word_decode({packed}): {what}"), lua, rust);
+        }
     }
-    let largest = Word {
-        room: max,
-        load: max,
-        active: true,
-    }
-    .pack();
-    d.require("the largest word is 2^33 - 1", largest == (1i64 << 33) - 1);
-    // WORD.pack, against Word::pack.
-    for (w, lua) in words.iter().zip(texts(&r[4])) {
+    d.require(
+        "the largest word is 2^51 - 1",
+        word(max, max, max, [true; 3]).pack() == (1i64 << 51) - 1,
+    );
+    // Words composed from WORD_*, against Word::pack.
+    for (w, lua) in words.iter().zip(texts(&r[2])) {
         d.check(
-            format!("WORD.pack({}, {}, {})", w.room, w.load, w.active),
+            format!("a word composed from WORD_* of {w:?}"),
             lua,
             w.pack(),
         );
     }
-    // WORD.slot, against layout::word_offset.
-    for (seq, lua) in seqs.iter().zip(texts(&r[5])) {
-        d.check(format!("WORD.slot({seq})"), lua, layout::word_offset(*seq));
+    // word_slot and word_low, against word_offset and word_low_offset.
+    for (seq, lua) in seqs.iter().zip(array(&r[3])) {
+        let lua = texts(lua);
+        d.check(
+            format!("word_slot({seq})"),
+            &lua[0],
+            layout::word_offset(*seq),
+        );
+        d.check(
+            format!("word_low({seq})"),
+            &lua[1],
+            layout::word_low_offset(*seq),
+        );
+        // Its low 32 bits lie inside the word: the second half of i64 #seq.
+        d.require(
+            format!("word_low({seq}) addresses the low half of word {seq}"),
+            layout::word_low_offset(*seq) == 64 * seq + 32,
+        );
     }
-    // SCORE.load and SCORE.latency, against load_score and latency_score.
-    for ((key, seq), lua) in score_cases.iter().zip(array(&r[6])) {
+    // score_load and score_latency, against load_score and latency_score.
+    for ((key, seq), lua) in score_cases.iter().zip(array(&r[4])) {
         let lua = texts(lua);
         if *key <= max {
             d.check(
-                format!("SCORE.load({key}, {seq})"),
+                format!("score_load({key}, {seq})"),
                 &lua[0],
                 layout::load_score(*key, *seq),
             );
         }
         d.check(
-            format!("SCORE.latency({key}, {seq})"),
+            format!("score_latency({key}, {seq})"),
             &lua[1],
             layout::latency_score(*key, *seq),
         );
         // Exact in a double, as the indexes store them.
         d.require(
-            format!("SCORE.latency({key}, {seq}) is below 2^53"),
+            format!("score_latency({key}, {seq}) is below 2^53"),
             layout::latency_score(*key, *seq) < 1 << 53,
         );
     }
-    // MEMBER.build, against LeaseMember::build and parse; MEMBER.PATTERN
+    // member_build, against LeaseMember::build and parse; MEMBER_PATTERN
     // captures the sequence LeaseMember::parse reads.
-    for (m, lua) in members.iter().zip(array(&r[7])) {
+    for (m, lua) in members.iter().zip(array(&r[5])) {
         let lua = texts(lua);
         let built = m.build();
-        d.check(format!("MEMBER.build({built})"), &lua[0], &built);
+        d.check(format!("member_build({built})"), &lua[0], &built);
         match LeaseMember::parse(&lua[0]) {
             Some(parsed) => d.check(
-                format!("LeaseMember::parse(MEMBER.build(...)) of {built}"),
+                format!("LeaseMember::parse(member_build(...)) of {built}"),
                 format!("{parsed:?}"),
                 format!("{m:?}"),
             ),
             None => d.0.push(format!(
-                "LeaseMember::parse does not read MEMBER.build's {}",
+                "LeaseMember::parse does not read member_build's {}",
                 lua[0]
             )),
         }
-        d.check(format!("MEMBER.PATTERN on {built}"), &lua[1], m.seq);
+        d.check(format!("MEMBER_PATTERN on {built}"), &lua[1], m.seq);
     }
 
     assert!(
@@ -377,6 +455,127 @@ async fn layout_lua_and_the_rust_layout_agree() {
         "layout.lua and pharox_redis::layout disagree:\n{}",
         d.0.join("\n")
     );
+}
+
+/// The word arithmetic the scripts send, on a real BITFIELD at the offsets
+/// of the Rust mirror: `WORD_ACQUIRE` added to word `seq` (i64) takes one
+/// room to the load; `WORD_RELEASE` added to its low 32 bits (u32 at
+/// `word_low_offset`) under `OVERFLOW FAIL` gives it back, leaving the
+/// indexed load and the flags as they were, and is refused (nil, nothing
+/// written) at load 0; at load 0 with room 65535 it is not refused but
+/// lands on room 0, the case `end_lease` puts back. Words of every valid
+/// shape of `sample_words`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_deltas_move_one_slot_between_room_and_load() {
+    let server = RedisServer::start();
+    let mut con = server.raw_connection().await;
+    let max = layout::MAX_CAPACITY;
+    let one_room = word(1, 0, 0, [false; 3]).pack();
+    let one_load = word(0, 1, 0, [false; 3]).pack();
+    let (acquire, release) = (one_load - one_room, one_room - one_load);
+    let mut wrong = Vec::new();
+    // Only words a proxy can have: room + load is its capacity.
+    let valid = sample_words()
+        .into_iter()
+        .filter(|w| w.room + w.load >= 1 && w.room + w.load <= max);
+    for (i, w) in valid.enumerate() {
+        // Neighbours on both sides must stay untouched.
+        let seq = layout::FIRST_SEQ + 1 + 2 * i as u64;
+        let key = format!("counters-{i}");
+        let set: Vec<i64> = redis::cmd("BITFIELD")
+            .arg(&key)
+            .arg("SET")
+            .arg("i64")
+            .arg(layout::word_offset(seq - 1))
+            .arg(-1)
+            .arg("SET")
+            .arg("i64")
+            .arg(layout::word_offset(seq))
+            .arg(w.pack())
+            .arg("SET")
+            .arg("i64")
+            .arg(layout::word_offset(seq + 1))
+            .arg(-1)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(set.len(), 3);
+        let ended: Vec<Option<i64>> = redis::cmd("BITFIELD")
+            .arg(&key)
+            .arg("OVERFLOW")
+            .arg("FAIL")
+            .arg("INCRBY")
+            .arg("u32")
+            .arg(layout::word_low_offset(seq))
+            .arg(release)
+            .arg("GET")
+            .arg("i64")
+            .arg(layout::word_offset(seq))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let after = Word::unpack(ended[1].unwrap());
+        let want = if w.load == 0 && w.room == max {
+            // Not refused: room 65535 - 65535, as end_lease checks.
+            Some(Word { room: 0, ..w })
+        } else if w.load == 0 {
+            Some(w)
+        } else {
+            Some(Word {
+                room: w.room + 1,
+                load: w.load - 1,
+                ..w
+            })
+        };
+        let refused = w.load == 0 && w.room != max;
+        if ended[0].is_none() != refused || after != want {
+            wrong.push(format!(
+                "release on {w:?}: refused {} (want {refused}), left {after:?}, want {want:?}",
+                ended[0].is_none()
+            ));
+        }
+        if w.room > 0 && w.load < max {
+            let r: Vec<i64> = redis::cmd("BITFIELD")
+                .arg(&key)
+                .arg("SET")
+                .arg("i64")
+                .arg(layout::word_offset(seq))
+                .arg(w.pack())
+                .arg("INCRBY")
+                .arg("i64")
+                .arg(layout::word_offset(seq))
+                .arg(acquire)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            let want = Word {
+                room: w.room - 1,
+                load: w.load + 1,
+                ..w
+            };
+            if Word::unpack(r[1]) != Some(want) {
+                wrong.push(format!(
+                    "acquire on {w:?}: left {:?}, want {want:?}",
+                    Word::unpack(r[1])
+                ));
+            }
+        }
+        let around: Vec<i64> = redis::cmd("BITFIELD_RO")
+            .arg(&key)
+            .arg("GET")
+            .arg("i64")
+            .arg(layout::word_offset(seq - 1))
+            .arg("GET")
+            .arg("i64")
+            .arg(layout::word_offset(seq + 1))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if around != [-1, -1] {
+            wrong.push(format!("the words beside {w:?} changed: {around:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 /// `layout::read_slot` reads a `counters` string fetched whole exactly as
@@ -390,7 +589,7 @@ async fn read_slot_reads_what_bitfield_wrote() {
         (1, -1),
         (6, i64::MAX),
         (9, 9_007_199_254_740_991),
-        (16, (1 << 33) - 1),
+        (16, (1 << 51) - 1),
         (17, i64::MIN),
     ];
     let mut set = redis::cmd("BITFIELD");
