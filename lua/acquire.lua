@@ -21,7 +21,8 @@
 --         KEYS[8] or are in KEYS[9], verify | s verify the selector's own
 --         index
 --       9 filter JSON (plans v, g, s; at most LIMIT_FILTER_BYTES)
---       10 position to resume from ('' to start; every plan)
+--       10 position to resume from ('' to start; every plan: without a
+--          filter it names no index, only the pass)
 --       11, 12, 13 geo search longitude, latitude, radius km (plan g)
 -- Returns: {seq, token, now_ms, generation[, proxy JSON]} for a lease, the
 --            JSON only when the generation differs from ARGV[7];
@@ -61,6 +62,22 @@ if not (plan == '' or plan == 'x' or plan == 'v' or plan == 'g' or plan == 's') 
 end
 if (plan == 'x' or plan == 'v' or plan == 'g') and KEYS[8] == nil or plan == 'g' and KEYS[9] == nil then
   return fail('bad argument: candidate keys')
+end
+
+-- The position: which index a pass walks (i KEYS[8], s free_by_seq,
+-- l free_by_load, t free_by_latency; '-' not chosen yet, the only one of
+-- plan ''), the round-robin phase (1 after the cursor, 2 up to it), the
+-- last score examined, the cursor the pass started from, and the pass (2
+-- after a reclaim). Checked here, before the first write of any plan.
+local pos = { src = '-', phase = 1, after = nil, cursor = nil, pass = 1 }
+if ARGV[10] ~= nil and ARGV[10] ~= '' then
+  local src, phase, after, cur, pass = string.match(ARGV[10], '^([-islt]):([12]):(%d*):(%d*):([12])$')
+  if src == nil or (src == 'i' and plan ~= 'x' and plan ~= 'v') or (plan == '' and src ~= '-')
+      or (sel == 'r' and src ~= '-' and cur == '') then
+    return fail('bad argument: position')
+  end
+  pos = { src = src, phase = tonumber(phase), after = after ~= '' and after or nil,
+    cursor = cur ~= '' and cur or nil, pass = tonumber(pass) }
 end
 
 local K = { counters = KEYS[1], leases_by_deadline = KEYS[2], free_by_seq = KEYS[3],
@@ -200,13 +217,12 @@ local function miss(pass)
 end
 
 if plan == '' then
-  local pass = ARGV[10] == '-:1:::2' and 2 or 1
   if sel == 'l' or sel == 't' then
     local seq, more = pick_lazy(sel)
     if seq then return grant(seq) end
     if more then return { -3, ARGV[10] or '' } end
   end
-  return miss(pass)
+  return miss(pos.pass)
 end
 
 ---------------------------------------------------------------------------
@@ -233,21 +249,6 @@ if plan == 'g' then
   -- The numbers checked, as GEOSEARCH reads them (Lua's tonumber accepts
   -- spacing and forms Redis refuses).
   geo = { string.format('%.17g', lon), string.format('%.17g', lat), string.format('%.17g', radius) }
-end
-
--- The position: which index a pass walks (i KEYS[8], s free_by_seq,
--- l free_by_load, t free_by_latency; '-' not chosen yet), the round-robin
--- phase (1 after the cursor, 2 up to it), the last score examined, the
--- cursor the pass started from, and the pass (2 after a reclaim).
-local pos = { src = '-', phase = 1, after = nil, cursor = nil, pass = 1 }
-if ARGV[10] ~= nil and ARGV[10] ~= '' then
-  local src, phase, after, cur, pass = string.match(ARGV[10], '^([-islt]):([12]):(%d*):(%d*):([12])$')
-  if src == nil or (src == 'i' and plan ~= 'x' and plan ~= 'v')
-      or (sel == 'r' and src ~= '-' and cur == '') then
-    return fail('bad argument: position')
-  end
-  pos = { src = src, phase = tonumber(phase), after = after ~= '' and after or nil,
-    cursor = cur ~= '' and cur or nil, pass = tonumber(pass) }
 end
 
 local function record_matches(json, seq)
