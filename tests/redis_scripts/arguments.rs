@@ -41,10 +41,18 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// ARGV of a valid acquire (ARGV 1-7), then `more`; `edit` changes it.
+/// ARGV of a valid unfiltered acquire (ARGV 1-10, as `queries::acquire`
+/// always sends them: plan, filter JSON and position empty), `more`
+/// written from ARGV 8 on (plan, filter JSON, position, geo); `edit`
+/// changes it.
 pub(crate) fn acquire_argv(more: &[&str], edit: impl FnOnce(&mut Vec<String>)) -> Vec<String> {
-    let mut v = strings(&["f", "3600000", "c", "1", "64", "0", ""]);
-    v.extend(strings(more));
+    let mut v = strings(&["f", "3600000", "c", "1", "64", "0", "", "", "", ""]);
+    for (i, m) in more.iter().enumerate() {
+        match v.get_mut(7 + i) {
+            Some(slot) => *slot = (*m).to_owned(),
+            None => v.push((*m).to_owned()),
+        }
+    }
     edit(&mut v);
     v
 }
@@ -413,6 +421,17 @@ fn refusals(k: &PoolKeys) -> Vec<Bad> {
             "key count",
         ));
     }
+    // The pool's two by_value keys (country AR, city X) announced, but one
+    // of them passed twice: refused before anything is unlinked.
+    let mut twice = l.remove_pool.clone();
+    let country = k.by_value(IndexField::Country, "AR");
+    twice.extend([country.clone(), country]);
+    out.push(bad(
+        "REMOVE_POOL",
+        &twice,
+        strings(&["2"]),
+        "a by_value key passed twice",
+    ));
     out
 }
 
@@ -446,6 +465,30 @@ fn position_refusals(l: &Lists) -> Vec<Bad> {
                 "ACQUIRE",
                 keys,
                 acquire_argv(&[plan, "{}", position], |_| {}),
+                "position",
+            ));
+        }
+    }
+    // Without a filter a position only carries the pass: it names no
+    // index ('-'), as the only ones the script hands out do ('' and
+    // "-:1:::2").
+    for position in [
+        "garbage",
+        "-",
+        "-:1:::",
+        "-:1:::3",
+        "s:1:::1",
+        "l:1:::1",
+        "t:1:17::2",
+        "i:1:::1",
+        "-:1:::2 ",
+        "::::",
+    ] {
+        for sel in ["f", "r", "l", "t"] {
+            out.push(bad(
+                "ACQUIRE",
+                &l.all,
+                acquire_argv(&["", "", position], |v| v[0] = sel.into()),
                 "position",
             ));
         }
@@ -577,6 +620,18 @@ async fn every_script_refuses_bad_arguments_before_writing_and_answers_for_a_mis
         ),
         (
             "ACQUIRE",
+            &l.all,
+            acquire_argv(&[], |v| v[0] = "l".into()),
+            minus_one.clone(),
+        ),
+        (
+            "ACQUIRE",
+            &l.all,
+            acquire_argv(&["", "", "-:1:::2"], |v| v[0] = "t".into()),
+            minus_one.clone(),
+        ),
+        (
+            "ACQUIRE",
             &l.verify,
             acquire_argv(&["v", r#"{"country":"AR"}"#, ""], |v| v[5] = "1".into()),
             minus_one.clone(),
@@ -683,20 +738,22 @@ async fn every_script_refuses_bad_arguments_before_writing_and_answers_for_a_mis
         (&l.scan, &["s", "{}", ""][..]),
         (&l.exact, &["x", "", ""][..]),
     ] {
-        assert_eq!(
-            ints(
-                eval(
-                    &mut f.con,
-                    &scripts::ACQUIRE,
-                    refs(keys),
-                    &refs(&acquire_argv(more, |_| {}))
-                )
-                .await
-                .unwrap()
-            ),
-            vec![0],
-            "{more:?}"
-        );
+        for sel in ["f", "r", "l", "t"] {
+            assert_eq!(
+                ints(
+                    eval(
+                        &mut f.con,
+                        &scripts::ACQUIRE,
+                        refs(keys),
+                        &refs(&acquire_argv(more, |v| v[0] = sel.into()))
+                    )
+                    .await
+                    .unwrap()
+                ),
+                vec![0],
+                "{sel} {more:?}"
+            );
+        }
     }
     assert_eq!(
         eval(&mut f.con, &scripts::CLEANUP, refs(&l.lease), &["10"])

@@ -57,7 +57,7 @@ async fn scripts_return_the_documented_shapes() {
             con,
             acquire,
             acq.clone(),
-            &["f", "3600000", "c1", "111", "64", "0", ""],
+            &["f", "3600000", "c1", "111", "64", "0", "", "", "", ""],
         )
         .await
         .unwrap(),
@@ -82,7 +82,7 @@ async fn scripts_return_the_documented_shapes() {
             con,
             acquire,
             acq.clone(),
-            &["t", "3600000", "c1", "1", "64", "1", ""],
+            &["t", "3600000", "c1", "1", "64", "1", "", "", "", ""],
         )
         .await
         .unwrap(),
@@ -124,7 +124,7 @@ async fn scripts_return_the_documented_shapes() {
             con,
             acquire,
             acq.clone(),
-            &["l", "3600000", "c2", "222", "64", "0", &gen_s],
+            &["l", "3600000", "c2", "222", "64", "0", &gen_s, "", "", ""],
         )
         .await
         .unwrap(),
@@ -140,7 +140,7 @@ async fn scripts_return_the_documented_shapes() {
                 con,
                 acquire,
                 acq.clone(),
-                &["r", "3600000", "c3", "3", "64", find, ""],
+                &["r", "3600000", "c3", "3", "64", find, "", "", "", ""],
             )
             .await
             .unwrap(),
@@ -232,7 +232,7 @@ async fn scripts_return_the_documented_shapes() {
                 con,
                 acquire,
                 acq.clone(),
-                &["f", "1", consumer, nonce, "0", "0", &gen_s],
+                &["f", "1", consumer, nonce, "0", "0", &gen_s, "", "", ""],
             )
             .await
             .unwrap(),
