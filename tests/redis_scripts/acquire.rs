@@ -1,7 +1,10 @@
 //! acquire.lua's plans and positions: each plan leases the selector's
 //! exact choice among the proxies that qualify; a forged position never
 //! leases one that does not; a search longer than one call's budget
-//! answers `{-3, position}` (writing nothing) until it reaches its lease.
+//! answers `{-3, position}` until it reaches its lease, granting nothing
+//! and writing nothing before (walking a lazily kept index, nothing but
+//! its corrections); stale entries of the lazy indexes beyond one call's
+//! budget are corrected across calls, filtered or not.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -380,6 +383,17 @@ async fn forged_positions_never_lease_a_proxy_that_does_not_qualify() {
         .none_of([ProxyFilters::new().city("B")]);
     // (plan, filter JSON, the sequences it may lease)
     let plans: Vec<(Plan, String, BTreeSet<u64>)> = vec![
+        // No filter: every active proxy with room.
+        (
+            Plan::All,
+            String::new(),
+            BTreeSet::from([
+                ok,
+                seq_of(&mut f, &k, "us").await,
+                seq_of(&mut f, &k, "b").await,
+                seq_of(&mut f, &k, "bare").await,
+            ]),
+        ),
         // Plan x trusts its index: every free member qualifies.
         (
             Plan::Exact(city_a.clone()),
@@ -476,7 +490,8 @@ async fn forged_positions_never_lease_a_proxy_that_does_not_qualify() {
 
 /// A big pool where one proxy in thousands matches: the store's loop
 /// reaches it; called directly, every call before the lease answers
-/// `{-3, position}` and writes nothing.
+/// `{-3, position}`, grants no lease and writes nothing (or, walking a
+/// lazily kept index, nothing but its corrections).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filtered_search_continues_across_calls_to_its_only_match() {
     let mut f = Fixture::start().await;
@@ -510,6 +525,7 @@ async fn a_filtered_search_continues_across_calls_to_its_only_match() {
     let last_isp = proxy(2 * n + 1).with_isp("i");
     f.store.upsert_proxy(&last_isp).await.unwrap();
     let k = keys("big");
+    let mut watch = KeyWrites::start(&mut f).await;
     let ar_seq = seq_of(&mut f, &k, last_ar.id.as_str()).await;
     let isp_seq = seq_of(&mut f, &k, last_isp.id.as_str()).await;
 
@@ -565,19 +581,31 @@ async fn a_filtered_search_continues_across_calls_to_its_only_match() {
                 .unwrap();
             assert_eq!(found.id, want.id, "find {filter:?} {selector:?}");
 
-            // The script directly: -3 steps that write nothing, then the lease.
+            // The script directly: -3 steps that grant no lease, then the lease.
             let json = if plan.verifies() {
                 serde_json::to_string(filter).unwrap()
             } else {
                 String::new()
             };
-            // No -3 step writes: the server's write counter stays put
-            // (and, for the first step, the keyspace's digests too).
+            // A walk of an exact index (the candidates, for f and r with
+            // plans x and v; free_by_seq for f and r with plan s) writes
+            // nothing before its lease: the server's write counter stays
+            // put (and, for the first step, the keyspace's digests too). A
+            // walk of a lazily kept index (free_by_load for l,
+            // free_by_latency for t) may correct the entries it meets, and
+            // write nothing else.
+            let lazy = sel == "l" || sel == "t";
             let mut position = String::new();
             let mut continued = 0;
             let seq = loop {
-                let digests = if continued == 0 {
+                let digests = if continued == 0 && !lazy {
                     Some(f.fingerprint().await)
+                } else {
+                    None
+                };
+                let lazy_before = if lazy {
+                    watch.since_last(&mut f.con).await;
+                    Some(f.counters(&k).await)
                 } else {
                     None
                 };
@@ -585,7 +613,13 @@ async fn a_filtered_search_continues_across_calls_to_its_only_match() {
                 match step(&mut f, &k, &acquire_args(sel, plan, &json, &position)).await {
                     Step::Continue(next) => {
                         let what = format!("{plan:?} {sel} answering -3 at {position:?}");
-                        assert_eq!(writes(&mut f.con).await, written, "{what} wrote");
+                        if let Some(before) = lazy_before {
+                            let written = watch.since_last(&mut f.con).await;
+                            let after = f.counters(&k).await;
+                            assert_only_corrections(&k, &written, &before, &after, &what);
+                        } else {
+                            assert_eq!(writes(&mut f.con).await, written, "{what} wrote");
+                        }
                         if let Some(before) = digests {
                             before.assert_same(&f.fingerprint().await, &what);
                         }
@@ -670,5 +704,111 @@ async fn a_miss_that_reclaims_continues_with_a_second_pass() {
         release(&mut f, &k, &m).await;
         let l = f.store.acquire(&short).await.unwrap().unwrap();
         f.wait_past(l.expires_at.timestamp_millis()).await;
+    }
+}
+
+/// Least used and lowest latency read lazily kept indexes: a proxy that
+/// became full stays in `free_by_load` and `free_by_latency` until a search
+/// meets it. With more such entries ahead of the only free proxy than one
+/// call may correct, the unfiltered search answers `{-3, position}` (the
+/// budget of `acquire.lua`'s header) and a filtered walk of the same index
+/// corrects them as it goes: every such step grants no lease and writes
+/// nothing but index corrections, each leaves the pool sound and the index
+/// shorter, and the search ends leasing the free proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_lazy_entries_beyond_one_calls_budget_are_corrected_across_calls() {
+    let mut f = Fixture::start().await;
+    // Over twice the corrections one unfiltered call makes (STEP_UNITS / 4).
+    let n = 1_100u32;
+    let full: Vec<Proxy> = (0..n)
+        .map(|i| {
+            Proxy::new("lazy", "10.0.0.1", 1000, ProxyProtocol::Http)
+                .with_id(format!("p{i}"))
+                .with_latency_ms(i + 1)
+                .with_max_concurrency(1)
+        })
+        .collect();
+    let pool = f.pool("lazy", &[]).await;
+    add_proxies(&f.store, &full).await;
+    // The only one left free: the last sequence and the highest latency,
+    // so every stale entry comes before it in both indexes.
+    let free = Proxy::new("lazy", "10.0.0.2", 1000, ProxyProtocol::Http)
+        .with_id("free")
+        .with_city("F")
+        .with_latency_ms(5_000)
+        .with_max_concurrency(1);
+    f.store.upsert_proxy(&free).await.unwrap();
+    let k = keys("lazy");
+    let free_seq = seq_of(&mut f, &k, "free").await;
+    let city_f = serde_json::to_string(&ProxyFilters::new().city("F")).unwrap();
+    let mut watch = KeyWrites::start(&mut f).await;
+
+    let mut held = Vec::new();
+    for (sel, plan, json) in [
+        ("l", Plan::All, ""),
+        ("t", Plan::All, ""),
+        ("l", Plan::Scan, city_f.as_str()),
+        ("t", Plan::Scan, city_f.as_str()),
+    ] {
+        // Fill every other proxy through first available (free_by_seq):
+        // their entries in the lazy indexes stay, stale.
+        for l in held.drain(..) {
+            f.store.release(&l).await.unwrap();
+        }
+        let req = lease_req(&pool, "w").selector(Selector::FirstAvailable);
+        for _ in 0..n / 50 {
+            let got = futures_util::future::try_join_all((0..50).map(|_| f.store.acquire(&req)))
+                .await
+                .unwrap();
+            held.extend(got.into_iter().map(|l| l.expect("a free proxy")));
+        }
+        assert!(held.iter().all(|l| l.proxy.id.as_str() != "free"));
+        let index = if sel == "l" {
+            &k.free_by_load
+        } else {
+            &k.free_by_latency
+        };
+        assert_eq!(
+            zcard(&mut f.con, index).await,
+            u64::from(n) + 1,
+            "{sel}: stale"
+        );
+        f.assert_sound(&pool, &format!("{sel} {plan:?} with stale entries"))
+            .await;
+
+        let mut position = String::new();
+        let mut continued = 0;
+        let mut left = zcard(&mut f.con, index).await;
+        let seq = loop {
+            watch.since_last(&mut f.con).await;
+            let before = f.counters(&k).await;
+            match step(&mut f, &k, &acquire_args(sel, &plan, json, &position)).await {
+                Step::Continue(next) => {
+                    let what = format!("{sel} {plan:?} answering -3 at {position:?}");
+                    let written = watch.since_last(&mut f.con).await;
+                    let after = f.counters(&k).await;
+                    assert_only_corrections(&k, &written, &before, &after, &what);
+                    f.assert_sound(&pool, &what).await;
+                    let now = zcard(&mut f.con, index).await;
+                    assert!(now < left, "{what}: corrected nothing ({now} entries)");
+                    left = now;
+                    continued += 1;
+                    assert!(continued < 100, "{sel} {plan:?}: never ends");
+                    position = next;
+                }
+                Step::Leased { seq, token, now } => {
+                    release(&mut f, &k, &member(seq, token, now)).await;
+                    break seq;
+                }
+                Step::None => panic!("{sel} {plan:?}: {{0}} after {continued} steps"),
+            }
+        };
+        assert_eq!(seq, free_seq, "{sel} {plan:?}");
+        assert!(
+            continued >= 1,
+            "{sel} {plan:?}: {n} stale entries corrected in one call"
+        );
+        f.assert_sound(&pool, &format!("{sel} {plan:?} after the lease"))
+            .await;
     }
 }

@@ -1,14 +1,18 @@
 //! Helpers of the script tests: a private server with its store and a raw
 //! connection, direct script calls, reply accessors, keyspace fingerprints
-//! and bounded waits on the Redis clock.
+//! and the keys a call wrote (keyspace notifications), what counts as
+//! corrections of the lazy indexes only, and bounded waits on the Redis
+//! clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use pharox_core::{AcquireRequest, PoolId, Proxy, ProxyPool, Storage};
 use pharox_redis::keys::PoolKeys;
-use pharox_redis::layout::LeaseMember;
+use pharox_redis::layout::{self, LeaseMember, Word};
 use pharox_redis::queries::{AcquireArgs, Plan};
 use pharox_redis::redis::{self, Script, ScriptInvocation, Value, aio::MultiplexedConnection};
 use pharox_redis::scripts;
@@ -173,6 +177,10 @@ pub fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+pub async fn zcard(con: &mut MultiplexedConnection, key: &str) -> u64 {
+    redis::cmd("ZCARD").arg(key).query_async(con).await.unwrap()
+}
+
 pub async fn redis_now_ms(con: &mut MultiplexedConnection) -> i64 {
     let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(con).await.unwrap();
     secs * 1000 + micros / 1000
@@ -321,4 +329,160 @@ impl Fingerprint {
         }
         assert!(diff.is_empty(), "{what} wrote: {diff:#?}");
     }
+}
+
+/// The keys calls write, told by the server itself: keyspace notifications
+/// of every write (`notify-keyspace-events KA`), read on a connection of
+/// their own, each batch closed by a sentinel message.
+pub struct KeyWrites {
+    reader: BufReader<TcpStream>,
+    sentinel: u64,
+}
+
+const WRITES_SENTINEL: &str = "pharox-writes-sentinel";
+
+impl KeyWrites {
+    /// Turns the notifications on and starts listening.
+    pub async fn start(f: &mut Fixture) -> Self {
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("notify-keyspace-events")
+            .arg("KA")
+            .query_async(&mut f.con)
+            .await
+            .unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", f.server.port())).expect("connect to watch");
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s.write_all(
+            format!("PSUBSCRIBE __keyspace@0__:*\r\nSUBSCRIBE {WRITES_SENTINEL}\r\n").as_bytes(),
+        )
+        .unwrap();
+        let mut w = Self {
+            reader: BufReader::new(s),
+            sentinel: 0,
+        };
+        for _ in 0..2 {
+            let confirm = w.message();
+            assert!(confirm[0].ends_with("subscribe"), "{confirm:?}");
+        }
+        w
+    }
+
+    /// One RESP2 array of bulk strings (a pub/sub message).
+    fn message(&mut self) -> Vec<String> {
+        let mut line = String::new();
+        let read_line = |r: &mut BufReader<TcpStream>, line: &mut String| {
+            line.clear();
+            r.read_line(line).expect("a pub/sub line");
+            line.trim_end().to_owned()
+        };
+        let head = read_line(&mut self.reader, &mut line);
+        let n: usize = head
+            .strip_prefix('*')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not a pub/sub message: {head:?}"));
+        (0..n)
+            .map(|_| {
+                let item = read_line(&mut self.reader, &mut line);
+                if let Some(len) = item.strip_prefix('$') {
+                    let len: usize = len.parse().unwrap();
+                    let mut buf = vec![0; len + 2];
+                    self.reader.read_exact(&mut buf).unwrap();
+                    buf.truncate(len);
+                    String::from_utf8_lossy(&buf).into_owned()
+                } else {
+                    // An integer (subscription counts).
+                    item[1..].to_owned()
+                }
+            })
+            .collect()
+    }
+
+    /// The keys written since the previous call (or since `start`).
+    pub async fn since_last(&mut self, con: &mut MultiplexedConnection) -> BTreeSet<String> {
+        self.sentinel += 1;
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(WRITES_SENTINEL)
+            .arg(self.sentinel)
+            .query_async(con)
+            .await
+            .unwrap();
+        let want = self.sentinel.to_string();
+        tokio::task::block_in_place(|| {
+            let mut keys = BTreeSet::new();
+            loop {
+                let m = self.message();
+                match m.first().map(String::as_str) {
+                    Some("pmessage") if m.len() == 4 => {
+                        let key = m[2]
+                            .strip_prefix("__keyspace@0__:")
+                            .expect("a keyspace event");
+                        keys.insert(key.to_owned());
+                    }
+                    Some("message") if m.len() == 3 && m[1] == WRITES_SENTINEL => {
+                        if m[2] == want {
+                            return keys;
+                        }
+                    }
+                    _ => panic!("unexpected pub/sub message {m:?}"),
+                }
+            }
+        })
+    }
+}
+
+/// A pool's `counters` string as a call found it.
+pub struct Counters(Vec<u8>);
+
+impl Fixture {
+    pub async fn counters(&mut self, k: &PoolKeys) -> Counters {
+        Counters(
+            redis::cmd("GET")
+                .arg(&k.counters)
+                .query_async(&mut self.con)
+                .await
+                .unwrap(),
+        )
+    }
+}
+
+/// Panics unless a call that wrote `written` (keys) and took pool `k`'s
+/// counters from `before` to `after` wrote nothing but corrections of the
+/// lazily kept indexes: no key but `free_by_load`, `free_by_latency` and
+/// `counters` (so no lease was added or ended, `free_by_seq` is as it
+/// was), no counter slot changed (the token counter among them: no lease
+/// granted), and every word kept its room, load and active flag (only its
+/// indexed load and index flags may move). Whether the corrections are
+/// right is `testkit::index_problems`'s to tell.
+pub fn assert_only_corrections(
+    k: &PoolKeys,
+    written: &BTreeSet<String>,
+    before: &Counters,
+    after: &Counters,
+    what: &str,
+) {
+    let lazy = [&k.counters, &k.free_by_load, &k.free_by_latency];
+    let other: Vec<&String> = written.iter().filter(|w| !lazy.contains(w)).collect();
+    assert!(other.is_empty(), "{what} wrote {other:?}");
+    let (b, a) = (&before.0, &after.0);
+    let slots = b.len().max(a.len()).div_ceil(8) as u64;
+    let mut diff = Vec::new();
+    for slot in 0..slots {
+        let (wb, wa) = (layout::read_slot(b, slot), layout::read_slot(a, slot));
+        if wb == wa {
+            continue;
+        }
+        if slot < layout::FIRST_SEQ {
+            diff.push(format!("counter slot #{slot}: {wb} -> {wa}"));
+            continue;
+        }
+        match (Word::unpack(wb), Word::unpack(wa)) {
+            (Some(x), Some(y)) if (x.room, x.load, x.active) == (y.room, y.load, y.active) => {}
+            (x, y) => diff.push(format!("word {slot}: {x:?} -> {y:?}")),
+        }
+    }
+    assert!(
+        diff.is_empty(),
+        "{what} wrote more than index corrections: {diff:#?}"
+    );
 }
