@@ -1,4 +1,4 @@
-//! Filters: the JSON limits of `LIMIT.FILTER_*` and the field types are
+//! Filters: the JSON limits of `LIMIT_FILTER_*` and the field types are
 //! checked before anything is written; the limits themselves and JSON
 //! nulls (meaning "absent") are accepted; the store refuses what the
 //! scripts would.
@@ -11,7 +11,7 @@ use pharox_redis::queries::{self, Plan};
 use crate::arguments::{Bad, Lists, acquire_argv, bad};
 use crate::support::*;
 
-/// Filters over the limits of `LIMIT.FILTER_*`, and fields of the wrong type.
+/// Filters over the limits of `LIMIT_FILTER_*`, and fields of the wrong type.
 pub(crate) fn filter_refusals(l: &Lists) -> Vec<Bad> {
     let mut out = Vec::new();
     let mut refuse = |json: String, names: &str| {
@@ -164,8 +164,8 @@ async fn eval_found(f: &mut Fixture, k: &PoolKeys, a: &queries::AcquireArgs<'_>)
 }
 
 /// Filters that pass `ProxyFilters::validate` but that the scripts refuse
-/// (more objects than `LIMIT.FILTER_NODES`, JSON longer than
-/// `LIMIT.FILTER_BYTES`) must be refused by the store as invalid input, as
+/// (more objects than `LIMIT_FILTER_NODES`, JSON longer than
+/// `LIMIT_FILTER_BYTES`) must be refused by the store as invalid input, as
 /// every other filter limit is, not fail as a backend error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_over_the_script_limits_are_invalid_input() {

@@ -1,6 +1,6 @@
 //! Limits: a pool's size and sequences (upsert answers -4 and -5 and
 //! writes nothing), and calls that handle more items than one chunk
-//! (`LIMIT.CHUNK`): removing a pool of thousands of by_value keys, a proxy
+//! (`LIMIT_CHUNK`): removing a pool of thousands of by_value keys, a proxy
 //! of thousands of leases. Location arguments either refused or stored
 //! whole.
 
@@ -107,7 +107,7 @@ async fn upsert_refuses_a_new_proxy_in_a_full_pool() {
         .await;
     one_due_lease(&mut f, &pool).await;
     let k = keys("full");
-    // seq_by_id planted up to LIMIT.MAX_PROXIES entries, in a few calls.
+    // seq_by_id planted up to LIMIT_MAX_PROXIES entries, in a few calls.
     let plant = redis::Script::new(
         r#"
         for i = tonumber(ARGV[1]), tonumber(ARGV[2]), 1000 do
