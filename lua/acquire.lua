@@ -20,7 +20,8 @@
 --         g geo: matches lie in the score ranges of ARGV[11..] of KEYS[8]
 --         or are in KEYS[9], verify | s verify the selector's own index
 --       9 filter JSON (plans v, g, s; at most LIMIT_FILTER_BYTES)
---       10 position to resume from ('' to start; every plan)
+--       10 position to resume from ('' to start; every plan, checked
+--         before anything is written)
 --       11 (plan g) the number of score ranges (1 .. 9), then each range's
 --         min and max (integers, 0 <= min < max <= 2^52; max excluded):
 --         cells of Redis's GEO encoding covering the filter's circle
@@ -62,6 +63,22 @@ if not (plan == '' or plan == 'x' or plan == 'v' or plan == 'g' or plan == 's') 
 end
 if (plan == 'x' or plan == 'v' or plan == 'g') and KEYS[8] == nil or plan == 'g' and KEYS[9] == nil then
   return fail('bad argument: candidate keys')
+end
+
+-- The position: which index a pass walks (i KEYS[8], s free_by_seq,
+-- l free_by_load, t free_by_latency; '-' not chosen yet), the round-robin
+-- phase (1 after the cursor, 2 up to it), the last score examined, the
+-- cursor the pass started from, and the pass (2 after a reclaim).
+local pos = { src = '-', phase = 1, after = nil, cursor = nil, pass = 1 }
+if ARGV[10] ~= nil and ARGV[10] ~= '' then
+  local src, phase, after, cur, pass = string.match(ARGV[10], '^([-islt]):([12]):(%d*):(%d*):([12])$')
+  if src == nil or (src == 'i' and plan ~= 'x' and plan ~= 'v')
+      or (plan == '' and src ~= '-' and src ~= sel)
+      or (sel == 'r' and src ~= '-' and cur == '') then
+    return fail('bad argument: position')
+  end
+  pos = { src = src, phase = tonumber(phase), after = after ~= '' and after or nil,
+    cursor = cur ~= '' and cur or nil, pass = tonumber(pass) }
 end
 
 local K = { counters = KEYS[1], leases_by_deadline = KEYS[2], free_by_seq = KEYS[3],
@@ -131,7 +148,7 @@ elseif plan == '' and sel == 'r' then
   local seq = redis.call('ZRANGEBYSCORE', K.free_by_seq, '(' .. cursor(), '+inf', 'LIMIT', 0, 1)[1]
     or redis.call('ZRANGE', K.free_by_seq, 0, 0)[1]
   if seq then return grant(seq) end
-elseif plan == '' and (ARGV[10] == nil or ARGV[10] == '') then
+elseif plan == '' and pos.src == '-' then
   -- Least used, lowest latency: the first entry, if it is still valid.
   local seq = redis.call('ZRANGE', sel == 'l' and K.free_by_load or K.free_by_latency, 0, 0)[1]
   if seq then
@@ -191,7 +208,7 @@ local function miss(pass)
 end
 
 if plan == '' and (sel == 'f' or sel == 'r') then
-  return miss(ARGV[10] == '-:1:::2' and 2 or 1)
+  return miss(pos.pass)
 end
 
 ---------------------------------------------------------------------------
@@ -220,22 +237,6 @@ if plan == 'g' then
     if lo == nil or hi == nil or lo >= hi then return fail('bad argument: geo ranges') end
     ranges[i] = { ARGV[10 + 2 * i], '(' .. ARGV[11 + 2 * i] }
   end
-end
-
--- The position: which index a pass walks (i KEYS[8], s free_by_seq,
--- l free_by_load, t free_by_latency; '-' not chosen yet), the round-robin
--- phase (1 after the cursor, 2 up to it), the last score examined, the
--- cursor the pass started from, and the pass (2 after a reclaim).
-local pos = { src = '-', phase = 1, after = nil, cursor = nil, pass = 1 }
-if ARGV[10] ~= nil and ARGV[10] ~= '' then
-  local src, phase, after, cur, pass = string.match(ARGV[10], '^([-islt]):([12]):(%d*):(%d*):([12])$')
-  if src == nil or (src == 'i' and plan ~= 'x' and plan ~= 'v')
-      or (plan == '' and (src == 's' or src == 'i'))
-      or (sel == 'r' and src ~= '-' and cur == '') then
-    return fail('bad argument: position')
-  end
-  pos = { src = src, phase = tonumber(phase), after = after ~= '' and after or nil,
-    cursor = cur ~= '' and cur or nil, pass = tonumber(pass) }
 end
 
 local function record_matches(json, seq)

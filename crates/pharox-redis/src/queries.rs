@@ -451,9 +451,14 @@ pub fn health_applied(v: Value) -> Result<std::result::Result<Option<i64>, ()>> 
     })
 }
 
+/// The KEYS of `create_pool.lua`.
+pub fn create_pool_keys(k: &PoolKeys) -> [&str; 2] {
+    [&k.counters, &k.retired_token]
+}
+
 /// One call of `create_pool.lua`.
 pub fn create_pool(k: &PoolKeys, generation: u64) -> ScriptInvocation<'static> {
-    let mut inv = invocation(&scripts::CREATE_POOL, [&*k.counters, &*k.retired_token]);
+    let mut inv = invocation(&scripts::CREATE_POOL, create_pool_keys(k));
     inv.arg(generation);
     inv
 }
