@@ -178,30 +178,6 @@ local function freeing()
     if #bits > 0 then chunked('BITFIELD', K.counters, bits, 4) end
   end
 
-  -- Ends one lease `member` of leases_by_deadline (on proxy `seq`), counting
-  -- it as expired when `expired`; returns whether it held capacity. The
-  -- decrement refuses (OVERFLOW FAIL) a proxy without live leases: such a
-  -- member is not one pharox wrote, and is dropped without harm.
-  function F.end_lease(K, member, seq, expired)
-    redis.call('ZREM', K.leases_by_deadline, member)
-    local r = redis.call('BITFIELD', K.counters, 'OVERFLOW', 'FAIL', 'INCRBY', 'u32', word_low(seq),
-      WORD_RELEASE, 'GET', 'i64', word_slot(seq))
-    if not r[1] or r[1] == 0 then
-      -- Load 0 (refused), or load 0 with room 65535 (taken to room 0 and
-      -- load 0, which no proxy has: put back).
-      if r[1] == 0 then
-        redis.call('BITFIELD', K.counters, 'INCRBY', 'u32', word_low(seq), WORD_ACQUIRE)
-      end
-      redis.log(redis.LOG_WARNING, 'pharox: dropped a malformed lease member of ' .. K.leases_by_deadline)
-      return false
-    end
-    local E = F.edits()
-    F.note(E, seq, r[2], 1)
-    if expired then E.expired = 1 end
-    F.apply(K, E)
-    return true
-  end
-
   return F
 end
 

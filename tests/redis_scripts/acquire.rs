@@ -95,13 +95,9 @@ async fn reset_cursor(f: &mut Fixture, k: &PoolKeys) {
         .unwrap();
 }
 
-/// The store's search radius for a geo filter (see `store::plan`).
+/// The store's plan for a geo filter (see `store::plan`).
 fn geo(lat: f64, lon: f64, radius_km: f64) -> Plan {
-    Plan::Geo {
-        lon,
-        lat,
-        radius_km: radius_km * 1.0003 + 0.01,
-    }
+    Plan::geo(lat, lon, radius_km)
 }
 
 fn px(id: &str, lat: f64, lon: f64, latency: u32) -> Proxy {

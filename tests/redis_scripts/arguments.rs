@@ -82,7 +82,6 @@ pub(crate) struct Lists {
     pub(crate) admin: Vec<String>,
     pub(crate) health: Vec<String>,
     pub(crate) stats: Vec<String>,
-    pub(crate) snapshot: Vec<String>,
     pub(crate) get_proxy: Vec<String>,
     pub(crate) list_proxies: Vec<String>,
     pub(crate) create_pool: Vec<String>,
@@ -92,11 +91,7 @@ pub(crate) struct Lists {
 impl Lists {
     pub(crate) fn new(k: &PoolKeys) -> Self {
         let ix = k.by_value(IndexField::Country, "AR");
-        let geo = Plan::Geo {
-            lon: 0.0,
-            lat: 0.0,
-            radius_km: 1.0,
-        };
+        let geo = Plan::geo(0.0, 0.0, 1.0);
         Self {
             all: own(queries::acquire_keys(k, &Plan::All)),
             exact: own(queries::acquire_keys(k, &Plan::Exact(ix.clone()))),
@@ -107,7 +102,6 @@ impl Lists {
             admin: own(k.admin_keys()),
             health: own(queries::health_keys(k)),
             stats: own(queries::stats_keys(k)),
-            snapshot: own(queries::snapshot_keys(k)),
             get_proxy: own(queries::get_proxy_keys(k)),
             list_proxies: own(queries::list_proxies_keys(k)),
             create_pool: own(queries::create_pool_keys(k)),
@@ -195,34 +189,37 @@ fn refusals(k: &PoolKeys) -> Vec<Bad> {
     }
     out.extend(crate::filters::filter_refusals(&l));
     out.extend(position_refusals(&l));
-    for (lon, lat, radius) in [
-        ("x", "1", "5"),
-        ("1", "1", "0"),
-        ("1", "1", "-1"),
-        ("1", "1", "100001"),
-        ("181", "1", "5"),
-        ("-180.5", "1", "5"),
-        ("1", "85.1", "5"),
-        ("1", "-86", "5"),
-        ("nan", "1", "5"),
-        ("1", "nan", "5"),
-        ("1", "1", "nan"),
-        ("1", "1", "inf"),
-        ("", "", ""),
+    // Geo: a count of 1 to 9 score ranges, each two canonical integers
+    // 0 <= min < max <= 2^52.
+    let top = (1u64 << 52).to_string();
+    let over = ((1u64 << 52) + 1).to_string();
+    for ranges in [
+        vec![],
+        vec!["0"],
+        vec!["10"],
+        vec!["x", "1", "5"],
+        vec!["1", "5"],
+        vec!["1", "5", "5"],
+        vec!["1", "6", "5"],
+        vec!["1", "-1", "5"],
+        vec!["1", "0", &over],
+        vec!["1", "1e3", "2000"],
+        vec!["1", " 1", "5"],
+        vec!["1", "01", "5"],
+        vec!["1", "1.5", "5"],
+        vec!["2", "1", "5"],
+        vec!["2", "1", "5", "7"],
+        vec!["10", "0", &top],
     ] {
+        let mut args = vec!["g", "{}", ""];
+        args.extend(ranges.iter().copied());
         out.push(bad(
             "ACQUIRE",
             &l.geo,
-            acquire_argv(&["g", "{}", "", lon, lat, radius], |_| {}),
-            "geo",
+            acquire_argv(&args, |_| {}),
+            "geo ranges",
         ));
     }
-    out.push(bad(
-        "ACQUIRE",
-        &l.geo,
-        acquire_argv(&["g", "{}", ""], |_| {}),
-        "geo",
-    ));
 
     // release, renew, cleanup.
     let beyond = format!("{}:1:1:1:c", layout::MAX_SEQ + 1);
@@ -469,20 +466,11 @@ fn position_refusals(l: &Lists) -> Vec<Bad> {
             ));
         }
     }
-    // Without a filter a position only carries the pass: it names no
-    // index ('-'), as the only ones the script hands out do ('' and
-    // "-:1:::2").
+    // Without a filter a position names no index ('-', the pass only), or
+    // the lazily kept index its own selector walks (least used: l, lowest
+    // latency: t), as the ones the script hands out do.
     for position in [
-        "garbage",
-        "-",
-        "-:1:::",
-        "-:1:::3",
-        "s:1:::1",
-        "l:1:::1",
-        "t:1:17::2",
-        "i:1:::1",
-        "-:1:::2 ",
-        "::::",
+        "garbage", "-", "-:1:::", "-:1:::3", "s:1:::1", "i:1:::1", "-:1:::2 ", "::::",
     ] {
         for sel in ["f", "r", "l", "t"] {
             out.push(bad(
@@ -493,8 +481,22 @@ fn position_refusals(l: &Lists) -> Vec<Bad> {
             ));
         }
     }
+    for (sel, position) in [
+        ("f", "l:1:::1"),
+        ("r", "l:1:::1"),
+        ("t", "l:1:::1"),
+        ("f", "t:1:17::2"),
+        ("l", "t:1:17::2"),
+    ] {
+        out.push(bad(
+            "ACQUIRE",
+            &l.all,
+            acquire_argv(&["", "", position], |v| v[0] = sel.into()),
+            "position",
+        ));
+    }
     // The candidate index (i) only for plans x and v.
-    for (keys, plan, more) in [(&l.scan, "s", &[][..]), (&l.geo, "g", &["1", "1", "5"][..])] {
+    for (keys, plan, more) in [(&l.scan, "s", &[][..]), (&l.geo, "g", &["1", "0", "5"][..])] {
         let mut args = vec![plan, "{}", "i:1:::1"];
         args.extend(more);
         out.push(bad(
@@ -645,7 +647,7 @@ async fn every_script_refuses_bad_arguments_before_writing_and_answers_for_a_mis
         (
             "ACQUIRE",
             &l.geo,
-            acquire_argv(&["g", "{}", "", "1", "1", "5"], |_| {}),
+            acquire_argv(&["g", "{}", "", "1", "0", "5"], |_| {}),
             minus_one.clone(),
         ),
         (
@@ -663,7 +665,6 @@ async fn every_script_refuses_bad_arguments_before_writing_and_answers_for_a_mis
         ),
         ("CLEANUP", &l.lease, strings(&["10"]), Value::Int(-1)),
         ("STATS", &l.stats, Vec::new(), minus_one.clone()),
-        ("SNAPSHOT", &l.snapshot, Vec::new(), minus_one.clone()),
         (
             "LIST_PROXIES",
             &l.list_proxies,
@@ -802,7 +803,7 @@ async fn every_script_refuses_bad_arguments_before_writing_and_answers_for_a_mis
 
     let names: BTreeSet<&str> = scripts::all().iter().map(|(n, _)| *n).collect();
     assert_eq!(covered, names, "every script must be covered");
-    assert_eq!(names.len(), 13);
+    assert_eq!(names.len(), 12);
 }
 
 /// A corrupt retired token stops create_pool before it writes.

@@ -163,10 +163,11 @@ async fn eval_found(f: &mut Fixture, k: &PoolKeys, a: &queries::AcquireArgs<'_>)
     panic!("no answer in 100 calls")
 }
 
-/// Filters that pass `ProxyFilters::validate` but that the scripts refuse
-/// (more objects than `LIMIT_FILTER_NODES`, JSON longer than
-/// `LIMIT_FILTER_BYTES`) must be refused by the store as invalid input, as
-/// every other filter limit is, not fail as a backend error.
+/// Filters past the scripts' limits (more objects than
+/// `LIMIT_FILTER_NODES`, JSON longer than `LIMIT_FILTER_BYTES`) are
+/// refused by pharox-core's validation, and so by the store, as invalid
+/// input (the scripts' own refusal, a backend error, is only for direct
+/// callers).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_over_the_script_limits_are_invalid_input() {
     let f = Fixture::start().await;
@@ -182,7 +183,10 @@ async fn filters_over_the_script_limits_are_invalid_input() {
         ProxyFilters::new().any_of((0..80).map(|i| ProxyFilters::new().city(format!("{i:0>250}"))));
     assert!(serde_json::to_string(&wide).unwrap().len() > layout::FILTER_BYTES);
     for (what, filter) in [("257 objects", many), ("over 16 KiB", wide)] {
-        filter.validate().expect("valid for pharox-core");
+        assert!(
+            matches!(filter.validate(), Err(Error::InvalidInput { .. })),
+            "{what}: pharox-core refuses it"
+        );
         for sel in Selector::ALL {
             let r = f
                 .store

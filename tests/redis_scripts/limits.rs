@@ -9,7 +9,7 @@ use pharox_core::{
     AcquireRequest, Error, Proxy, ProxyFilters, ProxyPool, ProxyProtocol, ReleaseOutcome, Storage,
 };
 use pharox_redis::layout::{self, Slot};
-use pharox_redis::queries::{self, Plan, UpsertArgs, UpsertReply};
+use pharox_redis::queries::{self, UpsertArgs, UpsertReply};
 use pharox_redis::redis::{self, Value};
 use pharox_redis::scripts;
 
@@ -404,27 +404,6 @@ async fn coordinates_either_are_refused_or_stored_whole() {
                     )),
                 }
             }
-        }
-        // A geo acquire with that longitude.
-        let plan = Plan::Geo {
-            lon: 0.0,
-            lat: 0.0,
-            radius_km: 1.0,
-        };
-        let a = queries::acquire_keys(&k, &plan);
-        let r = eval(
-            &mut f.con,
-            &scripts::ACQUIRE,
-            a,
-            &[
-                "f", "3600000", "c", "1", "64", "1", "", "g", "{}", "", lon, "10", "50",
-            ],
-        )
-        .await;
-        if let Ok(msg) = error_text(r)
-            && !msg.contains("PHAROX bad argument: geo")
-        {
-            wrong.push(format!("a geo acquire at longitude {lon:?}: {msg:?}"));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

@@ -289,23 +289,32 @@ async fn scripts_return_the_documented_shapes() {
         ),
         (1, 5, 1, 3)
     );
-    let con = &mut f.con;
 
-    // snapshot: {stats, {seq, load, JSON}, {member, deadline}}.
-    let snap = array(
-        eval(con, &scripts::SNAPSHOT, queries::snapshot_keys(&k), &[])
-            .await
-            .unwrap(),
+    // pool_snapshot: one MULTI/EXEC of plain commands, decoded by the store
+    // with the layout's Rust mirror: the same counters as stats.lua, the
+    // proxies in sequence order with their loads, the leases by deadline.
+    let snap = f.store.pool_snapshot(&pool).await.unwrap();
+    assert_eq!(
+        [
+            snap.stats.total,
+            snap.stats.active,
+            snap.stats.available,
+            snap.stats.leased,
+            snap.stats.active_leases,
+            snap.stats.total_leases,
+            snap.stats.expired_leases,
+        ],
+        [s[1], s[2], s[3], s[4], s[5], s[6], s[7]].map(|v| u64::try_from(v).unwrap())
     );
-    assert_eq!(snap.len(), 3);
-    assert_eq!(&ints(snap[0].clone())[1..], &s[1..]);
-    let proxies = array(snap[1].clone());
-    assert_eq!(proxies.len(), 3);
-    assert_eq!((int(&proxies[0]), int(&proxies[1])), (16, 1));
-    let leases = array(snap[2].clone());
-    assert_eq!(leases.len(), 2);
-    assert_eq!(text(&leases[0]), m2);
-    assert_eq!(int(&leases[1]), r[1]);
+    assert_eq!(snap.proxies.len(), 1);
+    assert_eq!(
+        (snap.proxies[0].id.as_str(), snap.proxies[0].current_leases),
+        ("px-a", 1)
+    );
+    assert_eq!(snap.leases.len(), 1, "m2 only");
+    assert_eq!(snap.leases[0].token.to_string(), m2.split(':').nth(1).unwrap());
+    assert_eq!(snap.leases[0].expires_at.timestamp_millis(), r[1]);
+    let con = &mut f.con;
 
     // list_proxies: {next, seq, live leases, JSON, ...}, next 0 at the end.
     let list = array(
@@ -324,7 +333,7 @@ async fn scripts_return_the_documented_shapes() {
 
     // health: {seq, live leases}; {-2} when the stored JSON changed;
     // {0} for an unknown proxy.
-    let stored = text(&proxies[2]);
+    let stored = text(&list[3]);
     let health = queries::health_keys(&k);
     let inactive = stored.replace(r#""status":"active""#, r#""status":"inactive""#);
     assert_ne!(inactive, stored);
@@ -563,10 +572,11 @@ async fn list_proxies_pages_in_sequence_order_and_ends_with_zero() {
     );
 }
 
-/// snapshot reads pools of more proxies and leases than one chunk.
+/// pool_snapshot reads pools of more proxies and leases than one chunk of
+/// a script call, in sequence and deadline order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_reads_more_than_a_chunk_of_proxies_and_leases() {
-    let mut f = Fixture::start().await;
+    let f = Fixture::start().await;
     let n = 2 * layout::CHUNK + 500;
     let many: Vec<Proxy> = (0..n)
         .map(|i| {
@@ -586,35 +596,26 @@ async fn snapshot_reads_more_than_a_chunk_of_proxies_and_leases() {
         .await
         .unwrap();
     assert!(leases.iter().all(Option::is_some));
-    let k = keys("p");
-    let snap = array(
-        eval(
-            &mut f.con,
-            &scripts::SNAPSHOT,
-            queries::snapshot_keys(&k),
-            &[],
-        )
-        .await
-        .unwrap(),
-    );
-    let proxies = array(snap[1].clone());
-    assert_eq!(proxies.len(), 3 * n);
-    let seqs: Vec<i64> = proxies.chunks(3).map(|c| int(&c[0])).collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in sequence order");
-    let total_load: i64 = proxies.chunks(3).map(|c| int(&c[1])).sum();
-    assert_eq!(total_load, n as i64);
-    let members = array(snap[2].clone());
-    assert_eq!(members.len(), 2 * n);
-    let deadlines: Vec<f64> = members
-        .chunks(2)
-        .map(|c| text(&c[1]).parse().unwrap())
-        .collect();
-    assert!(
-        deadlines.windows(2).all(|w| w[0] <= w[1]),
-        "in deadline order"
-    );
     let snap = f.store.pool_snapshot(&pool).await.unwrap();
     assert_eq!((snap.proxies.len(), snap.leases.len()), (n, n));
+    let listed: Vec<String> = f
+        .store
+        .list_proxies(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id.to_string())
+        .collect();
+    let snapped: Vec<String> = snap.proxies.iter().map(|p| p.id.to_string()).collect();
+    assert_eq!(snapped, listed, "in sequence order, as list_proxies");
+    let total_load: u32 = snap.proxies.iter().map(|p| p.current_leases).sum();
+    assert_eq!(total_load as usize, n);
+    assert!(
+        snap.leases
+            .windows(2)
+            .all(|w| w[0].expires_at <= w[1].expires_at),
+        "in deadline order"
+    );
     let found = pharox_core::invariants::check_snapshot(&snap, true);
     assert!(found.is_empty(), "{found:?}");
     f.assert_sound(&pool, "with a lease on every proxy").await;

@@ -44,6 +44,15 @@ pub enum Plan {
 }
 
 impl Plan {
+    /// The plan of a geo radius centred within Redis GEO's latitudes: the
+    /// cells covering the circle, a little wider (Redis rounds positions to
+    /// 52-bit geohashes); the script checks the exact haversine distance.
+    pub fn geo(latitude: f64, longitude: f64, radius_km: f64) -> Self {
+        Plan::Geo {
+            ranges: crate::geo::covering(latitude, longitude, radius_km * 1.0003 + 0.01),
+        }
+    }
+
     fn code(&self) -> &'static str {
         match self {
             Plan::All => "",
@@ -234,23 +243,6 @@ pub fn stats_keys(k: &PoolKeys) -> [&str; 4] {
 /// One call of `stats.lua`.
 pub fn stats(k: &PoolKeys) -> ScriptInvocation<'static> {
     invocation(&scripts::STATS, stats_keys(k))
-}
-
-/// The KEYS of `snapshot.lua`.
-pub fn snapshot_keys(k: &PoolKeys) -> [&str; 6] {
-    [
-        &k.counters,
-        &k.leases_by_deadline,
-        &k.free_by_seq,
-        &k.seq_by_id,
-        &k.proxy_by_seq,
-        &k.all_by_seq,
-    ]
-}
-
-/// One call of `snapshot.lua`.
-pub fn snapshot(k: &PoolKeys) -> ScriptInvocation<'static> {
-    invocation(&scripts::SNAPSHOT, snapshot_keys(k))
 }
 
 /// The KEYS of `get_proxy.lua`.

@@ -39,7 +39,6 @@ pub mod source {
     pub const RENEW: &str = lua!("#!lua", "renew.lua");
     pub const CLEANUP: &str = lua!("#!lua", "cleanup.lua");
     pub const STATS: &str = lua!("#!lua flags=no-writes", "stats.lua");
-    pub const SNAPSHOT: &str = lua!("#!lua flags=no-writes", "snapshot.lua");
     pub const UPSERT_PROXY: &str = lua!("#!lua", "admin.lua", "upsert_proxy.lua");
     pub const REMOVE_PROXY: &str = lua!("#!lua", "remove_proxy.lua");
     pub const HEALTH: &str = lua!("#!lua", "admin.lua", "health.lua");
@@ -158,7 +157,6 @@ scripts!(
     RENEW,
     CLEANUP,
     STATS,
-    SNAPSHOT,
     UPSERT_PROXY,
     REMOVE_PROXY,
     HEALTH,

@@ -154,11 +154,7 @@ fn plan(keys: &PoolKeys, f: &ProxyFilters) -> Plan {
     if let Some(g) = f.geo
         && g.latitude.abs() <= crate::geo::LAT_LIMIT
     {
-        // Redis rounds positions to 52-bit geohashes: cover a little wider,
-        // then the script checks the exact haversine distance.
-        return Plan::Geo {
-            ranges: crate::geo::covering(g.latitude, g.longitude, g.radius_km * 1.0003 + 0.01),
-        };
+        return Plan::geo(g.latitude, g.longitude, g.radius_km);
     }
     Plan::Scan
 }
