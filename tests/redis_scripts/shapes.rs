@@ -312,7 +312,10 @@ async fn scripts_return_the_documented_shapes() {
         ("px-a", 1)
     );
     assert_eq!(snap.leases.len(), 1, "m2 only");
-    assert_eq!(snap.leases[0].token.to_string(), m2.split(':').nth(1).unwrap());
+    assert_eq!(
+        snap.leases[0].token.to_string(),
+        m2.split(':').nth(1).unwrap()
+    );
     assert_eq!(snap.leases[0].expires_at.timestamp_millis(), r[1]);
     let con = &mut f.con;
 
