@@ -15,7 +15,7 @@ pub mod churn;
 pub mod contract;
 mod faulty;
 
-pub use faulty::{Faults, FaultyStorage};
+pub use faulty::{Faults, FaultyStorage, Gate};
 
 use std::future::Future;
 use std::time::Duration;
