@@ -29,7 +29,7 @@
 //! tokens are checked for duplicates and against the real-time order of the
 //! acquires (I5: an acquire that began after another one returned has a larger
 //! token). Every leased proxy is checked against the request's filters with
-//! the reference evaluator [`ProxyFilters::matches`], and flapping proxies
+//! the reference evaluator [`ProxyFilters::matches`](crate::ProxyFilters::matches), and flapping proxies
 //! against the intervals in which they were certainly not active (I7).
 //!
 //! With [`ChurnConfig::faults`] the clients tolerate retryable errors (a
