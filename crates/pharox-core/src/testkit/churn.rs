@@ -42,7 +42,7 @@ mod progress;
 mod tasks;
 
 pub use pool::churn_proxies;
-pub use progress::{ChurnProgress, Exercise, HoldOpen};
+pub use progress::{ChurnProgress, ErrorKinds, Exercise, HoldOpen};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -187,6 +187,8 @@ pub struct ChurnReport {
     pub swept: u64,
     /// Calls that failed with a tolerated error (fault mode).
     pub errors: u64,
+    /// Tolerated errors by kind, setup and recovery included.
+    pub error_kinds: ErrorKinds,
     /// Acquire futures dropped mid-flight (fault mode, 3% of acquires).
     pub cancelled: u64,
     /// Acquires whose outcome is unknown (timed out, interrupted or
@@ -231,7 +233,8 @@ impl ChurnReport {
              {} health flips, {} samples ({} with I6, {} of them with expired leases; \
              {} leases planted to expire), \
              {} certainly-live intervals, {} live leases explained, \
-             {} swept, {} tolerated errors, {} cancelled acquires, \
+             {} swept, {} tolerated errors ({} timeouts, {} interrupted, {} unavailable, \
+             {} pool not found), {} cancelled acquires, \
              {} acquires and {} releases of unknown outcome, {} reseeds",
             self.operations,
             self.operations as f64 / secs.max(1e-9),
@@ -252,6 +255,10 @@ impl ChurnReport {
             self.leases_explained,
             self.swept,
             self.errors,
+            self.error_kinds.timeouts,
+            self.error_kinds.interrupted,
+            self.error_kinds.unavailable,
+            self.error_kinds.pools_not_found,
             self.cancelled,
             self.unknown_acquires,
             self.unknown_releases,
@@ -434,7 +441,14 @@ impl<S: Storage> Shared<S> {
     async fn tolerate(&self, e: &Error) -> bool {
         let tolerated = self.tolerates(e).await;
         if tolerated {
-            ChurnProgress::add(&self.progress.errors);
+            let p = &self.progress;
+            ChurnProgress::add(&p.errors);
+            ChurnProgress::add(match e {
+                Error::Timeout { .. } => &p.timeouts,
+                Error::Interrupted { .. } => &p.interrupted,
+                Error::Unavailable { .. } => &p.unavailable,
+                _ => &p.pools_not_found,
+            });
         }
         tolerated
     }
@@ -471,8 +485,21 @@ impl<S: Storage> Shared<S> {
     fn keep_running(&self, deadline: Instant) -> bool {
         let now = Instant::now();
         now < self.hard_deadline
-            && (now < deadline || self.progress.held_open() || !self.shortfalls().is_empty())
+            && (now < deadline
+                || self.progress.held_open()
+                || !self
+                    .progress
+                    .reached(&self.cfg.exercise, self.cfg.flap_every.is_some()))
     }
+}
+
+/// Runs a setup call, retrying retryable errors for a minute.
+async fn retry_setup<T, Fut: std::future::Future<Output = crate::Result<T>>>(
+    what: &str,
+    mut call: impl FnMut() -> Fut,
+) -> T {
+    let (answer, took) = super::retry_while_retryable(Duration::from_secs(60), &mut call).await;
+    answer.unwrap_or_else(|e| panic!("{what} failed after {took:?}: {e}"))
 }
 
 /// Runs the churn described by `cfg` on `storage` and checks everything
@@ -514,12 +541,13 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
         give_up_at: Mutex::new(hard_deadline + Duration::from_secs(30)),
         cfg,
     });
-    shared.seed().await.expect("seed the churn pool");
-    let baseline = shared
-        .storage
-        .pool_stats(&shared.cfg.pool)
-        .await
-        .expect("baseline stats");
+    let _ended = progress::Ended(shared.progress.clone());
+    // A busy machine may time out a setup call: retry those (for a minute).
+    retry_setup("seeding the churn pool", || shared.seed()).await;
+    let baseline = retry_setup("the baseline stats", || {
+        shared.storage.pool_stats(&shared.cfg.pool)
+    })
+    .await;
 
     let deadline = started + shared.cfg.duration;
     let clients: Vec<_> = (0..shared.cfg.tasks)
@@ -669,6 +697,7 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
         leases_explained,
         swept: swept + checked.swept + final_swept as u64,
         errors: log.errors + sweep_errors + checked.errors + flap_errors,
+        error_kinds: shared.progress.error_kinds(),
         cancelled: log.cancelled,
         unknown_acquires: log.unknown_acquires,
         unknown_releases: log.ledger.released_or_gone,

@@ -1,7 +1,7 @@
 //! Live figures of a running churn, and what it must reach before it ends.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a run must have done before it may end: it runs past
@@ -76,8 +76,36 @@ pub struct ChurnProgress {
     pub(super) flips: AtomicU64,
     pub(super) i6_effective: AtomicU64,
     pub(super) errors: AtomicU64,
+    pub(super) timeouts: AtomicU64,
+    pub(super) interrupted: AtomicU64,
+    pub(super) unavailable: AtomicU64,
+    pub(super) pools_not_found: AtomicU64,
     pub(super) reseeds: AtomicU64,
     holds: AtomicU64,
+    ended: AtomicBool,
+}
+
+/// Tolerated errors by kind (fault mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ErrorKinds {
+    /// `Timeout`: may have applied.
+    pub timeouts: u64,
+    /// `Interrupted`: may have applied.
+    pub interrupted: u64,
+    /// `Unavailable`: certainly not applied.
+    pub unavailable: u64,
+    /// `PoolNotFound` (data-loss mode).
+    pub pools_not_found: u64,
+}
+
+/// Marks the run ended when dropped, also when it panics: an injector
+/// waiting for progress then fails at once instead of at its deadline.
+pub(super) struct Ended(pub(super) Arc<ChurnProgress>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.ended.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Keeps a churn's clients running past its duration while it lives (see
@@ -131,11 +159,35 @@ impl ChurnProgress {
         self.holds.load(Ordering::SeqCst) > 0
     }
 
+    /// Tolerated errors so far, by kind.
+    pub fn error_kinds(&self) -> ErrorKinds {
+        ErrorKinds {
+            timeouts: self.timeouts.load(Ordering::SeqCst),
+            interrupted: self.interrupted.load(Ordering::SeqCst),
+            unavailable: self.unavailable.load(Ordering::SeqCst),
+            pools_not_found: self.pools_not_found.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Whether the run has ended (returned or panicked).
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
     /// Waits until `reached` holds, checking every 5 ms; panics naming
-    /// `what` if it still does not after `within`.
+    /// `what` if it still does not after `within`, or once the run ended
+    /// without it.
     pub async fn wait_until(&self, what: &str, within: Duration, reached: impl Fn(&Self) -> bool) {
         let start = Instant::now();
         while !reached(self) {
+            assert!(
+                !self.ended(),
+                "the churn ended (or panicked) before it reached {what}: {} leases, {} errors, \
+                 {} reseeds",
+                self.leases(),
+                self.errors(),
+                self.reseeds()
+            );
             assert!(
                 start.elapsed() < within,
                 "the churn did not reach {what} within {within:?}: {} leases, {} errors, {} reseeds",
@@ -150,6 +202,23 @@ impl ChurnProgress {
     /// What `target` asks that this run has not reached yet; flips only
     /// when a flapper runs.
     pub(super) fn shortfalls(&self, target: &Exercise, flapper: bool) -> Vec<String> {
+        self.figures(target, flapper)
+            .into_iter()
+            .filter(|&(_, seen, want)| seen < want)
+            .map(|(what, seen, want)| format!("{what}: {seen} of {want}"))
+            .collect()
+    }
+
+    /// Whether `target` is reached (what [`ChurnProgress::shortfalls`] says,
+    /// without building it).
+    pub(super) fn reached(&self, target: &Exercise, flapper: bool) -> bool {
+        self.figures(target, flapper)
+            .iter()
+            .all(|&(_, seen, want)| seen >= want)
+    }
+
+    /// `(what, seen, wanted)` for each figure of `target`.
+    fn figures(&self, target: &Exercise, flapper: bool) -> [(&'static str, u64, u64); 8] {
         let figures = [
             ("leases", &self.leases, target.leases),
             (
@@ -180,13 +249,7 @@ impl ChurnProgress {
                 target.i6_effective,
             ),
         ];
-        figures
-            .into_iter()
-            .filter_map(|(what, seen, want)| {
-                let seen = seen.load(Ordering::SeqCst);
-                (seen < want).then(|| format!("{what}: {seen} of {want}"))
-            })
-            .collect()
+        figures.map(|(what, seen, want)| (what, seen.load(Ordering::SeqCst), want))
     }
 
     pub(super) fn add(counter: &AtomicU64) {
