@@ -16,7 +16,7 @@ use super::{ClientLog, Grant, PROBE_CONSUMER, Shared, consumer_of, outcome_unkno
 use crate::invariants::{Violation, check_snapshot};
 use crate::model::{HealthCheckResult, Lease, PoolId};
 use crate::storage::PoolSnapshot;
-use crate::{AcquireRequest, Error, ProxyFilters, ProxyStatus, ReleaseOutcome, Selector, Storage};
+use crate::{AcquireRequest, Error, ProxyStatus, ReleaseOutcome, Selector, Storage};
 
 /// Lifetime of the leases the I6 probe plants: long enough to be granted,
 /// short enough to wait out between two checker samples.
@@ -56,18 +56,26 @@ pub(super) async fn drain<S: Storage>(s: &S, pool: &PoolId) -> crate::Result<usi
     }
 }
 
-/// Checks a lease just granted (filters, I7 for never-active proxies,
-/// credentials) and records it; the proxy's index, or `None` if the lease
-/// names a proxy the pool never had.
+/// Checks a lease just granted for `request` (its consumer and pool, the
+/// filters, I7 for never-active proxies, credentials) and records it; the
+/// proxy's index, or `None` if the lease names a proxy the pool never had.
 fn record_grant<S>(
     sh: &Shared<S>,
     log: &mut ClientLog,
     lease: &Lease,
-    filters: &ProxyFilters,
+    request: &AcquireRequest,
     (start, end): (Instant, Instant),
 ) -> Option<u16> {
     log.ledger.acquired += 1;
     log.tokens.record(lease.token);
+    if lease.consumer != request.consumer || lease.pool != request.pool {
+        // Another caller's answer (a connection out of step, say).
+        log.violations.push(format!(
+            "lease {} names consumer {} of pool {}, but {} asked in pool {}",
+            lease.id, lease.consumer, lease.pool, request.consumer, request.pool
+        ));
+    }
+    let filters = &request.filters;
     let Some((idx, seeded)) = sh
         .index(&lease.proxy.id)
         .and_then(|i| Some((i, sh.proxies.get(usize::from(i))?)))
@@ -182,7 +190,7 @@ pub(super) async fn client<S: Storage + Clone>(
         };
         let end = Instant::now();
         ChurnProgress::add(&progress.leases);
-        let Some(idx) = record_grant(&sh, &mut log, &lease, &filters, (start, end)) else {
+        let Some(idx) = record_grant(&sh, &mut log, &lease, &request, (start, end)) else {
             continue;
         };
 
@@ -453,7 +461,7 @@ async fn acquire_probe<S: Storage>(
     };
     match answer {
         Ok(Some(lease)) => {
-            record_grant(sh, log, &lease, &filters, (start, Instant::now()));
+            record_grant(sh, log, &lease, &request, (start, Instant::now()));
             log.ledger.abandoned += 1;
             log.planted += 1;
             Ok(Some(lease))
