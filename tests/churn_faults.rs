@@ -14,18 +14,34 @@
 //! - an exhausted connection pool: a clear timeout error, no hang.
 //!
 //! Each churn lasts 5 s, or `PHAROX_SOAK_SECONDS`; faults repeat through the
-//! run. Run with `--nocapture` to see the figures.
+//! run, at least [`MIN_FAULTS`] times each, and the churn is held open until
+//! they are done. Each fault waits for the churn to have made progress since
+//! the last one, and a crash is held until the churn has felt it, so "faults
+//! were felt" holds by construction rather than by timing. Run with
+//! `--nocapture` to see the figures.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
-use pharox_core::testkit::churn::{ChurnConfig, ChurnReport, run_churn, soak_duration};
+use pharox_core::testkit::churn::{
+    ChurnConfig, ChurnProgress, ChurnReport, run_churn, soak_duration,
+};
 use pharox_core::testkit::{add, new_pool, proxy, retry_while_retryable};
 use pharox_core::{AcquireRequest, Error, Lease, Storage};
 use pharox_redis::testkit::{NO_PERSISTENCE, OwnedRedis, STALLABLE, index_problems};
 use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage, redis};
 
-const TIMEOUT: Duration = Duration::from_millis(500);
+/// Response budget of the restart cases: generous, so no setup call times
+/// out on a busy machine; a killed server still fails calls fast (refused).
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Each fault is injected at least this many times, however slow the machine.
+const MIN_FAULTS: u32 = 3;
+
+/// How long a fault test waits for the churn to show an effect before it
+/// fails: far beyond what any machine needs.
+const PATIENCE: Duration = Duration::from_secs(60);
 
 fn config(pool: &str) -> ChurnConfig {
     let mut cfg = ChurnConfig::new(pool, soak_duration(Duration::from_secs(5)));
@@ -33,10 +49,43 @@ fn config(pool: &str) -> ChurnConfig {
     cfg
 }
 
-/// Starts the churn in the background; returns it and when it ends.
-fn start(r: &OwnedRedis, cfg: ChurnConfig) -> (tokio::task::JoinHandle<ChurnReport>, Instant) {
+/// Starts the churn in the background; returns it, when its duration ends,
+/// and its live progress. It runs on until the `HoldOpen` guard the caller
+/// takes from the progress is dropped.
+fn start(
+    r: &OwnedRedis,
+    cfg: ChurnConfig,
+) -> (
+    tokio::task::JoinHandle<ChurnReport>,
+    Instant,
+    Arc<ChurnProgress>,
+) {
     let until = Instant::now() + cfg.duration;
-    (tokio::spawn(run_churn(r.storage.clone(), cfg)), until)
+    let progress = cfg.progress.clone();
+    (
+        tokio::spawn(run_churn(r.storage.clone(), cfg)),
+        until,
+        progress,
+    )
+}
+
+/// Waits until the churn has granted `n` more leases: the next fault lands
+/// in a churn that is running, whatever the machine's speed.
+async fn some_churn(progress: &ChurnProgress, n: u64) {
+    let from = progress.leases();
+    progress
+        .wait_until(&format!("{n} more leases"), PATIENCE, |p| {
+            p.leases() >= from + n
+        })
+        .await;
+}
+
+/// Waits until the churn has tolerated an error since `errors` were counted:
+/// the fault was felt.
+async fn felt(progress: &ChurnProgress, errors: u64) {
+    progress
+        .wait_until("an error from the fault", PATIENCE, |p| p.errors() > errors)
+        .await;
 }
 
 /// Waits for the churn, prints its figures under `label`, and checks it:
@@ -50,8 +99,10 @@ async fn finish(
     let report = churn.await.expect("the churn panicked");
     println!("{label}: {}", report.summary());
     report.assert_clean();
+    // The churn runs until it has (see `Exercise`): by construction.
+    report.assert_exercised();
     assert!(
-        report.acquired > 500 && report.certain_intervals > 500,
+        report.acquired >= 500 && report.certain_intervals >= 500,
         "too little got through the faults to mean anything: {}",
         report.summary()
     );
@@ -63,7 +114,7 @@ async fn finish(
 
 /// Repeats a call until it answers (the server may be coming back).
 async fn settle<T, Fut: Future<Output = pharox_core::Result<T>>>(call: impl FnMut() -> Fut) -> T {
-    let (answer, took) = retry_while_retryable(Duration::from_secs(15), call).await;
+    let (answer, took) = retry_while_retryable(PATIENCE, call).await;
     answer.unwrap_or_else(|e| panic!("no answer after {took:?}: {e}"))
 }
 
@@ -90,24 +141,33 @@ async fn restart_with_aof_mid_churn_loses_nothing_acknowledged() {
     // Held for the whole run and the checks after it, however long the soak.
     let hold = TimeDelta::from_std(cfg.duration).unwrap() + TimeDelta::minutes(10);
     let held_request = AcquireRequest::new(held_pool.clone()).duration(hold);
-    let (churn, until) = start(&r, cfg);
+    let (churn, until, progress) = start(&r, cfg);
+    let open = progress.hold_open();
     let mut held: Vec<Lease> = Vec::new();
     let mut restarts = 0;
-    while Instant::now() + Duration::from_millis(1800) < until {
+    while restarts < MIN_FAULTS || Instant::now() + Duration::from_millis(1800) < until {
         tokio::time::sleep(Duration::from_millis(1000)).await;
+        some_churn(&progress, 100).await;
         let s = r.storage.clone();
         held.push(
             settle(|| s.acquire(&held_request))
                 .await
                 .expect("a held lease"),
         );
+        let errors = progress.errors();
         r.kill();
         tokio::time::sleep(Duration::from_millis(300)).await;
+        // Down until the churn has noticed.
+        felt(&progress, errors).await;
         r.restart();
         restarts += 1;
     }
+    drop(open);
     let report = finish(&r, churn, format!("AOF restarts x{restarts}")).await;
-    assert!(restarts >= 2 && report.errors > 0, "faults were felt");
+    assert!(
+        restarts >= MIN_FAULTS && report.errors > 0,
+        "faults were felt"
+    );
 
     // Every lease acknowledged before a crash is still there, with its token.
     let s: &RedisStorage = &r.storage;
@@ -135,19 +195,31 @@ async fn restart_without_persistence_mid_churn_recovers_after_reregistration() {
     // Health flips die with the data; the never-active proxies are re-seeded
     // as they were, so I7 for them still holds.
     cfg.flap_every = None;
-    let (churn, until) = start(&r, cfg);
+    let (churn, until, progress) = start(&r, cfg);
+    let open = progress.hold_open();
     let mut restarts = 0;
-    while Instant::now() + Duration::from_millis(1800) < until {
+    while restarts < MIN_FAULTS || Instant::now() + Duration::from_millis(1800) < until {
         tokio::time::sleep(Duration::from_millis(1200)).await;
+        some_churn(&progress, 100).await;
+        let (errors, reseeds) = (progress.errors(), progress.reseeds());
         r.kill();
         tokio::time::sleep(Duration::from_millis(300)).await;
+        felt(&progress, errors).await;
         r.restart();
         restarts += 1;
+        // Every data loss is noticed and the pool registered again before
+        // the next one.
+        progress
+            .wait_until("the pool registered again", PATIENCE, |p| {
+                p.reseeds() > reseeds
+            })
+            .await;
     }
+    drop(open);
     let report = finish(&r, churn, format!("volatile restarts x{restarts}")).await;
     assert!(report.errors > 0);
     assert!(
-        report.reseeds >= restarts,
+        report.reseeds >= u64::from(restarts),
         "every data loss was noticed and the pool registered again: {} reseeds, {restarts} restarts",
         report.reseeds
     );
@@ -155,12 +227,17 @@ async fn restart_without_persistence_mid_churn_recovers_after_reregistration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_flush_mid_churn() {
-    let r = OwnedRedis::start(NO_PERSISTENCE, |c| c.response_timeout(TIMEOUT)).await;
+    // Nothing here is slow but a busy machine: with a generous budget, any
+    // error at all would come from the flushes.
+    let r = OwnedRedis::start(NO_PERSISTENCE, |c| c.response_timeout(PATIENCE / 2)).await;
     let mut con = r.server.raw_connection().await;
-    let (churn, until) = start(&r, config("flush"));
+    let (churn, until, progress) = start(&r, config("flush"));
+    let open = progress.hold_open();
     let mut flushes = 0;
-    while Instant::now() < until {
+    while flushes < 30 || Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        // Calls between flushes, so each flush makes some call reload.
+        some_churn(&progress, 10).await;
         let () = redis::cmd("SCRIPT")
             .arg("FLUSH")
             .query_async(&mut con)
@@ -168,9 +245,15 @@ async fn script_flush_mid_churn() {
             .expect("SCRIPT FLUSH");
         flushes += 1;
     }
+    drop(open);
     let report = finish(&r, churn, format!("SCRIPT FLUSH x{flushes}")).await;
-    assert_eq!(report.errors, 0, "a flush costs a reload, never an error");
-    assert!(flushes >= 20);
+    assert_eq!(
+        report.errors,
+        0,
+        "a flush costs a reload, never an error: {}",
+        report.summary()
+    );
+    assert!(flushes >= 30);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,10 +265,19 @@ async fn stalled_server_on_a_small_pool_gives_timeouts_not_wrong_state() {
     })
     .await;
     let mut con = r.server.raw_connection().await;
-    let (churn, until) = start(&r, config("stall"));
+    let (churn, until, progress) = start(&r, config("stall"));
+    let open = progress.hold_open();
+    let started = Instant::now();
     let mut stalls = 0;
-    while Instant::now() + Duration::from_millis(1500) < until {
+    // Go on until a stall was felt, too: one in which no call happened to be
+    // in flight would show nothing.
+    while stalls < MIN_FAULTS
+        || Instant::now() + Duration::from_millis(1500) < until
+        || progress.errors() == 0
+    {
+        assert!(started.elapsed() < PATIENCE, "no stall was ever felt");
         tokio::time::sleep(Duration::from_millis(700)).await;
+        some_churn(&progress, 100).await;
         let () = redis::cmd("DEBUG")
             .arg("SLEEP")
             .arg(0.6)
@@ -194,13 +286,19 @@ async fn stalled_server_on_a_small_pool_gives_timeouts_not_wrong_state() {
             .expect("DEBUG SLEEP");
         stalls += 1;
     }
+    drop(open);
     let report = finish(&r, churn, format!("DEBUG SLEEP 0.6 s x{stalls}")).await;
-    assert!(stalls >= 2 && report.errors > 0, "the stalls were felt");
+    assert!(
+        stalls >= MIN_FAULTS && report.errors > 0,
+        "the stalls were felt"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_connection_pool_gives_a_clear_error_not_a_hang() {
-    let timeout = Duration::from_secs(1);
+    // A budget far above the 150 ms the first caller needs, even on a busy
+    // machine; the pool's wait is 80% of it (1.6 s).
+    let timeout = Duration::from_secs(2);
     let r = OwnedRedis::start(NO_PERSISTENCE, |c: RedisConfig| {
         c.response_timeout(timeout)
             .mode(ConnectionMode::Pooled { size: 1 })
@@ -208,9 +306,10 @@ async fn exhausted_connection_pool_gives_a_clear_error_not_a_hang() {
     .await;
     let pool = new_pool(&r, "exhausted").await;
     add(&r, proxy(&pool, "p", 1)).await;
-    // Sixteen callers each hold the only connection for 150 ms (a blocking
-    // pop on an empty list): together they need 2.4 s, far beyond the 1 s
-    // budget, so the later ones never get the connection.
+    // Sixteen callers each hold the only connection for at least 150 ms (a
+    // blocking pop on an empty list, timed by the server): together they
+    // need 2.4 s, beyond the 1.6 s the pool waits, so at least five never
+    // get the connection, however the callers are scheduled.
     let calls: Vec<_> = (0..16)
         .map(|_| {
             let s = r.storage.clone();
@@ -236,7 +335,9 @@ async fn exhausted_connection_pool_gives_a_clear_error_not_a_hang() {
             Err(e @ Error::Unavailable { .. }) => {
                 let text = e.to_string();
                 assert!(
-                    text.contains("connection pool exhausted: none of its 1 connections came free within 800ms"),
+                    text.contains(
+                        "connection pool exhausted: none of its 1 connections came free within 1.6s"
+                    ),
                     "{text}"
                 );
                 assert!(e.request_not_sent(), "nothing was sent: safe to retry");

@@ -83,8 +83,31 @@ const SECRETS: [(&str, &str, &str); 5] = [
     ("wrong redis password", "", WRONG_REDIS_PW),
 ];
 
-/// Response timeout of the Redis stores: calls fail fast while the server is down.
-const TIMEOUT: Duration = Duration::from_millis(500);
+/// Response timeout of the Redis stores: generous, so no call times out on
+/// a busy machine while the server runs (500 ms did, failing a setup call).
+/// A stopped server still fails calls fast: its connections are refused.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the test waits for something that happens in the background
+/// (a churn feeling a crash, a worker tick) before it fails: far beyond
+/// what a loaded machine needs. Nothing here relies on a fixed delay.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Retries `probe` every 50 ms until it answers `Some`; panics naming
+/// `what` after [`PATIENCE`].
+async fn wait_for<T, Fut: Future<Output = Option<T>>>(
+    what: &str,
+    mut probe: impl FnMut() -> Fut,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(start.elapsed() < PATIENCE, "{what} never happened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 // ---------------------------------------------------------------- capture
 
@@ -547,6 +570,9 @@ async fn redis_scenario(seen: &mut Seen) -> (RedisServer, RedisStorage) {
     churn_cfg.data_loss = true;
     // Health flips die with the data (see tests/churn_faults.rs).
     churn_cfg.flap_every = None;
+    // The churn goes on until it has felt the crash and recovered from it.
+    let progress = churn_cfg.progress.clone();
+    let open = progress.hold_open();
     let started = Instant::now();
     let churn = tokio::spawn(run_churn(store.clone(), churn_cfg));
 
@@ -566,6 +592,11 @@ async fn redis_scenario(seen: &mut Seen) -> (RedisServer, RedisStorage) {
     let held = pooled.acquire(&request).await.unwrap().expect("a lease");
 
     tokio::time::sleep(Duration::from_millis(900).saturating_sub(started.elapsed())).await;
+    // Killed mid-churn, however slow the machine.
+    progress
+        .wait_until("100 churn leases", PATIENCE, |p| p.leases() >= 100)
+        .await;
+    let errors_before = progress.errors();
     tokio::task::block_in_place(|| server.kill());
     let manager = ProxyManager::with_retry(
         store.clone(),
@@ -597,8 +628,18 @@ async fn redis_scenario(seen: &mut Seen) -> (RedisServer, RedisStorage) {
     seen.expect_err("pooled upsert, server down", p_upserted);
     seen.expect_err("connect, server down", connected);
     seen.expect_err("pooled connect, server down", p_connected);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    progress
+        .wait_until("the churn feeling the crash", PATIENCE, |p| {
+            p.errors() > errors_before
+        })
+        .await;
     tokio::task::block_in_place(|| server.restart());
+    progress
+        .wait_until("the churn registering its pool again", PATIENCE, |p| {
+            p.reseeds() >= 1
+        })
+        .await;
+    drop(open);
 
     let report = churn.await.expect("the churn panicked");
     println!("redis churn: {}", report.summary());
@@ -652,8 +693,10 @@ async fn health_scenario(mut server: RedisServer, store: RedisStorage, seen: &mu
     let mut rows = Vec::new();
     for target in [format!("http://{target}/"), format!("https://{target}/")] {
         let mut cfg = HealthConfig::new(target);
-        // Long enough for a local answer; the TLS cases wait it out.
-        cfg.timeout = Duration::from_millis(600);
+        // Long enough for a local answer on a loaded machine (and not
+        // "slow" below it); the TLS cases wait it out.
+        cfg.timeout = Duration::from_secs(3);
+        cfg.slow_threshold = cfg.timeout;
         cfg.failures_to_inactive = 1;
         let checker = HealthChecker::new(cfg)
             .unwrap()
@@ -714,34 +757,48 @@ async fn health_scenario(mut server: RedisServer, store: RedisStorage, seen: &mu
     let stop = CancellationToken::new();
     let running = tokio::spawn(worker.run(stop.clone()));
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let get = |path: &'static str| {
+    // `None` until the worker listens.
+    let try_get = |path: &'static str| {
         let http = http.clone();
         async move {
-            let answer = http
-                .get(format!("http://{addr}{path}"))
-                .send()
-                .await
-                .expect("the worker answers");
+            let answer = http.get(format!("http://{addr}{path}")).send().await.ok()?;
             let status = answer.status();
-            (status, answer.text().await.unwrap())
+            Some((status, answer.text().await.ok()?))
         }
     };
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    let (status, page) = get("/metrics").await;
-    assert!(
-        status.is_success() && page.contains("pharox_sweeps_total"),
-        "{page}"
-    );
+    let get = |path: &'static str| async move { try_get(path).await.expect("the worker answers") };
+    // A sweep tick, and a health pass over the churn pool, before Redis dies.
+    let page = wait_for("a sweep tick in /metrics", || async {
+        let (status, page) = try_get("/metrics").await?;
+        (status.is_success() && page.contains("pharox_sweeps_total")).then_some(page)
+    })
+    .await;
     seen.text("/metrics", page);
-    let (status, page) = get("/healthz").await;
-    assert!(status.is_success(), "{page}");
+    let page = wait_for("/healthz answering ok", || async {
+        let (status, page) = try_get("/healthz").await?;
+        status.is_success().then_some(page)
+    })
+    .await;
     seen.text("/healthz", page);
+    wait_for("health checks of the churn pool", || async {
+        worker_metrics
+            .render()
+            .contains("pharox_health_checks_total{pool=\"i8-redis")
+            .then_some(())
+    })
+    .await;
 
     tokio::task::block_in_place(|| server.kill());
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (status, page) = get("/healthz").await;
-    assert_eq!(status.as_u16(), 503, "{page}");
+    let page = wait_for("/healthz answering 503", || async {
+        let (status, page) = get("/healthz").await;
+        (status.as_u16() == 503).then_some(page)
+    })
+    .await;
     seen.text("/healthz with redis down", page);
+    wait_for("a failed sweep tick in the log", || async {
+        capture().text().contains("sweep tick failed").then_some(())
+    })
+    .await;
     let (_, page) = get("/metrics").await;
     seen.text("/metrics with redis down", page);
     stop.cancel();

@@ -1,8 +1,12 @@
 //! ProxyManager behaviour: scoped leases, callbacks, retries, waiting for capacity.
+//!
+//! No test here depends on timing: a call that must be caught in the middle
+//! is held there by a `FaultyStorage` gate, and anything that happens in the
+//! background is waited for (up to a minute) instead of given a fixed delay.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use parking_lot::Mutex;
@@ -50,6 +54,18 @@ async fn take<S: Storage>(m: &ProxyManager<S>) -> pharox::Lease {
 
 async fn active_leases<S: Storage>(m: &ProxyManager<S>) -> u64 {
     m.pool_stats(&pool()).await.unwrap().active_leases
+}
+
+/// Far beyond anything a correct manager needs, even on a loaded machine.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Waits until `reached` holds; panics naming `what` after [`PATIENCE`].
+async fn wait_for(what: &str, reached: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !reached() {
+        assert!(start.elapsed() < PATIENCE, "{what} never happened");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 #[tokio::test]
@@ -151,31 +167,54 @@ async fn with_lease_releases_when_cancelled() {
     wait_for_no_active_leases(&m).await;
 }
 
-/// Cancellation hands the release to a spawned task: give it a moment.
+/// Cancellation hands the release to a spawned task: wait for it.
 async fn wait_for_no_active_leases<S: Storage>(m: &ProxyManager<S>) {
-    for _ in 0..200 {
-        if active_leases(m).await == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let start = Instant::now();
+    while active_leases(m).await != 0 {
+        assert!(start.elapsed() < PATIENCE, "the lease was not given back");
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    assert_eq!(active_leases(m).await, 0, "the lease was not given back");
 }
 
 #[tokio::test]
 async fn with_lease_releases_when_cancelled_during_the_release() {
     let storage = seeded(1);
     let m = ProxyManager::new(storage.clone());
-    storage
-        .faults()
-        .slow_release_ms
-        .store(200, Ordering::SeqCst);
-    let request = AcquireRequest::new("pool");
-    let scoped = m.with_lease(&request, |_| async { Ok::<_, Error>(()) });
-    let timed_out = tokio::time::timeout(Duration::from_millis(50), scoped).await;
-    assert!(timed_out.is_err(), "cancelled while releasing");
-    storage.faults().slow_release_ms.store(0, Ordering::SeqCst);
+    // The scoped release is held at the gate: cancelled while releasing, for certain.
+    storage.faults().release_gate.close();
+    let m2 = m.clone();
+    let scoped = tokio::spawn(async move {
+        m2.with_lease(&AcquireRequest::new("pool"), |_| async {
+            Ok::<_, Error>(())
+        })
+        .await
+    });
+    let faults = storage.faults();
+    wait_for("the scoped release", || {
+        faults.release_calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(
+        storage
+            .inner()
+            .pool_stats(&pool())
+            .await
+            .unwrap()
+            .active_leases,
+        1
+    );
+    scoped.abort();
+    assert!(
+        scoped.await.unwrap_err().is_cancelled(),
+        "cancelled while releasing"
+    );
+    storage.faults().release_gate.open();
     wait_for_no_active_leases(&m).await;
+    assert_eq!(
+        storage.faults().release_calls.load(Ordering::SeqCst),
+        2,
+        "the dropped release, then the one the guard spawned"
+    );
 }
 
 #[tokio::test]
@@ -183,17 +222,30 @@ async fn acquire_cancelled_while_callbacks_run_releases_the_lease() {
     let storage = seeded(1);
     let m = ProxyManager::new(storage.clone());
     m.on_acquire(|_| {});
-    storage.faults().slow_stats_ms.store(200, Ordering::SeqCst);
-    let timed_out = tokio::time::timeout(
-        Duration::from_millis(50),
-        m.acquire(&AcquireRequest::new("pool")),
-    )
+    // The callback's stats read is held at the gate, after the lease was granted.
+    storage.faults().stats_gate.close();
+    let m2 = m.clone();
+    let acquiring = tokio::spawn(async move { m2.acquire(&AcquireRequest::new("pool")).await });
+    let faults = storage.faults();
+    wait_for("the callback's stats read", || {
+        faults.stats_calls.load(Ordering::SeqCst) == 1
+    })
     .await;
+    assert_eq!(
+        storage
+            .inner()
+            .pool_stats(&pool())
+            .await
+            .unwrap()
+            .active_leases,
+        1
+    );
+    acquiring.abort();
     assert!(
-        timed_out.is_err(),
+        acquiring.await.unwrap_err().is_cancelled(),
         "cancelled while the callback's stats were read"
     );
-    storage.faults().slow_stats_ms.store(0, Ordering::SeqCst);
+    storage.faults().stats_gate.open();
     wait_for_no_active_leases(&m).await;
 }
 
@@ -255,11 +307,104 @@ async fn acquire_is_not_retried_after_a_timeout_but_release_is() {
     assert_eq!(active_leases(&m).await, 1, "the orphan ends at its expiry");
 
     // A release is safe to repeat: its lost reply is retried, and the retry
-    // finds nothing held.
+    // finds nothing held, which this release may have done.
     let lease = take(&m).await;
     storage.faults().lose_next_reply.store(1, Ordering::SeqCst);
-    assert_eq!(m.release(&lease).await.unwrap(), ReleaseOutcome::NotHeld);
+    assert_eq!(
+        m.release(&lease).await.unwrap(),
+        ReleaseOutcome::ReleasedOrGone
+    );
     assert_eq!(active_leases(&m).await, 1);
+}
+
+/// Counts the release callbacks and keeps their outcomes.
+fn released_events<S: Storage>(m: &ProxyManager<S>) -> Arc<Mutex<Vec<ReleaseOutcome>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    m.on_release(move |e| s.lock().push(e.outcome));
+    seen
+}
+
+#[tokio::test]
+async fn a_release_retried_after_a_lost_reply_reports_released_or_gone() {
+    let storage = seeded(1);
+    let m = ProxyManager::with_retry(storage.clone(), fast_retry());
+    let events = released_events(&m);
+    let lease = take(&m).await;
+    // Applied, then the reply is lost: the retry finds nothing held.
+    storage.faults().lose_next_reply.store(1, Ordering::SeqCst);
+    let outcome = m.release(&lease).await.unwrap();
+    assert_eq!(outcome, ReleaseOutcome::ReleasedOrGone);
+    assert!(
+        !outcome.freed_capacity(),
+        "not known to have freed capacity"
+    );
+    assert_eq!(storage.faults().release_calls.load(Ordering::SeqCst), 2);
+    // Capacity was freed once, by the lost attempt.
+    let stats = m.pool_stats(&pool()).await.unwrap();
+    assert_eq!(
+        (
+            stats.active_leases,
+            stats.released_leases,
+            stats.expired_leases
+        ),
+        (0, 1, 0)
+    );
+    assert!(
+        events.lock().is_empty(),
+        "no callback claims a release the manager cannot know happened"
+    );
+    // Releasing again, with no fault, is a plain NotHeld.
+    assert_eq!(m.release(&lease).await.unwrap(), ReleaseOutcome::NotHeld);
+}
+
+#[tokio::test]
+async fn a_first_release_of_a_lease_already_gone_is_still_not_held() {
+    let storage = seeded(1);
+    let m = ProxyManager::with_retry(storage.clone(), fast_retry());
+    let lease = take(&m).await;
+    assert_eq!(
+        storage.release(&lease).await.unwrap(),
+        ReleaseOutcome::Released
+    );
+    // No fault: the first attempt answers, nothing is uncertain.
+    assert_eq!(m.release(&lease).await.unwrap(), ReleaseOutcome::NotHeld);
+    // A refused connection applied nothing: its retry's NotHeld is certain too.
+    storage.faults().fail_next.store(1, Ordering::SeqCst);
+    assert_eq!(m.release(&lease).await.unwrap(), ReleaseOutcome::NotHeld);
+    assert_eq!(storage.faults().release_calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_release_retried_after_an_interruption_that_did_not_apply_is_released() {
+    let storage = seeded(1);
+    let m = ProxyManager::with_retry(storage.clone(), fast_retry());
+    let events = released_events(&m);
+    let lease = take(&m).await;
+    // Maybe applied, but not: the retry finds the lease held and releases it.
+    storage.faults().interrupt_next.store(1, Ordering::SeqCst);
+    assert_eq!(m.release(&lease).await.unwrap(), ReleaseOutcome::Released);
+    assert_eq!(storage.faults().release_calls.load(Ordering::SeqCst), 2);
+    assert_eq!(*events.lock(), [ReleaseOutcome::Released]);
+    // Lost, then refused, then nothing held: still uncertain.
+    let lease = take(&m).await;
+    storage.faults().lose_next_reply.store(1, Ordering::SeqCst);
+    storage.faults().fail_next.store(1, Ordering::SeqCst);
+    // `fail_next` is met first: refused (not applied), then lost (applied),
+    // then the retry finds nothing held.
+    assert_eq!(
+        m.release(&lease).await.unwrap(),
+        ReleaseOutcome::ReleasedOrGone
+    );
+    assert_eq!(active_leases(&m).await, 0);
+}
+
+#[test]
+fn released_or_gone_is_serialised_in_kebab_case() {
+    assert_eq!(
+        serde_json::to_string(&ReleaseOutcome::ReleasedOrGone).unwrap(),
+        "\"released-or-gone\""
+    );
 }
 
 #[tokio::test]
@@ -388,20 +533,25 @@ async fn acquire_wait_wakes_when_capacity_returns() {
     let held = take(&m).await;
     let m2 = m.clone();
     let waiter = tokio::spawn(async move {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let lease = m2
-            .acquire_wait(&AcquireRequest::new("pool"), Duration::from_secs(10))
+            .acquire_wait(&AcquireRequest::new("pool"), Duration::from_secs(600))
             .await
             .unwrap();
         (lease, started.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The waiter has found nothing and waits (its first attempt missed).
+    let faults = m.storage().faults();
+    wait_for("the waiter's first attempt", || {
+        faults.acquire_calls.load(Ordering::SeqCst) >= 2
+    })
+    .await;
     m.release(&held).await.unwrap();
     let (lease, waited) = waiter.await.unwrap();
     assert!(lease.is_some());
     assert!(
-        waited < Duration::from_secs(5),
-        "woke on release, not at the deadline"
+        waited < PATIENCE,
+        "woke on release, not at the deadline: {waited:?}"
     );
 }
 
@@ -409,35 +559,46 @@ async fn acquire_wait_wakes_when_capacity_returns() {
 async fn acquire_wait_gives_up_at_the_deadline() {
     let m = ProxyManager::new(seeded(1));
     let _held = take(&m).await;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let lease = m
         .acquire_wait(&AcquireRequest::new("pool"), Duration::from_millis(150))
         .await
         .unwrap();
     assert!(lease.is_none());
     assert!(started.elapsed() >= Duration::from_millis(150));
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // Gives up near the deadline; the slack is for a loaded machine.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn acquire_wait_sees_expired_leases_come_back() {
     let clock = ManualClock::starting_now();
-    let storage = InMemoryStorage::with_clock(clock.clone());
-    storage.add_pool(ProxyPool::new("pool")).unwrap();
+    let storage = FaultyStorage::new(InMemoryStorage::with_clock(clock.clone()));
+    storage.inner().add_pool(ProxyPool::new("pool")).unwrap();
     storage
+        .inner()
         .add_proxy(
             Proxy::new("pool", "10.0.0.1", 8080, ProxyProtocol::Http).with_max_concurrency(1),
         )
         .unwrap();
-    let m = ProxyManager::new(storage);
+    let m = ProxyManager::new(storage.clone());
     let short = AcquireRequest::new("pool").duration(TimeDelta::seconds(1));
     m.acquire(&short).await.unwrap().unwrap();
     let m2 = m.clone();
     let waiter = tokio::spawn(async move {
-        m2.acquire_wait(&AcquireRequest::new("pool"), Duration::from_secs(5))
+        m2.acquire_wait(&AcquireRequest::new("pool"), Duration::from_secs(600))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // The waiter has missed once and waits: only the expiry can serve it.
+    let faults = storage.faults();
+    wait_for("the waiter's first attempt", || {
+        faults.acquire_calls.load(Ordering::SeqCst) >= 2
+    })
+    .await;
     clock.advance(Duration::from_secs(2));
     let lease = waiter.await.unwrap().unwrap();
     assert!(

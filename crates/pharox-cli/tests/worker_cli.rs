@@ -60,7 +60,7 @@ async fn worker_exits_cleanly_on_sigterm_in_the_middle_of_a_sweep() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let swept_when_signalled = loop {
         let n = store.pool_stats(&pool).await.unwrap().expired_leases;
         if n > before {
@@ -80,9 +80,10 @@ async fn worker_exits_cleanly_on_sigterm_in_the_middle_of_a_sweep() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
+        // Prompt in practice; the bound only tells a hang from a busy machine.
         assert!(
-            signalled.elapsed() < Duration::from_secs(5),
-            "still running 5 s after SIGTERM"
+            signalled.elapsed() < Duration::from_secs(30),
+            "still running 30 s after SIGTERM"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
@@ -134,8 +135,11 @@ async fn health_check_prints_a_table_and_stats_reads_the_history() {
         "hc".into(),
         "--health-target".into(),
         format!("http://{target}/"),
+        // A local answer is fast (and not "slow") even on a loaded machine.
         "--health-timeout".into(),
-        "2s".into(),
+        "10s".into(),
+        "--slow-threshold".into(),
+        "10s".into(),
     ])
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);

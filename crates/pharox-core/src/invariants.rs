@@ -68,6 +68,18 @@ pub enum Violation {
         /// What the clients' observations imply.
         expected: u64,
     },
+    /// I4: a store counter falls outside what the clients' observations
+    /// allow (some outcomes were uncertain, so only bounds are known).
+    ReleaseAccountingOutOfBounds {
+        /// Which counter.
+        counter: &'static str,
+        /// The store's value.
+        store: u64,
+        /// The least the clients' observations allow.
+        low: u64,
+        /// The most they allow.
+        high: u64,
+    },
     /// I5: a token was issued twice.
     DuplicateToken {
         /// The token.
@@ -143,6 +155,15 @@ impl fmt::Display for Violation {
             } => write!(
                 f,
                 "I4: the store counts {store} {counter} but clients observed {expected}"
+            ),
+            Self::ReleaseAccountingOutOfBounds {
+                counter,
+                store,
+                low,
+                high,
+            } => write!(
+                f,
+                "I4: the store counts {store} {counter} but clients observed {low}..={high}"
             ),
             Self::DuplicateToken { token } => write!(f, "I5: fencing token {token} issued twice"),
             Self::TokenNotIncreasing { previous, next } => {
@@ -299,6 +320,9 @@ pub struct ReleaseLedger {
     pub released_late: u64,
     /// First releases that answered `NotHeld` (late, already reclaimed).
     pub released_after_reclaim: u64,
+    /// First releases that answered `ReleasedOrGone`: released by a lost
+    /// attempt, or already ended by expiry. Each is one of the two.
+    pub released_or_gone: u64,
     /// Leases never released (abandoned by a crashed holder).
     pub abandoned: u64,
     /// Leases ended by removing their proxy (the store counts them released).
@@ -314,6 +338,7 @@ impl ReleaseLedger {
             ReleaseOutcome::Released => self.released += 1,
             ReleaseOutcome::Expired => self.released_late += 1,
             ReleaseOutcome::NotHeld => self.released_after_reclaim += 1,
+            ReleaseOutcome::ReleasedOrGone => self.released_or_gone += 1,
         }
     }
 
@@ -330,40 +355,64 @@ impl ReleaseLedger {
         self.released += other.released;
         self.released_late += other.released_late;
         self.released_after_reclaim += other.released_after_reclaim;
+        self.released_or_gone += other.released_or_gone;
         self.abandoned += other.abandoned;
         self.revoked += other.revoked;
         self.freed_twice += other.freed_twice;
     }
 
     /// Compares with the store's counters once every lease has ended (no live
-    /// leases left, nothing else using the pool since `baseline`).
+    /// leases left, nothing else using the pool since `baseline`). Exact,
+    /// except that each `ReleasedOrGone` is either a release or an expiry.
     pub fn check(&self, baseline: &PoolStatsSnapshot, end: &PoolStatsSnapshot) -> Vec<Violation> {
         let mut out = Vec::new();
-        let mut expect = |counter: &'static str, store: u64, expected: u64| {
-            if store != expected {
+        let mut expect = |counter: &'static str, store: u64, low: u64, high: u64| {
+            if low == high && store != low {
                 out.push(Violation::ReleaseAccountingMismatch {
                     counter,
                     store,
-                    expected,
+                    expected: low,
+                });
+            } else if store < low || store > high {
+                out.push(Violation::ReleaseAccountingOutOfBounds {
+                    counter,
+                    store,
+                    low,
+                    high,
                 });
             }
         };
-        expect(
-            "leases granted",
-            end.total_leases.saturating_sub(baseline.total_leases),
-            self.acquired,
-        );
+        let granted = end.total_leases.saturating_sub(baseline.total_leases);
+        expect("leases granted", granted, self.acquired, self.acquired);
+        let released = end.released_leases.saturating_sub(baseline.released_leases);
+        let sure_released = self.released + self.revoked;
         expect(
             "released leases",
-            end.released_leases.saturating_sub(baseline.released_leases),
-            self.released + self.revoked,
+            released,
+            sure_released,
+            sure_released + self.released_or_gone,
         );
+        let expired = end.expired_leases.saturating_sub(baseline.expired_leases);
+        let sure_expired = self.abandoned + self.released_late + self.released_after_reclaim;
         expect(
             "expired leases",
-            end.expired_leases.saturating_sub(baseline.expired_leases),
-            self.abandoned + self.released_late + self.released_after_reclaim,
+            expired,
+            sure_expired,
+            sure_expired + self.released_or_gone,
         );
-        expect("active leases", end.active_leases, baseline.active_leases);
+        // Each uncertain one is exactly one of the two.
+        expect(
+            "released and expired leases",
+            released + expired,
+            sure_released + sure_expired + self.released_or_gone,
+            sure_released + sure_expired + self.released_or_gone,
+        );
+        expect(
+            "active leases",
+            end.active_leases,
+            baseline.active_leases,
+            baseline.active_leases,
+        );
         if self.freed_twice > 0 {
             out.push(Violation::ReleaseAccountingMismatch {
                 counter: "repeat releases that freed capacity",

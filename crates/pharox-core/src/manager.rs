@@ -18,9 +18,14 @@ use crate::{Error, ProxyFilters, Result, Selector, validate};
 /// exponential backoff between attempts.
 ///
 /// Release, renew and reads retry every retryable error (they are safe to
-/// repeat). Acquire retries only errors where the request never reached the
-/// store ([`Error::request_not_sent`]): after a timeout the store may have
-/// granted a lease whose answer was lost, and a retry would hold a second one.
+/// repeat). Acquire retries only errors after which the store certainly
+/// applied nothing ([`Error::request_not_sent`], that is
+/// [`Error::Unavailable`]): an acquire is not idempotent, and after a
+/// `Timeout` or an `Interrupted` the store may have granted a lease whose
+/// answer was lost. Retrying then would take a second lease while the first
+/// stays held until its expiry, so those errors go to the caller. This relies
+/// on the store: one that answers `Unavailable` for an acquire that did grant
+/// a lease makes the manager leak that lease until its expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt (0 disables retrying).
@@ -82,8 +87,11 @@ pub struct AcquireEvent<'a> {
     pub pool_stats: Option<&'a PoolStatsSnapshot>,
 }
 
-/// What a release callback receives. Only releases that freed capacity
-/// (outcome `Released` or `Expired`) are reported.
+/// What a release callback receives. Only releases that certainly freed
+/// capacity (outcome `Released` or `Expired`) are reported: not `NotHeld`,
+/// and not `ReleasedOrGone`, where the manager cannot know whether this call
+/// freed capacity (its lost attempt may have, or the lease had already
+/// ended). Such a release is logged at debug level instead.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct ReleaseEvent<'a> {
@@ -211,7 +219,8 @@ impl<S: Storage> ProxyManager<S> {
         });
     }
 
-    /// Calls `f` after every release that freed capacity.
+    /// Calls `f` after every release that certainly freed capacity
+    /// (`Released` or `Expired`; see [`ReleaseEvent`]).
     pub fn on_release(&self, f: impl Fn(&ReleaseEvent<'_>) + Send + Sync + 'static) {
         let f: ReleaseCallback = Arc::new(f);
         self.inner.release_callbacks.rcu(|cbs| {
@@ -260,11 +269,17 @@ impl<S: Storage> ProxyManager<S> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.retrying_if(Error::is_retryable, op).await
+        self.retrying_if(Error::is_retryable, |_| {}, op).await
     }
 
-    /// Runs `op`, retrying the errors `retry` accepts per the policy.
-    async fn retrying_if<T, F, Fut>(&self, retry: fn(&Error) -> bool, mut op: F) -> Result<T>
+    /// Runs `op`, retrying the errors `retry` accepts per the policy;
+    /// `retried` sees each error that is retried.
+    async fn retrying_if<T, F, Fut>(
+        &self,
+        retry: fn(&Error) -> bool,
+        mut retried: impl FnMut(&Error),
+        mut op: F,
+    ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -273,6 +288,7 @@ impl<S: Storage> ProxyManager<S> {
         loop {
             match op().await {
                 Err(e) if retry(&e) && attempt < self.inner.retry.max_retries => {
+                    retried(&e);
                     let delay = self.inner.retry.backoff(attempt);
                     tracing::debug!(error = %e, attempt, ?delay, "retrying storage call");
                     tokio::time::sleep(delay).await;
@@ -285,19 +301,23 @@ impl<S: Storage> ProxyManager<S> {
 
     /// One acquire attempt with retries. An acquire is not idempotent: after
     /// a timeout it may have leased a proxy whose answer was lost, so only
-    /// errors where the request never reached the store are retried.
+    /// errors after which the store certainly applied nothing are retried.
     async fn acquire_once(&self, request: &AcquireRequest) -> Result<Option<Lease>> {
-        self.retrying_if(Error::request_not_sent, || {
-            self.inner.storage.acquire(request)
-        })
+        self.retrying_if(
+            Error::request_not_sent,
+            |_| {},
+            || self.inner.storage.acquire(request),
+        )
         .await
     }
 
     /// Leases a proxy, or `Ok(None)` when none is available now.
     ///
-    /// Retries errors where the request never reached the store (per the
-    /// [`RetryPolicy`]); a timeout is returned, not retried, because the store
-    /// may have granted a lease whose answer was lost (it ends at its expiry).
+    /// Retries, per the [`RetryPolicy`], only errors after which the store
+    /// certainly applied nothing ([`Error::request_not_sent`]). A `Timeout`
+    /// or an `Interrupted` is returned, not retried: the store may have
+    /// granted a lease whose answer was lost (it ends at its expiry), and a
+    /// retry would hold a second one.
     pub async fn acquire(&self, request: &AcquireRequest) -> Result<Option<Lease>> {
         let started = self.clock_for_callbacks(&self.inner.acquire_callbacks);
         self.ensure_consumer(&request.consumer).await?;
@@ -331,9 +351,33 @@ impl<S: Storage> ProxyManager<S> {
     }
 
     /// Gives a lease back; idempotent (see [`ReleaseOutcome`]).
+    ///
+    /// Retries every retryable error. When an attempt failed in a way that
+    /// may have applied it (`Timeout`, `Interrupted`) and a later attempt
+    /// finds nothing held, the answer is [`ReleaseOutcome::ReleasedOrGone`],
+    /// not `NotHeld`: the lost attempt may have been the release. Release
+    /// callbacks run only for `Released` and `Expired`.
     pub async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome> {
         let started = self.clock_for_callbacks(&self.inner.release_callbacks);
-        let outcome = self.retrying(|| self.inner.storage.release(lease)).await?;
+        let mut maybe_applied = false;
+        let outcome = self
+            .retrying_if(
+                Error::is_retryable,
+                |e| maybe_applied |= !e.request_not_sent(),
+                || self.inner.storage.release(lease),
+            )
+            .await?;
+        let outcome = match outcome {
+            ReleaseOutcome::NotHeld if maybe_applied => {
+                tracing::debug!(
+                    lease = %lease.id,
+                    pool = %lease.pool,
+                    "release retried after a lost reply found nothing held: released or gone"
+                );
+                ReleaseOutcome::ReleasedOrGone
+            }
+            other => other,
+        };
         if let Some(started) = started
             && outcome.freed_capacity()
         {

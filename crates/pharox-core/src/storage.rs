@@ -84,7 +84,8 @@ impl AcquireRequest {
 }
 
 /// What a release did. Releasing is idempotent: only the first release of a
-/// live lease frees capacity (I4), and no outcome is an error.
+/// live lease frees capacity (I4), and no outcome is an error. After any
+/// outcome the lease is no longer held: stop using its proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReleaseOutcome {
@@ -96,12 +97,27 @@ pub enum ReleaseOutcome {
     /// Nothing was held: released before, reclaimed after expiry, or its proxy
     /// or pool was removed.
     NotHeld,
+    /// An earlier attempt of this call may have released the lease and its
+    /// reply was lost (a `Timeout` or `Interrupted` error, retried); the
+    /// retry found nothing held: either that attempt released it, or the
+    /// lease had already ended (released before, expired, or its proxy or
+    /// pool removed). Capacity was freed at most once, and the lease is not
+    /// held any more.
+    ///
+    /// A store never answers this for one call; [`ProxyManager::release`]
+    /// does, instead of the `NotHeld` of its retry, which would deny a
+    /// release this caller may have made.
+    ///
+    /// [`ProxyManager::release`]: crate::ProxyManager::release
+    ReleasedOrGone,
 }
 
 impl ReleaseOutcome {
-    /// Whether this call returned capacity to the pool.
+    /// Whether this call certainly returned capacity to the pool (`Released`
+    /// or `Expired`). `false` for `NotHeld`, and for `ReleasedOrGone`, where
+    /// it is unknown whether this call or an earlier end freed it.
     pub fn freed_capacity(self) -> bool {
-        !matches!(self, Self::NotHeld)
+        matches!(self, Self::Released | Self::Expired)
     }
 }
 

@@ -1,4 +1,8 @@
 //! Health checks through real local proxies on a private redis-server.
+//!
+//! The thresholds leave room for a loaded machine: a local answer counts as
+//! fast below 1.5 s, and the slow proxy is slow by construction (it waits
+//! 2 s before forwarding, so its latency cannot be below that).
 
 mod support;
 
@@ -26,7 +30,7 @@ async fn checks_mark_proxies_and_inactive_ones_are_never_leased() {
     let target = support::target().await;
     let working = HttpProxy::default().start().await;
     let slow = HttpProxy {
-        delay: Duration::from_millis(700),
+        delay: Duration::from_secs(2),
         ..HttpProxy::default()
     }
     .start()
@@ -61,8 +65,8 @@ async fn checks_mark_proxies_and_inactive_ones_are_never_leased() {
 
     let checker = HealthChecker::new(HealthConfig {
         target: format!("http://{target}/ping"),
-        timeout: Duration::from_secs(3),
-        slow_threshold: Duration::from_millis(400),
+        timeout: Duration::from_secs(10),
+        slow_threshold: Duration::from_millis(1500),
         failures_to_inactive: 1,
         concurrency: 4,
     })
@@ -90,7 +94,7 @@ async fn checks_mark_proxies_and_inactive_ones_are_never_leased() {
         assert_eq!(stored.status, r.after, "{} in the store", r.proxy);
         assert!(stored.checked_at.is_some());
         if r.after == ProxyStatus::Slow {
-            assert!(r.latency_ms.unwrap() >= 400, "{r:?}");
+            assert!(r.latency_ms.unwrap() >= 1500, "{r:?}");
         }
         // I8: the password never reaches a result, wherever the check failed.
         let text = format!("{r:?} {}", r.error.clone().unwrap_or_default());
@@ -162,7 +166,7 @@ async fn failures_below_the_streak_keep_the_status() {
     let target = support::target().await;
     let checker = HealthChecker::new(HealthConfig {
         failures_to_inactive: 3,
-        timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(10),
         ..HealthConfig::new(format!("http://{target}/"))
     })
     .unwrap();

@@ -1,12 +1,17 @@
 //! The sweeper, the stats export and the worker loop on a private redis-server.
+//!
+//! No check depends on scheduling: "soon" is counted in sweep ticks, not
+//! milliseconds, and what happens in the background is waited for (up to a
+//! minute) rather than given a fixed delay.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
+use chrono::TimeDelta;
 use pharox_core::invariants::check_lifetime_counters;
 use pharox_core::testkit::Harness;
-use pharox_core::{PoolId, PoolStatsSnapshot, Storage};
+use pharox_core::{AcquireRequest, PoolId, PoolStatsSnapshot, Storage};
 use pharox_redis::testkit::RedisHarness;
 use pharox_redis::{RedisConfig, RedisStorage};
 use pharox_worker::{CancellationToken, Worker, WorkerConfig, sweep_pool};
@@ -16,6 +21,25 @@ fn live(s: &PoolStatsSnapshot) -> (u64, u64, u64, u64, u64) {
     (s.total, s.active, s.available, s.leased, s.active_leases)
 }
 
+/// Far beyond what anything here needs, even on a loaded machine.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Retries `probe` every 10 ms until it answers `Some`; panics naming
+/// `what` after [`PATIENCE`].
+async fn wait_for<T, Fut: Future<Output = Option<T>>>(
+    what: &str,
+    mut probe: impl FnMut() -> Fut,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(start.elapsed() < PATIENCE, "{what} never happened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// I1–I3 and I6 (the testkit's check), plus the lifetime counters adding up.
 async fn assert_invariants(h: &RedisHarness, pool: &PoolId) {
     pharox_core::testkit::assert_invariants(h, pool, true).await;
@@ -23,6 +47,18 @@ async fn assert_invariants(h: &RedisHarness, pool: &PoolId) {
     assert_eq!(check_lifetime_counters(&stats), None);
 }
 
+/// Sweeps of `pool` the worker has finished, from its metrics.
+fn sweeps(metrics: &pharox_worker::Metrics, pool: &str) -> u64 {
+    sample(
+        &metrics.render(),
+        &format!("pharox_sweeps_total{{pool=\"{pool}\"}}"),
+    )
+    .unwrap_or(0)
+}
+
+/// A sweep that starts after leases expired reclaims them all, so at most
+/// one sweep (the one running at the expiry) ends after it without having
+/// done so: "within two sweep intervals", counted in ticks, not in time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweeper_reclaims_abandoned_leases_within_two_intervals() {
     let h = RedisHarness::start().await;
@@ -45,21 +81,49 @@ async fn sweeper_reclaims_abandoned_leases_within_two_intervals() {
     let stop = CancellationToken::new();
     let running = tokio::spawn(worker.run(stop.clone()));
 
-    // A client takes 50 leases and crashes: nobody releases them.
-    let ttl = Duration::from_millis(300);
-    support::abandon_leases(&store, &pool, 50, ttl, 8).await;
-    let expired_at = Instant::now() + ttl;
+    // A client takes 50 leases and crashes: nobody releases them. Taken
+    // for long, then renewed short (a renewal touches only its own lease),
+    // so no acquire can reclaim an early one however long the leasing
+    // takes: only the sweeper can bring them back.
+    let ttl = TimeDelta::milliseconds(300);
+    let req = AcquireRequest::new(pool.clone())
+        .consumer("crashed")
+        .duration(TimeDelta::minutes(10));
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held.push(store.acquire(&req).await.unwrap().expect("a free slot"));
+    }
+    for lease in &held {
+        store.renew(lease, ttl).await.unwrap();
+    }
+    // Past every deadline, with a margin for the millisecond clock.
+    let expired_at = Instant::now() + ttl.to_std().unwrap() + Duration::from_millis(10);
     assert_eq!(store.pool_stats(&pool).await.unwrap().active_leases, 50);
 
-    // Nothing else touches the pool: only the sweeper can bring them back.
-    let deadline = expired_at + 2 * interval + Duration::from_millis(250);
+    tokio::time::sleep_until(expired_at.into()).await;
+    let at_expiry = sweeps(&metrics, "crash");
+    // Each round reads the sweeps first: every sweep counted had finished
+    // before the leases were found still live.
+    let mut unfinished = at_expiry;
+    let started = Instant::now();
     let after = loop {
+        let done = sweeps(&metrics, "crash");
         let s = store.pool_stats(&pool).await.unwrap();
-        if s.active_leases == 0 || Instant::now() > deadline {
+        if s.active_leases == 0 {
             break s;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        unfinished = done;
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the abandoned leases never came back: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    assert!(
+        unfinished <= at_expiry + 1,
+        "{} sweeps ended after the leases expired without reclaiming them",
+        unfinished - at_expiry
+    );
     assert_eq!(
         live(&after),
         live(&before),
@@ -67,13 +131,14 @@ async fn sweeper_reclaims_abandoned_leases_within_two_intervals() {
     );
     assert_eq!(after.expired_leases, 50);
     assert_eq!(after.total_leases, 50);
-    assert!(
+    // The sweep that reclaimed them records itself once it is done.
+    wait_for("the swept leases in the metrics", || async {
         metrics
             .render()
-            .contains("pharox_swept_leases_total{pool=\"crash\"} 50"),
-        "{}",
-        metrics.render()
-    );
+            .contains("pharox_swept_leases_total{pool=\"crash\"} 50")
+            .then_some(())
+    })
+    .await;
     assert_invariants(&h, &pool).await;
     stop.cancel();
     running.await.unwrap().unwrap();
@@ -84,42 +149,52 @@ async fn two_sweepers_reclaim_each_expired_lease_exactly_once() {
     let h = RedisHarness::start().await;
     let url = h.server().expect("a private server").url();
     let store = h.storage().clone();
-    let pool = PoolId::from("race");
-    support::seed(&store, &pool, 100, 100).await;
-    let ttl = Duration::from_millis(3000);
-    let started = Instant::now();
-    support::abandon_leases(&store, &pool, 10_000, ttl, 32).await;
-    assert!(
-        started.elapsed() < ttl,
-        "leasing took {:?}, longer than the TTL: raise it",
-        started.elapsed()
-    );
-    // The last lease was granted just now: all are due one TTL later.
-    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
-
-    // Two workers with their own connections, racing over the same pool.
+    // A second worker's own connection.
     let other = RedisStorage::connect(RedisConfig::new(url)).await.unwrap();
     let never = CancellationToken::new();
-    let (a, b) = tokio::join!(
-        sweep_pool(&store, &pool, 97, &never),
-        sweep_pool(&other, &pool, 89, &never)
-    );
-    let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.reclaimed + b.reclaimed, 10_000, "{a:?} {b:?}");
-    assert!(
-        a.reclaimed > 0 && b.reclaimed > 0,
-        "both swept: {a:?} {b:?}"
-    );
-    let stats = store.pool_stats(&pool).await.unwrap();
-    assert_eq!(
-        (stats.active_leases, stats.expired_leases, stats.leased),
-        (0, 10_000, 0)
-    );
-    assert_eq!(stats.available, 100);
-    assert_invariants(&h, &pool).await;
-    // Nothing left for a third sweep.
-    let again = sweep_pool(&store, &pool, 100, &never).await.unwrap();
-    assert_eq!(again.reclaimed, 0);
+    let started = Instant::now();
+    // Exactly once, every round; the rounds go on until the two sweeps
+    // really overlapped (both reclaimed some), which one round shows only
+    // if neither finished before the other's first batch ran.
+    for round in 1.. {
+        let pool = PoolId::from(format!("race-{round}"));
+        support::seed(&store, &pool, 100, 100).await;
+        let ttl = Duration::from_millis(3000);
+        support::abandon_leases(&store, &pool, 10_000, ttl, 32).await;
+        // The last lease was granted just now: all are due one TTL later.
+        tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+        // If leasing outlasted the TTL, later acquires reclaimed early
+        // leases: the sweepers get the rest, all due.
+        let due = store.pool_stats(&pool).await.unwrap().active_leases;
+
+        let (a, b) = tokio::join!(
+            sweep_pool(&store, &pool, 97, &never),
+            sweep_pool(&other, &pool, 89, &never)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.reclaimed + b.reclaimed, due, "{a:?} {b:?}");
+        let stats = store.pool_stats(&pool).await.unwrap();
+        assert_eq!(
+            (stats.active_leases, stats.expired_leases, stats.leased),
+            (0, 10_000, 0)
+        );
+        assert_eq!(stats.available, 100);
+        assert_invariants(&h, &pool).await;
+        // Nothing left for a third sweep.
+        let again = sweep_pool(&store, &pool, 100, &never).await.unwrap();
+        assert_eq!(again.reclaimed, 0);
+        if a.reclaimed > 0 && b.reclaimed > 0 {
+            println!(
+                "round {round}: {due} due leases, swept {} + {}",
+                a.reclaimed, b.reclaimed
+            );
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the two sweeps never overlapped in {round} rounds: {a:?} {b:?}"
+        );
+    }
 }
 
 /// One sample value of the exposition, by exact series text.
@@ -170,7 +245,7 @@ async fn metrics_over_http_match_pool_stats() {
         }
     };
     // Wait for a tick that has seen the expired leases swept.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + PATIENCE;
     let text = loop {
         if let Ok((200, text)) = page("/metrics").await
             && sample(&text, "pharox_pool_expired_leases_total{pool=\"metered\"}") == Some(2)
@@ -231,7 +306,7 @@ async fn metrics_over_http_match_pool_stats() {
     assert_eq!(live(&history[0]), live(&stats));
 
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), running)
+    tokio::time::timeout(PATIENCE, running)
         .await
         .unwrap()
         .unwrap()
@@ -245,7 +320,7 @@ async fn new_pools_are_picked_up_and_removed_ones_forgotten() {
     let worker = Worker::new(
         store.clone(),
         WorkerConfig {
-            sweep_interval: Duration::from_millis(100),
+            sweep_interval: Duration::from_millis(10),
             jitter: 0.5,
             history_len: 3,
             ..WorkerConfig::default()
@@ -256,28 +331,30 @@ async fn new_pools_are_picked_up_and_removed_ones_forgotten() {
     let running = tokio::spawn(worker.run(stop.clone()));
     let pool = PoolId::from("late");
     support::seed(&store, &pool, 3, 1).await;
-    let wait_for = |want: bool| {
+    let seen = |want: bool| {
         let metrics = metrics.clone();
         let pool = pool.clone();
         async move {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while metrics.pools().contains(&pool) != want {
-                assert!(
-                    Instant::now() < deadline,
-                    "pool seen: {want} never happened"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            wait_for(&format!("pool seen: {want}"), || async {
+                (metrics.pools().contains(&pool) == want).then_some(())
+            })
+            .await
         }
     };
-    wait_for(true).await;
+    seen(true).await;
     // The history is capped (MAXLEN ~ rounds to whole stream nodes, so
-    // allow some slack, but it must not grow with every tick).
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // allow some slack, but it must not grow with every tick): counted
+    // after 250 ticks, each of which recorded an entry before the next
+    // began, so a history that grew with every tick would hold 249 or more.
+    wait_for("250 sweeps of the pool", || async {
+        (sweeps(&metrics, "late") >= 250).then_some(())
+    })
+    .await;
     let n = store.stats_history(&pool, 10_000).await.unwrap().len();
+    println!("history after 250 ticks: {n} entries (history_len 3)");
     assert!((1..=120).contains(&n), "{n} entries");
     store.remove_pool(&pool).await.unwrap();
-    wait_for(false).await;
+    seen(false).await;
     assert!(!metrics.render().contains("pool=\"late\""));
     stop.cancel();
     running.await.unwrap().unwrap();

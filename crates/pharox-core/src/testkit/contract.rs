@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::Barrier;
 
 use super::{
@@ -19,6 +19,47 @@ use crate::model::{
 };
 use crate::validate::{MAX_LEASE_DURATION, MAX_POOL_ID_LEN};
 use crate::{AcquireRequest, Error, ProxyFilters, ReleaseOutcome, Selector, Storage};
+
+/// Whether the store's clock is still before `t` (a fresh snapshot's time).
+async fn still_before<H: Harness>(h: &H, pool: &PoolId, t: DateTime<Utc>) -> bool {
+    h.storage()
+        .pool_snapshot(pool)
+        .await
+        .expect("snapshot")
+        .taken_at
+        < t
+}
+
+/// Retries of a case whose steps must fall within [`SHORT_TTL`] of each
+/// other: on a store on real time a loaded machine can stall a step past it
+/// once, so the case checks with the store's clock that its steps were in
+/// time and, when not, runs again on a fresh pool, for at most a minute.
+struct InTime {
+    case: &'static str,
+    started: Instant,
+    attempts: u32,
+}
+
+impl InTime {
+    fn new(case: &'static str) -> Self {
+        Self {
+            case,
+            started: Instant::now(),
+            attempts: 0,
+        }
+    }
+
+    /// Another attempt; panics once a minute of attempts were all too slow.
+    fn again(&mut self) {
+        self.attempts += 1;
+        assert!(
+            self.started.elapsed() < Duration::from_secs(60),
+            "{}: {} attempts were all too slow for a {SHORT_TTL} lease",
+            self.case,
+            self.attempts
+        );
+    }
+}
 
 /// `ensure_consumer` registers once and returns the same consumer after.
 pub async fn consumer_round_trip<H: Harness>(h: &H) {
@@ -497,14 +538,24 @@ pub async fn lease_and_release<H: Harness>(h: &H) {
 /// `cleanup_expired` reclaims expired leases in bounded batches and counts them.
 pub async fn expired_leases_are_cleaned_up<H: Harness>(h: &H) {
     let s = h.storage();
-    let pool = new_pool(h, "cleanup").await;
-    add(h, proxy(&pool, "p", 1)).await;
-    let short = request(&pool).duration(SHORT_TTL);
-    for _ in 0..5 {
-        lease(h, &short).await;
-    }
-    let kept = lease(h, &request(&pool)).await;
-    assert_eq!(s.cleanup_expired(&pool, 100).await.unwrap(), 0);
+    let mut in_time = InTime::new("expired_leases_are_cleaned_up");
+    let (pool, kept) = loop {
+        let pool = new_pool(h, "cleanup").await;
+        add(h, proxy(&pool, "p", 1)).await;
+        let short = request(&pool).duration(SHORT_TTL);
+        let first = lease(h, &short).await;
+        for _ in 1..5 {
+            lease(h, &short).await;
+        }
+        let kept = lease(h, &request(&pool)).await;
+        let reclaimed = s.cleanup_expired(&pool, 100).await.unwrap();
+        // Before the first short lease's deadline: nothing to reclaim yet.
+        if still_before(h, &pool, first.expires_at).await {
+            assert_eq!(reclaimed, 0, "live leases were reclaimed");
+            break (pool, kept);
+        }
+        in_time.again();
+    };
     h.advance(PAST_SHORT_TTL).await;
     assert_eq!(
         s.cleanup_expired(&pool, 2).await.unwrap(),
@@ -523,15 +574,24 @@ pub async fn expired_leases_are_cleaned_up<H: Harness>(h: &H) {
 /// only the one it needs: afterwards no expired lease holds capacity (I6).
 pub async fn acquire_reclaims_expired_leases_first<H: Harness>(h: &H) {
     let s = h.storage();
-    let pool = new_pool(h, "reclaim").await;
-    for i in 0..3u16 {
-        add(h, proxy(&pool, &format!("p{i}"), i).with_max_concurrency(2)).await;
-    }
-    let mut old = Vec::new();
-    for _ in 0..6 {
-        old.push(lease(h, &request(&pool).duration(SHORT_TTL)).await);
-    }
-    miss(h, &request(&pool)).await;
+    let mut in_time = InTime::new("acquire_reclaims_expired_leases_first");
+    let (pool, old) = loop {
+        let pool = new_pool(h, "reclaim").await;
+        for i in 0..3u16 {
+            add(h, proxy(&pool, &format!("p{i}"), i).with_max_concurrency(2)).await;
+        }
+        let mut old = Vec::new();
+        for _ in 0..6 {
+            old.push(lease(h, &request(&pool).duration(SHORT_TTL)).await);
+        }
+        let got = s.acquire(&request(&pool)).await.unwrap();
+        // The pool was full while the short leases were live.
+        if still_before(h, &pool, old[0].expires_at).await {
+            assert!(got.is_none(), "expected no lease, got {got:?}");
+            break (pool, old);
+        }
+        in_time.again();
+    };
     h.advance(PAST_SHORT_TTL).await;
     let new = lease(h, &request(&pool)).await;
     assert_eq!(new.proxy.id, "p0");
@@ -595,25 +655,52 @@ pub async fn release_after_expiry_is_not_an_error<H: Harness>(h: &H) {
 /// lease still expires at its new one.
 pub async fn renew_extends_the_lease<H: Harness>(h: &H) {
     let s = h.storage();
-    let pool = new_pool(h, "renew").await;
-    add(h, proxy(&pool, "p", 1).with_max_concurrency(1)).await;
-    let l = lease(h, &request(&pool).duration(SHORT_TTL)).await;
     let extension = TimeDelta::milliseconds(600);
-    let renewed = s.renew(&l, extension).await.unwrap();
-    assert_eq!((renewed.id, renewed.token), (l.id, l.token));
-    let from_acquire = renewed.expires_at - l.acquired_at;
-    assert!(
-        from_acquire >= extension && from_acquire < extension + TimeDelta::milliseconds(150),
-        "renewed to {from_acquire} after acquire, expected now + {extension}"
-    );
-    h.advance(PAST_SHORT_TTL).await;
-    assert_eq!(
-        s.cleanup_expired(&pool, 10).await.unwrap(),
-        0,
-        "alive past the old deadline"
-    );
-    miss(h, &request(&pool)).await;
-    h.advance(Duration::from_millis(400)).await;
+    let mut in_time = InTime::new("renew_extends_the_lease");
+    let (pool, l, renewed) = loop {
+        let pool = new_pool(h, "renew").await;
+        add(h, proxy(&pool, "p", 1).with_max_concurrency(1)).await;
+        let l = lease(h, &request(&pool).duration(SHORT_TTL)).await;
+        let renewed = match s.renew(&l, extension).await {
+            Ok(renewed) => renewed,
+            // Renewed after the short deadline: too slow this time.
+            Err(Error::LeaseLost { .. }) => {
+                in_time.again();
+                continue;
+            }
+            Err(e) => panic!("renew: {e}"),
+        };
+        assert_eq!((renewed.id, renewed.token), (l.id, l.token));
+        // Now + duration: renewed after the grant and before this snapshot.
+        // Taken before the old deadline (always on a manual clock), that
+        // rules out old deadline + duration.
+        let after = s.pool_snapshot(&pool).await.unwrap().taken_at;
+        assert!(
+            renewed.expires_at >= l.acquired_at + extension
+                && renewed.expires_at <= after + extension,
+            "renewed to {}, expected now + {extension} (granted {}, old deadline {}, now {after})",
+            renewed.expires_at,
+            l.acquired_at,
+            l.expires_at
+        );
+        h.advance(PAST_SHORT_TTL).await;
+        let reclaimed = s.cleanup_expired(&pool, 10).await.unwrap();
+        let got = s.acquire(&request(&pool)).await.unwrap();
+        // Past the old deadline (by the advance) and before the new one.
+        if still_before(h, &pool, renewed.expires_at).await {
+            assert_eq!(reclaimed, 0, "alive past the old deadline");
+            assert!(
+                got.is_none(),
+                "the renewed lease still holds the proxy: {got:?}"
+            );
+            break (pool, l, renewed);
+        }
+        in_time.again();
+    };
+    // Just past the new deadline, by the store's clock.
+    let now = s.pool_snapshot(&pool).await.unwrap().taken_at;
+    let to_deadline = (renewed.expires_at - now).to_std().unwrap_or_default();
+    h.advance(to_deadline + Duration::from_millis(20)).await;
     assert_eq!(
         s.cleanup_expired(&pool, 10).await.unwrap(),
         1,

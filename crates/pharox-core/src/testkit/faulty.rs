@@ -2,10 +2,11 @@
 //! sits on top of a store (the manager, the demo, the worker).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use tokio::sync::Notify;
 
 use crate::model::{
     Consumer, ConsumerName, HealthCheckResult, Lease, PoolId, PoolStatsSnapshot, Proxy, ProxyId,
@@ -23,12 +24,24 @@ pub struct Faults {
     /// The next N `acquire`/`release` calls are applied but answer
     /// [`Error::Timeout`], as when a reply is lost.
     pub lose_next_reply: AtomicU32,
+    /// The next N `acquire`/`release` calls are not applied but answer
+    /// [`Error::Interrupted`], as when a connection breaks before the
+    /// request got through: the caller cannot tell it from a lost reply.
+    pub interrupt_next: AtomicU32,
+    /// When N > 0, every Nth `acquire` call (by [`Faults::acquire_calls`]) is
+    /// applied on the inner store but answers a retryable
+    /// [`Error::Unavailable`], which claims that nothing was applied: the
+    /// lease it granted leaks until its expiry (a store bug the churn
+    /// reports as "leaked lease").
+    pub leak_acquires: AtomicU32,
     /// Every `release` fails with a non-retryable [`Error::Backend`].
     pub fail_releases: AtomicBool,
-    /// `release` waits this long (ms) before applying.
-    pub slow_release_ms: AtomicU64,
-    /// `pool_stats` waits this long (ms) before answering.
-    pub slow_stats_ms: AtomicU64,
+    /// While closed, `release` waits (after counting itself in
+    /// [`Faults::release_calls`]) until it opens, then applies.
+    pub release_gate: Gate,
+    /// While closed, `pool_stats` waits (after counting itself in
+    /// [`Faults::stats_calls`]) until it opens, then answers.
+    pub stats_gate: Gate,
     /// Added to `available` in every snapshot's stats: a store that lies.
     pub skew_available: AtomicI64,
     /// Health results answer as applied but change nothing: proxies turned
@@ -49,8 +62,46 @@ pub struct Faults {
     pub ensure_calls: AtomicU32,
     /// `acquire` calls seen (failed ones included).
     pub acquire_calls: AtomicU32,
+    /// `release` calls seen (failed ones included).
+    pub release_calls: AtomicU32,
     /// `pool_stats` calls seen.
     pub stats_calls: AtomicU32,
+}
+
+/// A gate calls wait at while it is closed: lets a test hold a call at a
+/// known point (it has started, it has not applied) instead of guessing with
+/// a delay. Open by default.
+#[derive(Debug, Default)]
+pub struct Gate {
+    closed: AtomicBool,
+    opened: Notify,
+}
+
+impl Gate {
+    /// Calls arriving from now on wait until [`Gate::open`].
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets every waiting and later call through.
+    pub fn open(&self) {
+        self.closed.store(false, Ordering::SeqCst);
+        self.opened.notify_waiters();
+    }
+
+    /// Waits while the gate is closed.
+    async fn pass(&self) {
+        loop {
+            let opened = self.opened.notified();
+            tokio::pin!(opened);
+            // Registered before the check: an `open` in between still wakes us.
+            opened.as_mut().enable();
+            if !self.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            opened.await;
+        }
+    }
 }
 
 fn take_one(counter: &AtomicU32) -> bool {
@@ -59,17 +110,15 @@ fn take_one(counter: &AtomicU32) -> bool {
         .is_ok()
 }
 
-async fn pause(ms: &AtomicU64) {
-    let ms = ms.load(Ordering::SeqCst);
-    if ms > 0 {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-}
-
 impl Faults {
     fn injected(&self) -> Option<Error> {
-        take_one(&self.fail_next).then(|| Error::Unavailable {
-            source: "connection refused (injected)".into(),
+        if take_one(&self.fail_next) {
+            return Some(Error::Unavailable {
+                source: "connection refused (injected)".into(),
+            });
+        }
+        take_one(&self.interrupt_next).then(|| Error::Interrupted {
+            source: "connection reset before the request got through (injected)".into(),
         })
     }
 
@@ -171,7 +220,15 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     }
 
     async fn acquire(&self, request: &AcquireRequest) -> Result<Option<Lease>> {
-        self.faults.acquire_calls.fetch_add(1, Ordering::SeqCst);
+        let call = self.faults.acquire_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let leak_every = self.faults.leak_acquires.load(Ordering::SeqCst);
+        if leak_every > 0 && call.is_multiple_of(leak_every) {
+            // Applied, then reported as never sent.
+            self.inner.acquire(request).await?;
+            return Err(Error::Unavailable {
+                source: "connection refused (injected after the acquire applied)".into(),
+            });
+        }
         if let Some(e) = self.faults.injected() {
             return Err(e);
         }
@@ -202,6 +259,8 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     }
 
     async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome> {
+        self.faults.release_calls.fetch_add(1, Ordering::SeqCst);
+        self.faults.release_gate.pass().await;
         if self.faults.fail_releases.load(Ordering::SeqCst) {
             return Err(Error::Backend {
                 source: "release refused (injected)".into(),
@@ -210,7 +269,6 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         if let Some(e) = self.faults.injected() {
             return Err(e);
         }
-        pause(&self.faults.slow_release_ms).await;
         let result = self.inner.release(lease).await;
         self.faults.maybe_lose("release", result)
     }
@@ -225,7 +283,7 @@ impl<S: Storage> Storage for FaultyStorage<S> {
 
     async fn pool_stats(&self, pool: &PoolId) -> Result<PoolStatsSnapshot> {
         self.faults.stats_calls.fetch_add(1, Ordering::SeqCst);
-        pause(&self.faults.slow_stats_ms).await;
+        self.faults.stats_gate.pass().await;
         self.inner.pool_stats(pool).await
     }
 

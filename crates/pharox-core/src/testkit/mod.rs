@@ -16,7 +16,7 @@ pub mod contract;
 mod faulty;
 pub mod limits;
 
-pub use faulty::{Faults, FaultyStorage};
+pub use faulty::{Faults, FaultyStorage, Gate};
 
 use std::future::Future;
 use std::time::Duration;
