@@ -137,11 +137,12 @@ impl RedisServer {
                 )
             });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Generous: a busy CI machine can take seconds to start a process.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !ping(self.port) {
             assert!(
                 Instant::now() < deadline,
-                "redis-server on port {} did not answer PING within 10 s",
+                "redis-server on port {} did not answer PING within 30 s",
                 self.port
             );
             std::thread::sleep(Duration::from_millis(5));
@@ -250,7 +251,8 @@ impl RedisHarness {
         Self::start_with(|c| c).await
     }
 
-    /// A store on a fresh private server, with the configuration adjusted.
+    /// A store on a fresh private server, with the configuration adjusted
+    /// (starting from a 30 s response timeout).
     pub async fn start_with(adjust: impl FnOnce(RedisConfig) -> RedisConfig) -> Self {
         let (server, url, prefix) = match std::env::var("PHAROX_TEST_REDIS_URL") {
             Ok(url) if !url.is_empty() => {
@@ -262,7 +264,13 @@ impl RedisHarness {
                 (Some(Arc::new(server)), url, "pharox".to_owned())
             }
         };
-        let storage = RedisStorage::connect(adjust(RedisConfig::new(url).prefix(prefix)))
+        // A 30 s budget: on a busy CI machine a call can outlive the 5 s
+        // default, and a timeout is not what these tests test (those that
+        // test one set their own budget in `adjust`).
+        let base = RedisConfig::new(url)
+            .prefix(prefix)
+            .response_timeout(Duration::from_secs(30));
+        let storage = RedisStorage::connect(adjust(base))
             .await
             .expect("connect to the test redis-server");
         Self { server, storage }
