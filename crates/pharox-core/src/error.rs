@@ -47,8 +47,10 @@ pub enum Error {
     /// predicate on a server-side store).
     #[error("filter not supported by this storage: {0}")]
     UnsupportedFilter(&'static str),
-    /// The request never reached the store (no connection, connection
-    /// refused, pool exhausted before sending); safe to retry any call.
+    /// The store certainly applied nothing (no connection, connection
+    /// refused, pool exhausted before sending, a script that never ran);
+    /// safe to retry any call. A store must not answer this once a request
+    /// may have been applied.
     #[error("storage unavailable: {source}")]
     Unavailable {
         /// The driver's error.
@@ -106,8 +108,8 @@ impl Error {
         )
     }
 
-    /// Whether the request certainly did not reach the store, so even a call
-    /// that is not idempotent (an acquire) can be repeated safely.
+    /// Whether the store certainly applied nothing, so even a call that is
+    /// not idempotent (an acquire) can be repeated safely.
     pub fn request_not_sent(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
     }
