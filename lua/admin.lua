@@ -14,12 +14,7 @@ local function reindex(K, seq, w)
     if room > 0 then
       redis.call('ZADD', K.free_by_seq, seq, seq)
       redis.call('ZADD', K.free_by_load, score_load(load, seq), seq)
-      word = word + load * WORD_INDEXED_UNIT + WORD_IN_LOAD
-      local latency = redis.call('HGET', K.latency_by_seq, seq)
-      if latency then
-        redis.call('ZADD', K.free_by_latency, latency, seq)
-        word = word + WORD_IN_LATENCY
-      end
+      word = word + load * WORD_INDEXED_UNIT + WORD_IN_LOAD + enter_latency(K, seq)
     end
   end
   redis.call('BITFIELD', K.counters, 'SET', 'i64', word_slot(seq), int(word))

@@ -66,6 +66,15 @@ local function read_words(K, seqs)
   return chunked('BITFIELD_RO', K.counters, get, 3)
 end
 
+-- Puts `seq` into free_by_latency at its stored score; returns the flag
+-- its word then needs (0 when it has no score).
+local function enter_latency(K, seq)
+  local latency = redis.call('HGET', K.latency_by_seq, seq)
+  if not latency then return 0 end
+  redis.call('ZADD', K.free_by_latency, latency, seq)
+  return WORD_IN_LATENCY
+end
+
 -- Ends one lease `member` of leases_by_deadline (on proxy `seq`), counting
 -- it as expired when `expired`; returns whether it held capacity. The
 -- decrement refuses (OVERFLOW FAIL) a proxy without live leases: such a
@@ -99,13 +108,7 @@ local function end_lease(K, member, seq, expired)
       redis.call('ZADD', K.free_by_load, score_load(load, seq), seq)
       delta = (in_load and 0 or WORD_IN_LOAD) + (load - indexed) * WORD_INDEXED_UNIT
     end
-    if not in_latency then
-      local latency = redis.call('HGET', K.latency_by_seq, seq)
-      if latency then
-        redis.call('ZADD', K.free_by_latency, latency, seq)
-        delta = delta + WORD_IN_LATENCY
-      end
-    end
+    if not in_latency then delta = delta + enter_latency(K, seq) end
     if delta ~= 0 then
       bits[#bits + 1] = 'INCRBY'; bits[#bits + 1] = 'i64'; bits[#bits + 1] = word_slot(seq); bits[#bits + 1] = int(delta)
     end

@@ -130,7 +130,7 @@ impl Conn {
                     pool,
                     connect_timeout: cfg.connect_timeout,
                 };
-                con.query::<String>(&redis::cmd("PING"), "connect", cfg.connect_timeout)
+                con.query::<String, _>(&redis::cmd("PING"), "connect", cfg.connect_timeout)
                     .await?;
                 Ok(con)
             }
@@ -235,10 +235,11 @@ impl Conn {
         }
     }
 
-    /// Runs one command within `after`.
-    pub async fn query<T: FromRedisValue>(
+    /// Runs one command or pipeline (`MULTI`/`EXEC` when it is atomic)
+    /// within `after`.
+    pub async fn query<T: FromRedisValue, R: Request>(
         &self,
-        cmd: &Cmd,
+        request: &R,
         op: &'static str,
         after: Duration,
     ) -> Result<T> {
@@ -246,42 +247,43 @@ impl Conn {
         Self::within(op, after, async {
             match self {
                 Self::Multiplexed { cons, next } => {
-                    sent(cmd.query_async(&mut Self::shared(cons, next)).await)
+                    sent(request.send(&mut Self::shared(cons, next)).await)
                 }
                 Self::Pooled {
                     pool,
                     connect_timeout,
                 } => {
                     let mut con = Self::pooled(pool, *connect_timeout, after).await?;
-                    sent(cmd.query_async(&mut con).await)
+                    sent(request.send(&mut con).await)
                 }
             }
         })
         .await
     }
+}
 
-    /// Runs a pipeline (`MULTI`/`EXEC` when it is atomic) within `after`.
-    pub async fn pipeline<T: FromRedisValue>(
+/// What [`Conn::query`] sends: a command or a pipeline.
+pub(crate) trait Request: Sync {
+    fn send<T: FromRedisValue, C: redis::aio::ConnectionLike + Send>(
         &self,
-        pipe: &redis::Pipeline,
-        op: &'static str,
-        after: Duration,
-    ) -> Result<T> {
-        let sent = |r: redis::RedisResult<T>| r.map_err(|e| map_err(op, after, e));
-        Self::within(op, after, async {
-            match self {
-                Self::Multiplexed { cons, next } => {
-                    sent(pipe.query_async(&mut Self::shared(cons, next)).await)
-                }
-                Self::Pooled {
-                    pool,
-                    connect_timeout,
-                } => {
-                    let mut con = Self::pooled(pool, *connect_timeout, after).await?;
-                    sent(pipe.query_async(&mut con).await)
-                }
-            }
-        })
-        .await
+        con: &mut C,
+    ) -> impl std::future::Future<Output = redis::RedisResult<T>> + Send;
+}
+
+impl Request for Cmd {
+    fn send<T: FromRedisValue, C: redis::aio::ConnectionLike + Send>(
+        &self,
+        con: &mut C,
+    ) -> impl std::future::Future<Output = redis::RedisResult<T>> + Send {
+        self.query_async(con)
+    }
+}
+
+impl Request for redis::Pipeline {
+    fn send<T: FromRedisValue, C: redis::aio::ConnectionLike + Send>(
+        &self,
+        con: &mut C,
+    ) -> impl std::future::Future<Output = redis::RedisResult<T>> + Send {
+        self.query_async(con)
     }
 }

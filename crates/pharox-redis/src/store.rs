@@ -1014,7 +1014,7 @@ impl Storage for RedisStorage {
             let (counters, records, leases, total, available, (secs, micros), after): Reply = self
                 .inner
                 .conn
-                .pipeline(&pipe, "pool_snapshot", self.timeout())
+                .query(&pipe, "pool_snapshot", self.timeout())
                 .await?;
             if highest(after) > before {
                 continue;
