@@ -89,9 +89,8 @@ local now = now_ms()
 -- (measured with examples/redis_worst_case.rs): a page of an index costs
 -- 8, reading and judging a word 2, correcting an index entry 2, an index
 -- membership check 2, and checking a proxy record against the filter
--- FILTER_UNITS (decoding it, and a third of a unit per filter object it
--- may visit).
-local STEP_UNITS = 1500
+-- FILTER_UNITS (decoding it, and a unit per filter object it may visit).
+local STEP_UNITS = 1000
 
 local function cursor()
   return int(counter(K, SLOT_CURSOR))
@@ -225,7 +224,7 @@ if plan ~= 'x' and plan ~= '' then
   if f == nil then return fail('bad argument: ' .. bad) end
   filter, cost = f, compile(f)
 end
-local FILTER_UNITS = 5 + cost / 3
+local FILTER_UNITS = 8 + cost
 
 local ranges = nil
 if plan == 'g' then
