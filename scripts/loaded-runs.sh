@@ -4,12 +4,16 @@
 # how long it took. A test whose outcome depends on scheduling luck shows up
 # here as a red run. RELIABILITY.md records the result.
 #
-#   scripts/loaded-runs.sh [N]        # needs stress-ng (Debian: apt-get install stress-ng)
+#   scripts/loaded-runs.sh [N]        # needs stress-ng (installed with apt-get when run as root)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 runs=${1:-5}
 cores=$(nproc)
+if ! command -v stress-ng >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing stress-ng (apt-get)" >&2
+    apt-get install -y -q stress-ng >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q stress-ng >/dev/null 2>&1; }
+fi
 command -v stress-ng >/dev/null 2>&1 || {
     echo "error: stress-ng is required (Debian/Ubuntu: sudo apt-get install -y stress-ng)" >&2
     exit 1
