@@ -27,7 +27,7 @@ use chrono::TimeDelta;
 use pharox_core::testkit::churn::{
     ChurnConfig, ChurnProgress, ChurnReport, run_churn, soak_duration,
 };
-use pharox_core::testkit::{PATIENCE, add, new_pool, proxy, retry_while_retryable, settle};
+use pharox_core::testkit::{PATIENCE, add, new_pool, proxy, settle};
 use pharox_core::{AcquireRequest, Error, Lease, Storage};
 use pharox_redis::testkit::{NO_PERSISTENCE, OwnedRedis, STALLABLE, index_problems};
 use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage, redis};
