@@ -138,6 +138,21 @@ local function grant(seq)
   return { tonumber(seq), token, now, gen, redis.call('HGET', K.proxy_by_seq, seq) }
 end
 
+-- What an entry of a lazily kept index (free_by_load for src 'l',
+-- free_by_latency for 't') needs, given its proxy's word `w`: nil when it
+-- is valid; else 'gone' (the proxy is full or inactive: the entry leaves)
+-- or the load to move it to (its indexed load lagged), and the change to
+-- the word's index flags that goes with it.
+local function staleness(src, w)
+  local room, load, indexed, active = word_decode(w)
+  if not active or room == 0 then
+    return 'gone', src == 'l' and -(WORD_IN_LOAD + indexed * WORD_INDEXED_UNIT) or -WORD_IN_LATENCY
+  elseif src == 'l' and indexed ~= load then
+    return load, (load - indexed) * WORD_INDEXED_UNIT
+  end
+  return nil
+end
+
 -- Without a filter, first available and round robin: one lookup in the
 -- exact free_by_seq (what follows is defined only by calls that need it).
 if plan == '' and sel == 'f' then
@@ -148,11 +163,22 @@ elseif plan == '' and sel == 'r' then
     or redis.call('ZRANGE', K.free_by_seq, 0, 0)[1]
   if seq then return grant(seq) end
 elseif plan == '' and pos.src == '-' then
-  -- Least used, lowest latency: the first entry, if it is still valid.
-  local seq = redis.call('ZRANGE', sel == 'l' and K.free_by_load or K.free_by_latency, 0, 0)[1]
-  if seq then
-    local room, load, indexed, active = word_decode(counter(K, word_slot(seq)))
-    if active and room > 0 and (sel == 't' or load == indexed) then return grant(seq) end
+  -- Least used, lowest latency: the first entry, if it is still valid. A
+  -- few stale entries at the front (proxies leased since they were indexed)
+  -- are corrected one at a time, as the walk below would, which costs less
+  -- than its pages; behind more of them, the walk takes over.
+  local key = sel == 'l' and K.free_by_load or K.free_by_latency
+  for _ = 1, 4 do
+    local seq = redis.call('ZRANGE', key, 0, 0)[1]
+    if seq == nil then break end
+    local what, delta = staleness(sel, counter(K, word_slot(seq)))
+    if what == nil then return grant(seq) end
+    if what == 'gone' then
+      redis.call('ZREM', key, seq)
+    else
+      redis.call('ZADD', key, score_load(what, seq), seq)
+    end
+    redis.call('BITFIELD', K.counters, 'INCRBY', 'i64', word_slot(seq), int(delta))
   end
 end
 
@@ -166,16 +192,13 @@ local function corrections(src)
 
   -- Records the correction entry `seq` (word `w`) needs; false if none.
   function C.fix(seq, w)
-    local room, load, indexed, active = word_decode(w)
-    local delta
-    if not active or room == 0 then
-      C.gone[#C.gone + 1] = seq
-      delta = src == 'l' and -(WORD_IN_LOAD + indexed * WORD_INDEXED_UNIT) or -WORD_IN_LATENCY
-    elseif src == 'l' and indexed ~= load then
-      C.load[#C.load + 1] = score_load(load, seq); C.load[#C.load + 1] = seq
-      delta = (load - indexed) * WORD_INDEXED_UNIT
-    else
+    local what, delta = staleness(src, w)
+    if what == nil then
       return false
+    elseif what == 'gone' then
+      C.gone[#C.gone + 1] = seq
+    else
+      C.load[#C.load + 1] = score_load(what, seq); C.load[#C.load + 1] = seq
     end
     C.bits[#C.bits + 1] = 'INCRBY'; C.bits[#C.bits + 1] = 'i64'
     C.bits[#C.bits + 1] = word_slot(seq); C.bits[#C.bits + 1] = int(delta)

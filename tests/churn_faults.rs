@@ -27,7 +27,7 @@ use chrono::TimeDelta;
 use pharox_core::testkit::churn::{
     ChurnConfig, ChurnProgress, ChurnReport, run_churn, soak_duration,
 };
-use pharox_core::testkit::{add, new_pool, proxy, retry_while_retryable};
+use pharox_core::testkit::{PATIENCE, add, new_pool, proxy, settle};
 use pharox_core::{AcquireRequest, Error, Lease, Storage};
 use pharox_redis::testkit::{NO_PERSISTENCE, OwnedRedis, STALLABLE, index_problems};
 use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage, redis};
@@ -38,10 +38,6 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Each fault is injected at least this many times, however slow the machine.
 const MIN_FAULTS: u32 = 3;
-
-/// How long a fault test waits for the churn to show an effect before it
-/// fails: far beyond what any machine needs.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 fn config(pool: &str) -> ChurnConfig {
     let mut cfg = ChurnConfig::new(pool, soak_duration(Duration::from_secs(5)));
@@ -110,12 +106,6 @@ async fn finish(
     let problems = index_problems(&r.storage, pool).await;
     assert!(problems.is_empty(), "{pool}: {problems:#?}");
     report
-}
-
-/// Repeats a call until it answers (the server may be coming back).
-async fn settle<T, Fut: Future<Output = pharox_core::Result<T>>>(call: impl FnMut() -> Fut) -> T {
-    let (answer, took) = retry_while_retryable(PATIENCE, call).await;
-    answer.unwrap_or_else(|e| panic!("no answer after {took:?}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,7 @@ use chrono::TimeDelta;
 use parking_lot::Mutex;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use pharox_core::testkit::churn::{ChurnConfig, run_churn};
+use pharox_core::testkit::{PATIENCE, settle, wait_for};
 use pharox_core::{
     AcquireRequest, Error, InMemoryStorage, PoolId, PoolSnapshot, Proxy, ProxyManager, ProxyPool,
     ProxyProtocol, ProxyStatus, RetryPolicy, Storage,
@@ -87,27 +88,6 @@ const SECRETS: [(&str, &str, &str); 5] = [
 /// a busy machine while the server runs (500 ms did, failing a setup call).
 /// A stopped server still fails calls fast: its connections are refused.
 const TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long the test waits for something that happens in the background
-/// (a churn feeling a crash, a worker tick) before it fails: far beyond
-/// what a loaded machine needs. Nothing here relies on a fixed delay.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Retries `probe` every 50 ms until it answers `Some`; panics naming
-/// `what` after [`PATIENCE`].
-async fn wait_for<T, Fut: Future<Output = Option<T>>>(
-    what: &str,
-    mut probe: impl FnMut() -> Fut,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(start.elapsed() < PATIENCE, "{what} never happened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 // ---------------------------------------------------------------- capture
 
@@ -492,13 +472,6 @@ fn churn_pool_holds_the_secret(seen: &mut Seen, surface: &str, snapshot: &PoolSn
         "every churn proxy holds the secret"
     );
     seen.snapshot(surface, snapshot);
-}
-
-/// Retries a call until Redis answers again.
-async fn settle<T, Fut: Future<Output = pharox_core::Result<T>>>(call: impl FnMut() -> Fut) -> T {
-    let (answer, took) =
-        pharox_core::testkit::retry_while_retryable(Duration::from_secs(10), call).await;
-    answer.unwrap_or_else(|e| panic!("no answer after {took:?}: {e}"))
 }
 
 /// Connection errors, churn through a crash, and the manager on Redis.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use parking_lot::Mutex;
-use pharox::testkit::FaultyStorage;
+use pharox::testkit::{FaultyStorage, PATIENCE};
 use pharox::{
     AcquireRequest, Error, InMemoryStorage, ManualClock, PoolId, Proxy, ProxyFilters, ProxyManager,
     ProxyPool, ProxyProtocol, ReleaseOutcome, RetryPolicy, Selector, Storage,
@@ -56,16 +56,10 @@ async fn active_leases<S: Storage>(m: &ProxyManager<S>) -> u64 {
     m.pool_stats(&pool()).await.unwrap().active_leases
 }
 
-/// Far beyond anything a correct manager needs, even on a loaded machine.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Waits until `reached` holds; panics naming `what` after [`PATIENCE`].
+/// Waits until `reached` holds; panics naming `what` after
+/// [`PATIENCE`](pharox::testkit::PATIENCE).
 async fn wait_for(what: &str, reached: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !reached() {
-        assert!(start.elapsed() < PATIENCE, "{what} never happened");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    pharox::testkit::wait_for(what, || std::future::ready(reached().then_some(()))).await
 }
 
 #[tokio::test]

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use chrono::TimeDelta;
 use pharox_core::invariants::{TokenLedger, check_snapshot};
 use pharox_core::testkit::{
-    Harness, add, assert_invariants, new_pool, proxy, request, retry_while_retryable,
+    Harness, PATIENCE, add, assert_invariants, new_pool, proxy, request, retry_while_retryable,
 };
 use pharox_core::{
     AcquireRequest, Error, Lease, LeaseId, PoolId, ProxyPool, ReleaseOutcome, Selector, Storage,
@@ -51,9 +51,6 @@ type Private = OwnedRedis;
 /// Slack for scheduling on a loaded machine, on top of a call's own budget,
 /// in "fails within a bounded time" checks: the point is "no hang".
 const SLACK: Duration = Duration::from_secs(5);
-
-/// How long a test waits for something it made happen before it fails.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Response budget of the calls that must succeed on a running server: one
 /// a busy machine does not exceed (at a load of 12 on 2 vCPUs, the default

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use pharox_core::invariants::check_lifetime_counters;
-use pharox_core::testkit::Harness;
+use pharox_core::testkit::{Harness, PATIENCE, wait_for};
 use pharox_core::{AcquireRequest, PoolId, PoolStatsSnapshot, Storage};
 use pharox_redis::testkit::RedisHarness;
 use pharox_redis::{RedisConfig, RedisStorage};
@@ -19,25 +19,6 @@ use pharox_worker::{CancellationToken, Worker, WorkerConfig, sweep_pool};
 /// The part of the stats that must come back after abandoned leases return.
 fn live(s: &PoolStatsSnapshot) -> (u64, u64, u64, u64, u64) {
     (s.total, s.active, s.available, s.leased, s.active_leases)
-}
-
-/// Far beyond what anything here needs, even on a loaded machine.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Retries `probe` every 10 ms until it answers `Some`; panics naming
-/// `what` after [`PATIENCE`].
-async fn wait_for<T, Fut: Future<Output = Option<T>>>(
-    what: &str,
-    mut probe: impl FnMut() -> Fut,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(start.elapsed() < PATIENCE, "{what} never happened");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// I1–I3 and I6 (the testkit's check), plus the lifetime counters adding up.

@@ -194,6 +194,37 @@ pub fn assert_refused<T: std::fmt::Debug>(
     }
 }
 
+/// How long a test waits for something it made happen (a background task's
+/// effect, a server coming back) before it fails: far beyond what a loaded
+/// machine needs, so a slow machine makes a test slower, never red.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Retries `probe` every 10 ms until it answers `Some`, and returns that;
+/// panics naming `what` after [`PATIENCE`].
+pub async fn wait_for<T, Fut>(what: &str, mut probe: impl FnMut() -> Fut) -> T
+where
+    Fut: Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(start.elapsed() < PATIENCE, "{what} never happened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// [`retry_while_retryable`] for up to [`PATIENCE`], unwrapped: the call's
+/// answer once the store answers again; panics on any other error.
+pub async fn settle<T, Fut>(call: impl FnMut() -> Fut) -> T
+where
+    Fut: Future<Output = crate::Result<T>>,
+{
+    let (answer, took) = retry_while_retryable(PATIENCE, call).await;
+    answer.unwrap_or_else(|e| panic!("no answer after {took:?}: {e}"))
+}
+
 /// Repeats `call` while it fails with a retryable error (a store coming
 /// back after a restart or a stall), pausing 50 ms between tries. Returns the
 /// first other outcome and how long it took; panics if the call is still
