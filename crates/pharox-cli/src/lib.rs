@@ -1,9 +1,11 @@
 //! The `pharox` command's building blocks: the demo, the benchmark, the
 //! deterministic synthetic pools both use (also used by the criterion
-//! benches), and the output of the operations commands.
+//! benches), the output of the operations commands, and `serve`'s key and
+//! address rules.
 #![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod demo;
 pub mod ops;
+pub mod serve;
 pub mod synthetic;

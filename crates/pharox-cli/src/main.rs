@@ -1,7 +1,9 @@
-//! `pharox`: run the demo, benchmark a store, administer pools.
+//! `pharox`: run the demo, benchmark a store, run the worker or the HTTP service, administer pools.
 #![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,8 +11,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use pharox_cli::bench::{self, BenchOptions};
 use pharox_cli::demo::{self, DemoOptions};
-use pharox_cli::ops;
 use pharox_cli::synthetic::Shape;
+use pharox_cli::{ops, serve};
 use pharox_core::{InMemoryStorage, PoolId, Selector, Storage};
 use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage};
 use pharox_worker::{CancellationToken, HealthChecker, HealthConfig, Worker, WorkerConfig};
@@ -39,6 +41,10 @@ enum Command {
     HealthCheck(HealthCheckArgs),
     /// Print a pool's stats, or its history as recorded by workers.
     Stats(StatsArgs),
+    /// Serve the HTTP lease API (the routes pharox-sdk calls) over the
+    /// in-memory store, or Redis with --redis-url; stops on SIGINT/SIGTERM
+    /// after requests in flight finish.
+    Serve(ServeArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -302,6 +308,31 @@ struct StatsArgs {
     json: bool,
 }
 
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on. Without API keys only loopback addresses are allowed.
+    #[arg(long, env = "PHAROX_LISTEN", default_value = "127.0.0.1:8000")]
+    listen: SocketAddr,
+    /// Serve Redis at this URL instead of the embedded in-memory store.
+    #[arg(long, env = "PHAROX_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Key prefix in Redis.
+    #[arg(long, default_value = "pharox")]
+    redis_prefix: String,
+    /// As for the other commands: connect even under an allkeys-* maxmemory-policy.
+    #[arg(long, env = "PHAROX_REDIS_ALLOW_EVICTION")]
+    redis_allow_eviction: bool,
+    /// File of API keys, one a line (`#` starts a comment). Keys are also
+    /// read from PHAROX_API_KEYS (comma-separated); never pass them as arguments.
+    #[arg(long, env = "PHAROX_API_KEYS_FILE")]
+    api_keys_file: Option<PathBuf>,
+    /// Largest request body in bytes (larger: 413).
+    #[arg(long, env = "PHAROX_BODY_LIMIT", default_value_t = pharox_server::DEFAULT_BODY_LIMIT)]
+    body_limit: usize,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
 impl Command {
     /// Worker threads for the runtime: all cores, except for a bench with
     /// fewer tasks than cores.
@@ -337,7 +368,49 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Worker(args) => run_worker(args).await,
         Command::HealthCheck(args) => run_health_check(args).await,
         Command::Stats(args) => run_stats(args).await,
+        Command::Serve(args) => run_serve(args).await,
     }
+}
+
+async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
+    ops::init_logging(args.log.log_format, &args.log.log_level)?;
+    let env_keys = std::env::var(serve::API_KEYS_ENV).ok();
+    let keys = serve::load_api_keys(env_keys.as_deref(), args.api_keys_file.as_deref())?;
+    serve::check_exposure(args.listen, &keys)?;
+    let config = pharox_server::ServerConfig {
+        body_limit: args.body_limit,
+        ..pharox_server::ServerConfig::new(keys.clone())
+    };
+    let (app, store) = match &args.redis_url {
+        None => (
+            pharox_server::router(InMemoryStorage::new(), config),
+            "memory".to_owned(),
+        ),
+        Some(url) => {
+            let redis = RedisConfig::new(url.clone())
+                .prefix(args.redis_prefix.clone())
+                .allow_eviction(args.redis_allow_eviction);
+            let storage = RedisStorage::connect(redis.clone())
+                .await
+                .with_context(|| format!("connecting to {}", redis.redacted_url()))?;
+            // docs/http-api.md, "Ids": Redis lease ids do not carry their pool yet.
+            tracing::warn!(
+                "on Redis, GET /v1/leases/{{id}} and releases by id answer 404 for now \
+                 (leases end at their TTL); see docs/http-api.md"
+            );
+            (pharox_server::router(storage, config), redis.redacted_url())
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(%bound, %store, api_keys = keys.len(), "serving the HTTP API");
+    // Always on stderr, whatever the log level: scripts wait for this line.
+    eprintln!("pharox serve: listening on http://{bound}");
+    pharox_server::serve(listener, app, pharox_worker::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_demo(args: DemoArgs) -> Result<ExitCode> {

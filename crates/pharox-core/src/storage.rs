@@ -7,10 +7,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Consumer, ConsumerName, HealthCheckResult, Lease, PoolId, PoolStatsSnapshot, Proxy, ProxyId,
-    ProxyPool,
+    Consumer, ConsumerName, HealthCheckResult, Lease, LeaseId, PoolId, PoolStatsSnapshot, Proxy,
+    ProxyId, ProxyPool,
 };
-use crate::{ProxyFilters, Result, Selector};
+use crate::{Error, ProxyFilters, Result, Selector};
 
 /// The consumer used when a request names none.
 pub const DEFAULT_CONSUMER: &str = "default";
@@ -204,6 +204,29 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         request: &AcquireRequest,
     ) -> impl Future<Output = Result<Option<Lease>>> + Send;
+
+    /// A lease of `pool` by id, if it is live at the store's clock (held and
+    /// before its deadline); `None` if it never existed, ended (released,
+    /// expired, its proxy removed) or the pool does not exist.
+    ///
+    /// The default reads the whole pool ([`Storage::pool_snapshot`], O(pool
+    /// size)); stores that index leases by id override it with one lookup.
+    fn get_lease(
+        &self,
+        pool: &PoolId,
+        lease: &LeaseId,
+    ) -> impl Future<Output = Result<Option<Lease>>> + Send {
+        async move {
+            match self.pool_snapshot(pool).await {
+                Ok(snap) => Ok(snap
+                    .leases
+                    .into_iter()
+                    .find(|l| l.id == *lease && l.expires_at > snap.taken_at)),
+                Err(Error::PoolNotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+    }
 
     /// Gives a lease back. Idempotent; never an error for a lease that is gone.
     fn release(&self, lease: &Lease) -> impl Future<Output = Result<ReleaseOutcome>> + Send;

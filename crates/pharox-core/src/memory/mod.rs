@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use crate::clock::{Clock, SystemClock, datetime_from_ms};
 use crate::model::{
-    Consumer, ConsumerName, HealthCheckResult, Lease, PoolId, PoolStatsSnapshot, Proxy, ProxyId,
-    ProxyPool,
+    Consumer, ConsumerName, HealthCheckResult, Lease, LeaseId, PoolId, PoolStatsSnapshot, Proxy,
+    ProxyId, ProxyPool,
 };
 use crate::storage::{AcquireRequest, PoolSnapshot, ReleaseOutcome, Storage};
 use crate::{Error, ProxyFilters, Result, Selector, validate};
@@ -274,6 +274,19 @@ impl Storage for InMemoryStorage {
             // needlessly; that is harmless, waiters retry.
             Ok((lease, freed))
         })
+    }
+
+    async fn get_lease(&self, pool: &PoolId, lease: &LeaseId) -> Result<Option<Lease>> {
+        validate::pool_id(pool)?;
+        let Some(cell) = self.find_cell(pool) else {
+            return Ok(None);
+        };
+        let now = self.now_ms();
+        let st = cell.state.lock();
+        if st.removed {
+            return Ok(None);
+        }
+        Ok(st.live_lease(*lease, now))
     }
 
     async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome> {

@@ -150,6 +150,8 @@ pub(super) struct LeaseEntry {
 pub(super) struct PoolState {
     pub(super) pool: ProxyPool,
     pub(super) removed: bool,
+    /// The pool's [`PoolId::lease_tag`], put in every lease id it grants.
+    lease_tag: u32,
     last_token: u64,
     /// Sequence of the last round-robin pick.
     cursor: Option<u64>,
@@ -173,6 +175,7 @@ impl PoolState {
     /// An empty pool whose first fencing token will be `last_token + 1`.
     pub(super) fn new(pool: ProxyPool, last_token: u64) -> Self {
         Self {
+            lease_tag: pool.id.lease_tag(),
             pool,
             removed: false,
             last_token,
@@ -485,7 +488,7 @@ impl PoolState {
             self.cursor = Some(seq);
         }
         self.modify_hot(seq, |hot| hot.load += 1);
-        let id = LeaseId::random();
+        let id = LeaseId::in_pool(self.lease_tag);
         let entry = LeaseEntry {
             seq,
             token: self.last_token,
@@ -516,6 +519,14 @@ impl PoolState {
             expires_at: datetime_from_ms(entry.expires_ms),
             released_at: None,
         }
+    }
+
+    /// The lease with this id, if it is held and its deadline is after `now_ms`.
+    pub(super) fn live_lease(&self, id: LeaseId, now_ms: i64) -> Option<Lease> {
+        self.leases
+            .get(&id)
+            .filter(|e| e.expires_ms > now_ms)
+            .map(|e| self.lease_of(id, e))
     }
 
     /// The stored entry of `lease`, if it is the same live lease (id and token).

@@ -96,6 +96,29 @@ string_id!(
     ConsumerName
 );
 
+/// The namespace of the UUIDs that name pools over HTTP ([`PoolId::uuid`]).
+pub const POOL_UUID_NAMESPACE: Uuid = Uuid::from_u128(0x5f1c_4e0a_9d3b_4c6e_8a27_6b1f_0e9d_c3a5);
+
+impl PoolId {
+    /// The pool's UUID, for APIs whose clients parse pool ids as UUIDs
+    /// (pharox-sdk): the id itself when it is a UUID in canonical form
+    /// (lowercase, hyphenated), otherwise the UUIDv5 of the id in
+    /// [`POOL_UUID_NAMESPACE`]. Deterministic, so every process agrees
+    /// without storing it.
+    pub fn uuid(&self) -> Uuid {
+        match Uuid::try_parse(&self.0) {
+            Ok(u) if u.hyphenated().to_string() == *self.0 => u,
+            _ => Uuid::new_v5(&POOL_UUID_NAMESPACE, self.0.as_bytes()),
+        }
+    }
+
+    /// The tag that [`LeaseId::in_pool`] puts in the pool's lease ids: the
+    /// first 32 bits of [`PoolId::uuid`].
+    pub fn lease_tag(&self) -> u32 {
+        (self.uuid().as_u128() >> 96) as u32
+    }
+}
+
 impl ProxyId {
     /// A fresh random id (a UUID v4 in text form).
     pub fn random() -> Self {
@@ -113,6 +136,22 @@ impl LeaseId {
     pub fn random() -> Self {
         Self(Uuid::new_v4())
     }
+
+    /// A fresh lease id of a pool whose [`PoolId::lease_tag`] is `tag`: a
+    /// UUIDv8 whose first 32 bits are the tag and whose other 90 free bits
+    /// are random. A server that gets only the id back (pharox-sdk sends
+    /// nothing else) finds the pool from the tag, without a lookup table.
+    pub fn in_pool(tag: u32) -> Self {
+        let r = fastrand::u128(..);
+        let hi = (u64::from(tag) << 32) | ((r as u64) & 0xFFFF_0FFF) | (0x8 << 12);
+        let lo = (0b10 << 62) | ((r >> 64) as u64 & ((1 << 62) - 1));
+        Self(Uuid::from_u64_pair(hi, lo))
+    }
+
+    /// The first 32 bits: the pool's tag if the id was made by [`LeaseId::in_pool`].
+    pub fn pool_tag(&self) -> u32 {
+        (self.0.as_u128() >> 96) as u32
+    }
 }
 
 impl fmt::Display for LeaseId {
@@ -124,5 +163,38 @@ impl fmt::Display for LeaseId {
 impl fmt::Debug for LeaseId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "LeaseId({})", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_uuid_is_its_canonical_uuid_id_or_a_stable_v5() {
+        let named = PoolId::from("latam");
+        assert_eq!(named.uuid(), named.uuid());
+        assert_eq!(named.uuid().get_version_num(), 5);
+        assert_ne!(named.uuid(), PoolId::from("latam2").uuid());
+        let canonical = "0b6f4a52-1c2d-4e8f-9a0b-1c2d3e4f5a6b";
+        assert_eq!(PoolId::from(canonical).uuid().to_string(), canonical);
+        // Not canonical (upper case): hashed, so no two ids share a UUID.
+        let upper = PoolId::from(canonical.to_uppercase());
+        assert_ne!(upper.uuid().to_string(), canonical);
+    }
+
+    #[test]
+    fn lease_ids_in_a_pool_carry_its_tag_and_differ() {
+        let pool = PoolId::from("latam");
+        let a = LeaseId::in_pool(pool.lease_tag());
+        let b = LeaseId::in_pool(pool.lease_tag());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert_eq!(id.pool_tag(), pool.lease_tag());
+            assert_eq!(id.0.get_version_num(), 8);
+            assert_eq!(id.0.get_variant(), uuid::Variant::RFC4122);
+        }
+        assert_eq!(LeaseId::in_pool(u32::MAX).pool_tag(), u32::MAX);
+        assert_eq!(LeaseId::in_pool(0).pool_tag(), 0);
     }
 }

@@ -8,7 +8,7 @@ mod proxy;
 mod stats;
 
 pub use health::HealthCheckResult;
-pub use ids::{ConsumerName, LeaseId, PoolId, ProxyId};
+pub use ids::{ConsumerName, LeaseId, POOL_UUID_NAMESPACE, PoolId, ProxyId};
 pub use lease::{Lease, LeaseStatus, LeasedProxy};
 pub use pool::{Consumer, ProxyPool};
 pub use proxy::{Credentials, Proxy, ProxyProtocol, ProxyStatus, Secret};

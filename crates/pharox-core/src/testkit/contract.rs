@@ -535,6 +535,48 @@ pub async fn lease_and_release<H: Harness>(h: &H) {
     assert_invariants(h, &pool, true).await;
 }
 
+/// `get_lease` finds a live lease by pool and id, and nothing once it ended,
+/// in another pool, or in a pool that does not exist.
+pub async fn get_lease_finds_live_leases_only<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "get-lease").await;
+    let other = new_pool(h, "get-lease-other").await;
+    add(h, proxy(&pool, "p", 1).with_max_concurrency(2)).await;
+    let l = lease(h, &request(&pool).consumer("reader")).await;
+    let found = s
+        .get_lease(&pool, &l.id)
+        .await
+        .unwrap()
+        .expect("live lease");
+    assert_eq!(
+        (
+            found.id,
+            found.token,
+            found.status,
+            &found.consumer,
+            &found.proxy.id
+        ),
+        (l.id, l.token, LeaseStatus::Active, &l.consumer, &l.proxy.id)
+    );
+    assert_eq!(
+        (found.acquired_at, found.expires_at),
+        (l.acquired_at, l.expires_at)
+    );
+    assert_eq!(s.get_lease(&other, &l.id).await.unwrap(), None);
+    assert_eq!(
+        s.get_lease(&h.unique_pool("get-lease-none"), &l.id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.get_lease(&pool, &LeaseId::random()).await.unwrap(), None);
+    s.release(&l).await.unwrap();
+    assert_eq!(s.get_lease(&pool, &l.id).await.unwrap(), None);
+    let short = lease(h, &request(&pool).duration(SHORT_TTL)).await;
+    h.advance(PAST_SHORT_TTL).await;
+    assert_eq!(s.get_lease(&pool, &short.id).await.unwrap(), None);
+}
+
 /// `cleanup_expired` reclaims expired leases in bounded batches and counts them.
 pub async fn expired_leases_are_cleaned_up<H: Harness>(h: &H) {
     let s = h.storage();

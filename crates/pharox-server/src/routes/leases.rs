@@ -1,0 +1,96 @@
+//! `/v1/leases/`: acquire, read and release leases.
+//!
+//! A lease id is a UUID whose first 32 bits are its pool's tag
+//! ([`PoolId::lease_tag`](pharox_core::PoolId::lease_tag)): reading or
+//! releasing by id alone finds the pool in the in-process directory, then
+//! costs one store lookup, with no global lease index.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use pharox_core::{AcquireRequest, ConsumerName, DEFAULT_CONSUMER, Lease, LeaseId, Storage};
+use uuid::Uuid;
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::extract::{Json, Path};
+use crate::wire::{AcquireBody, LeaseBody};
+
+/// `POST /v1/leases/`: 201 with the lease; 409 `no_proxy_available` when no
+/// proxy qualifies; 404 for an unknown pool.
+pub(super) async fn acquire<S: Storage>(
+    State(app): State<AppState<S>>,
+    Json(body): Json<AcquireBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let duration = body.duration()?;
+    let selector = body.selector()?;
+    let pool = app.resolve_pool(&body.pool_id).await?;
+    let consumer = ConsumerName::from(body.consumer_id.as_deref().unwrap_or(DEFAULT_CONSUMER));
+    let filters = match body.filters {
+        Some(f) => f.into_filters()?,
+        None => Default::default(),
+    };
+    let request = AcquireRequest::new(pool)
+        .consumer(consumer.clone())
+        .duration(duration)
+        .selector(selector)
+        .filters(filters);
+    pharox_core::validate::acquire_request(&request).map_err(|e| {
+        ApiError::from(e).field_as(|f| match f {
+            "pool" => Some("pool_id".into()),
+            "consumer" => Some("consumer_id".into()),
+            "duration" => Some("ttl_seconds".into()),
+            _ => None,
+        })
+    })?;
+    // Before the acquire: a lease must not be granted and then lost to a
+    // failed consumer lookup.
+    let consumer_id = app.dir.consumer_id(&app.store, &consumer).await?;
+    match app.store.acquire(&request).await? {
+        Some(lease) => Ok((
+            StatusCode::CREATED,
+            axum::Json(LeaseBody::new(&lease, consumer_id, false)),
+        )),
+        None => Err(ApiError::conflict(
+            "no_proxy_available",
+            "no proxy of the pool is available for these filters",
+        )),
+    }
+}
+
+/// `GET /v1/leases/{lease}`: 200 while the lease is live, 404 once it ended.
+pub(super) async fn get_one<S: Storage>(
+    State(app): State<AppState<S>>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<LeaseBody>, ApiError> {
+    let lease = find(&app, &id).await?;
+    let consumer_id = app.dir.consumer_id(&app.store, &lease.consumer).await?;
+    Ok(axum::Json(LeaseBody::new(&lease, consumer_id, false)))
+}
+
+/// `POST /v1/leases/{lease}/release`: 200 with the lease, `status:
+/// released`; 404 if it is not live (released, expired, never existed).
+pub(super) async fn release<S: Storage>(
+    State(app): State<AppState<S>>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<LeaseBody>, ApiError> {
+    let lease = find(&app, &id).await?;
+    let consumer_id = app.dir.consumer_id(&app.store, &lease.consumer).await?;
+    // Any outcome leaves the lease not held; capacity is freed at most once.
+    app.store.release(&lease).await?;
+    Ok(axum::Json(LeaseBody::new(&lease, consumer_id, true)))
+}
+
+async fn find<S: Storage>(app: &AppState<S>, id: &str) -> Result<Lease, ApiError> {
+    let uuid = Uuid::try_parse(id).map_err(|_| ApiError::invalid("lease_id", "must be a UUID"))?;
+    let id = LeaseId(uuid);
+    for pool in app.dir.pools_by_tag(&app.store, id.pool_tag()).await? {
+        if let Some(lease) = app.store.get_lease(&pool, &id).await? {
+            return Ok(lease);
+        }
+    }
+    Err(ApiError::not_found(
+        "lease_not_found",
+        "no live lease has this id (released, expired or unknown)",
+    ))
+}

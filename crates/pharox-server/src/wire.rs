@@ -1,0 +1,506 @@
+//! The JSON bodies of the pharox-sdk routes, exactly as pharox-sdk 0.2.0
+//! sends and parses them (see `docs/http-api.md`), and their conversions.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use pharox_core::validate::MAX_LEASE_DURATION;
+use pharox_core::{
+    Credentials, Lease, LeaseStatus, PoolId, Proxy, ProxyFilters, ProxyId, ProxyPool,
+    ProxyProtocol, ProxyStatus, Selector,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::directory::proxy_uuid;
+use crate::error::ApiError;
+
+/// Radius used for a filter's `latitude`/`longitude` without `radius_km`:
+/// pharox (Python) then matches the exact point (1e-6 degrees, about 0.1 m);
+/// the geo filter here needs a radius, so it takes one metre.
+pub const POINT_RADIUS_KM: f64 = 0.001;
+
+/// Lease duration when `ttl_seconds` is missing (the SDK's default).
+pub const DEFAULT_TTL_SECONDS: u64 = 300;
+
+/// A time as the SDK parses it (`datetime.fromisoformat`, also on Python
+/// 3.10): `2025-01-31T12:00:00.123456+00:00`, always six fraction digits.
+pub fn iso(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+}
+
+/// `POST /v1/pools/`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePool {
+    /// The pool's name; also its id in pharox (Rust API, CLI, metrics).
+    pub name: String,
+    /// Free text (the SDK sends `""` by default).
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A pool as the SDK parses it (`id` a UUID, `name`, `description`), plus `key`.
+#[derive(Debug, Serialize)]
+pub struct PoolBody {
+    /// [`PoolId::uuid`].
+    pub id: Uuid,
+    /// The pool's id in pharox.
+    pub key: String,
+    /// Its name.
+    pub name: String,
+    /// Its description.
+    pub description: Option<String>,
+}
+
+impl From<&ProxyPool> for PoolBody {
+    fn from(p: &ProxyPool) -> Self {
+        Self {
+            id: p.id.uuid(),
+            key: p.id.as_str().to_owned(),
+            name: p.name.clone(),
+            description: p.description.clone(),
+        }
+    }
+}
+
+/// `POST /v1/pools/{id}/proxies/`: what the SDK's `add_proxy` sends, and the
+/// pharox `Proxy` model's other settable fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProxy {
+    /// Optional id; a new UUID when missing. An existing id updates that proxy.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port, 1 to 65535.
+    pub port: u16,
+    /// `http` (default), `https`, `socks4` or `socks5`.
+    #[serde(default = "default_protocol")]
+    pub protocol: ProxyProtocol,
+    /// User name; given together with `password`.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password; stored, never returned.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// `active` (default, so an SDK user can lease a proxy just added),
+    /// `inactive`, `slow` or `banned`.
+    #[serde(default)]
+    pub status: Option<ProxyStatus>,
+    /// Country code.
+    #[serde(default)]
+    pub country: Option<String>,
+    /// City.
+    #[serde(default)]
+    pub city: Option<String>,
+    /// Latitude in degrees (with `longitude`).
+    #[serde(default)]
+    pub latitude: Option<f64>,
+    /// Longitude in degrees (with `latitude`).
+    #[serde(default)]
+    pub longitude: Option<f64>,
+    /// Provider or feed.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Internet service provider.
+    #[serde(default)]
+    pub isp: Option<String>,
+    /// Autonomous system number.
+    #[serde(default)]
+    pub asn: Option<u32>,
+    /// Most leases at once; none means no limit of its own.
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+    /// Last measured latency.
+    #[serde(default)]
+    pub latency_ms: Option<u32>,
+}
+
+fn default_protocol() -> ProxyProtocol {
+    ProxyProtocol::Http
+}
+
+impl CreateProxy {
+    /// The proxy to store in `pool`.
+    pub fn into_proxy(self, pool: PoolId) -> Result<Proxy, ApiError> {
+        let mut proxy = Proxy::new(pool, self.host, self.port, self.protocol);
+        if let Some(id) = self.id {
+            proxy.id = ProxyId::from(id);
+        }
+        proxy.credentials = match (self.username, self.password) {
+            (None, None) => None,
+            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => Some(Credentials::new(u, p)),
+            _ => {
+                return Err(ApiError::invalid(
+                    "username",
+                    "username and password must be given together, both non-empty",
+                ));
+            }
+        };
+        proxy.status = self.status.unwrap_or(ProxyStatus::Active);
+        match (self.latitude, self.longitude) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ApiError::invalid(
+                    "location",
+                    "latitude and longitude must be given together",
+                ));
+            }
+            (lat, lon) => (proxy.latitude, proxy.longitude) = (lat, lon),
+        }
+        proxy.country = self.country;
+        proxy.city = self.city;
+        proxy.source = self.source;
+        proxy.isp = self.isp;
+        proxy.asn = self.asn;
+        proxy.max_concurrency = self.max_concurrency;
+        proxy.latency_ms = self.latency_ms;
+        Ok(proxy)
+    }
+}
+
+/// `PATCH /v1/pools/{id}/proxies/{proxy_id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProxy {
+    /// The new status.
+    pub status: ProxyStatus,
+}
+
+/// A proxy in answers: every field but the password.
+#[derive(Debug, Serialize)]
+pub struct ProxyBody {
+    /// Its id in the pool (a UUID for proxies created through the API).
+    pub id: String,
+    /// The pool's UUID.
+    pub pool_id: Uuid,
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: ProxyProtocol,
+    /// User name, if the proxy has credentials (never the password).
+    pub username: Option<String>,
+    /// Status.
+    pub status: ProxyStatus,
+    /// Last health check.
+    pub checked_at: Option<String>,
+    /// Last measured latency.
+    pub latency_ms: Option<u32>,
+    /// Provider or feed.
+    pub source: Option<String>,
+    /// Country code.
+    pub country: Option<String>,
+    /// City.
+    pub city: Option<String>,
+    /// Latitude.
+    pub latitude: Option<f64>,
+    /// Longitude.
+    pub longitude: Option<f64>,
+    /// Internet service provider.
+    pub isp: Option<String>,
+    /// Autonomous system number.
+    pub asn: Option<u32>,
+    /// Most leases at once (none: no limit of its own).
+    pub max_concurrency: Option<u32>,
+    /// Active leases now.
+    pub current_leases: u32,
+}
+
+impl From<&Proxy> for ProxyBody {
+    fn from(p: &Proxy) -> Self {
+        Self {
+            id: p.id.as_str().to_owned(),
+            pool_id: p.pool.uuid(),
+            host: p.host.clone(),
+            port: p.port,
+            protocol: p.protocol,
+            username: p.credentials.as_ref().map(|c| c.username.clone()),
+            status: p.status,
+            checked_at: p.checked_at.map(iso),
+            latency_ms: p.latency_ms,
+            source: p.source.clone(),
+            country: p.country.clone(),
+            city: p.city.clone(),
+            latitude: p.latitude,
+            longitude: p.longitude,
+            isp: p.isp.clone(),
+            asn: p.asn,
+            max_concurrency: p.max_concurrency,
+            current_leases: p.current_leases,
+        }
+    }
+}
+
+/// pharox's `ProxyFilters` as the SDK sends it (`model_dump(exclude_none=True)`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FiltersBody {
+    /// Source.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Country (ASCII case ignored).
+    #[serde(default)]
+    pub country: Option<String>,
+    /// City.
+    #[serde(default)]
+    pub city: Option<String>,
+    /// Internet service provider.
+    #[serde(default)]
+    pub isp: Option<String>,
+    /// Autonomous system number.
+    #[serde(default)]
+    pub asn: Option<u32>,
+    /// Centre latitude (with `longitude`).
+    #[serde(default)]
+    pub latitude: Option<f64>,
+    /// Centre longitude (with `latitude`).
+    #[serde(default)]
+    pub longitude: Option<f64>,
+    /// Radius in km (needs `latitude` and `longitude`); without it the point
+    /// is matched within [`POINT_RADIUS_KM`].
+    #[serde(default)]
+    pub radius_km: Option<f64>,
+    /// All must match.
+    #[serde(default)]
+    pub all_of: Option<Vec<FiltersBody>>,
+    /// At least one must match (ignored when empty).
+    #[serde(default)]
+    pub any_of: Option<Vec<FiltersBody>>,
+    /// None may match.
+    #[serde(default)]
+    pub none_of: Option<Vec<FiltersBody>>,
+}
+
+impl FiltersBody {
+    /// The filter, or 400 for a location without its other half. Limits
+    /// (depth, size, ranges) are checked by the store.
+    pub fn into_filters(self) -> Result<ProxyFilters, ApiError> {
+        let mut f = ProxyFilters {
+            source: self.source,
+            country: self.country,
+            city: self.city,
+            isp: self.isp,
+            asn: self.asn,
+            ..ProxyFilters::default()
+        };
+        match (self.latitude, self.longitude, self.radius_km) {
+            (None, None, None) => {}
+            (Some(lat), Some(lon), radius) => {
+                f = f.within_km(lat, lon, radius.unwrap_or(POINT_RADIUS_KM));
+            }
+            (_, _, Some(_)) => {
+                return Err(ApiError::invalid(
+                    "filters.radius_km",
+                    "needs latitude and longitude",
+                ));
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "filters.latitude",
+                    "latitude and longitude must be given together",
+                ));
+            }
+        }
+        let children = |list: Option<Vec<FiltersBody>>| -> Result<Vec<ProxyFilters>, ApiError> {
+            list.unwrap_or_default()
+                .into_iter()
+                .map(FiltersBody::into_filters)
+                .collect()
+        };
+        f.all_of = children(self.all_of)?;
+        f.any_of = children(self.any_of)?;
+        f.none_of = children(self.none_of)?;
+        Ok(f)
+    }
+}
+
+/// `POST /v1/leases/`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcquireBody {
+    /// The pool's UUID (as the SDK sends it) or its pharox id.
+    pub pool_id: String,
+    /// The consumer's *name* (the SDK sends `"default"` unless told otherwise).
+    #[serde(default)]
+    pub consumer_id: Option<String>,
+    /// Lease duration in seconds, 1 to 86400 (default 300).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// `first_available` (default), `least_used`, `round_robin` or `lowest_latency`.
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// Which proxies qualify.
+    #[serde(default)]
+    pub filters: Option<FiltersBody>,
+}
+
+impl AcquireBody {
+    /// The lease duration, or 400.
+    pub fn duration(&self) -> Result<TimeDelta, ApiError> {
+        let secs = self.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
+        let max = MAX_LEASE_DURATION.num_seconds() as u64;
+        if secs == 0 || secs > max {
+            return Err(ApiError::invalid(
+                "ttl_seconds",
+                format!("must be between 1 and {max}"),
+            ));
+        }
+        Ok(TimeDelta::seconds(secs as i64))
+    }
+
+    /// The selector, or 400.
+    pub fn selector(&self) -> Result<Selector, ApiError> {
+        match self.strategy.as_deref() {
+            None => Ok(Selector::FirstAvailable),
+            Some(s) => s.parse().map_err(|_| {
+                ApiError::invalid(
+                    "strategy",
+                    "expected first_available, least_used, round_robin or lowest_latency",
+                )
+            }),
+        }
+    }
+}
+
+/// The connection data of a leased proxy (never the password).
+#[derive(Debug, Serialize)]
+pub struct LeasedProxyBody {
+    /// Its id in the pool.
+    pub id: String,
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: ProxyProtocol,
+    /// User name, if any.
+    pub username: Option<String>,
+}
+
+/// A lease as the SDK parses it (`id`, `proxy_id`, `consumer_id`, `pool_id`
+/// UUIDs; `status` `active` or `released`; ISO-8601 times), plus pharox's
+/// fencing `token`, the pool's and consumer's names and the proxy.
+#[derive(Debug, Serialize)]
+pub struct LeaseBody {
+    /// The lease id (a UUID that carries the pool's tag).
+    pub id: Uuid,
+    /// The proxy's UUID ([`proxy_uuid`]).
+    pub proxy_id: Uuid,
+    /// The consumer's id.
+    pub consumer_id: Uuid,
+    /// The pool's UUID.
+    pub pool_id: Uuid,
+    /// `active` or `released` (the only values pharox 0.8's `LeaseStatus` has).
+    pub status: &'static str,
+    /// When the store granted it.
+    pub acquired_at: String,
+    /// When it expires unless renewed or released.
+    pub expires_at: String,
+    /// Fencing token, strictly increasing per pool.
+    pub token: u64,
+    /// The pool's pharox id.
+    pub pool: String,
+    /// The consumer's name.
+    pub consumer: String,
+    /// The leased proxy.
+    pub proxy: LeasedProxyBody,
+}
+
+impl LeaseBody {
+    /// The answer for `lease`, held by the consumer with id `consumer_id`;
+    /// `released` marks it given back.
+    pub fn new(lease: &Lease, consumer_id: Uuid, released: bool) -> Self {
+        let status = match (released, lease.status) {
+            (false, LeaseStatus::Active) => "active",
+            _ => "released",
+        };
+        Self {
+            id: lease.id.0,
+            proxy_id: proxy_uuid(&lease.pool, &lease.proxy.id),
+            consumer_id,
+            pool_id: lease.pool.uuid(),
+            status,
+            acquired_at: iso(lease.acquired_at),
+            expires_at: iso(lease.expires_at),
+            token: lease.token,
+            pool: lease.pool.as_str().to_owned(),
+            consumer: lease.consumer.as_str().to_owned(),
+            proxy: LeasedProxyBody {
+                id: lease.proxy.id.as_str().to_owned(),
+                host: lease.proxy.host.clone(),
+                port: lease.proxy.port,
+                protocol: lease.proxy.protocol,
+                username: lease.proxy.credentials.as_ref().map(|c| c.username.clone()),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn times_have_six_fraction_digits_and_an_explicit_offset() {
+        let t = Utc.timestamp_millis_opt(1_700_000_000_123).unwrap();
+        assert_eq!(iso(t), "2023-11-14T22:13:20.123000+00:00");
+    }
+
+    #[test]
+    fn sdk_filters_convert_with_their_nesting() {
+        let body: FiltersBody = serde_json::from_str(
+            r#"{"country":"AR","latitude":-34.6,"longitude":-58.4,"radius_km":50,
+                "any_of":[{"source":"a"},{"source":"b"}],"none_of":[{"asn":7}]}"#,
+        )
+        .unwrap();
+        let f = body.into_filters().unwrap();
+        assert_eq!(f.country.as_deref(), Some("AR"));
+        assert_eq!(f.geo.unwrap().radius_km, 50.0);
+        assert_eq!(f.any_of.len(), 2);
+        assert_eq!(f.none_of[0].asn, Some(7));
+        let point: FiltersBody = serde_json::from_str(r#"{"latitude":1,"longitude":2}"#).unwrap();
+        assert_eq!(
+            point.into_filters().unwrap().geo.unwrap().radius_km,
+            POINT_RADIUS_KM
+        );
+    }
+
+    #[test]
+    fn half_a_location_is_invalid_input() {
+        for json in [
+            r#"{"latitude":1}"#,
+            r#"{"longitude":1}"#,
+            r#"{"radius_km":5}"#,
+            r#"{"all_of":[{"radius_km":5,"latitude":1}]}"#,
+        ] {
+            let body: FiltersBody = serde_json::from_str(json).unwrap();
+            let e = body.into_filters().unwrap_err();
+            assert_eq!(e.code, "invalid_input", "{json}");
+        }
+    }
+
+    #[test]
+    fn strategies_take_the_sdk_names_and_ours() {
+        for (name, sel) in [
+            ("first_available", Selector::FirstAvailable),
+            ("least_used", Selector::LeastUsed),
+            ("round_robin", Selector::RoundRobin),
+            ("lowest_latency", Selector::LowestLatency),
+        ] {
+            let body: AcquireBody =
+                serde_json::from_value(serde_json::json!({"pool_id": "p", "strategy": name}))
+                    .unwrap();
+            assert_eq!(body.selector().unwrap(), sel);
+        }
+        let bad: AcquireBody =
+            serde_json::from_value(serde_json::json!({"pool_id": "p", "strategy": "fastest"}))
+                .unwrap();
+        assert_eq!(
+            bad.selector().unwrap_err().field.as_deref(),
+            Some("strategy")
+        );
+    }
+}
