@@ -1,7 +1,9 @@
 //! The one error type of the HTTP API and its JSON shape.
 //!
-//! Every error answer is `{"error": {"code", "message", "field", "reason"}}`
-//! with a stable machine-readable `code`. Bad input is always a 4xx: store
+//! Every error answer is `{"detail", "error": {"code", "message", "field",
+//! "reason"}}` with a stable machine-readable `code`. `detail` repeats the
+//! message at the top level, where FastAPI services put it and where
+//! pharox-sdk's `RemoteError` reads it. Bad input is always a 4xx: store
 //! errors that mean "bad input" map to 400/404/409, bad bodies to
 //! 400/413/415/422, and only a store failure gives a 5xx.
 
@@ -35,6 +37,7 @@ pub struct ApiError {
 
 #[derive(Serialize)]
 struct Body<'a> {
+    detail: &'a str,
     error: Detail<'a>,
 }
 
@@ -174,6 +177,7 @@ impl From<pharox_core::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
+            detail: &self.message,
             error: Detail {
                 code: self.code,
                 message: &self.message,

@@ -107,6 +107,10 @@ pub fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &s
     let e = &body["error"];
     assert_eq!(e["code"], code, "{body}");
     assert!(e["message"].is_string(), "{body}");
+    assert_eq!(
+        body["detail"], e["message"],
+        "pharox-sdk reads detail: {body}"
+    );
     assert!(
         e.get("field").is_some() && e.get("reason").is_some(),
         "{body}"
