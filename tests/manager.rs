@@ -163,11 +163,10 @@ async fn with_lease_releases_when_cancelled() {
 
 /// Cancellation hands the release to a spawned task: wait for it.
 async fn wait_for_no_active_leases<S: Storage>(m: &ProxyManager<S>) {
-    let start = Instant::now();
-    while active_leases(m).await != 0 {
-        assert!(start.elapsed() < PATIENCE, "the lease was not given back");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    pharox::testkit::wait_for("the lease given back", || async {
+        (active_leases(m).await == 0).then_some(())
+    })
+    .await
 }
 
 #[tokio::test]
