@@ -1,18 +1,24 @@
 //! The one error type of the HTTP API and its JSON shape.
 //!
-//! Every error answer is `{"detail", "error": {"code", "message", "field",
-//! "reason"}}` with a stable machine-readable `code`. `detail` repeats the
-//! message at the top level, where FastAPI services put it and where
-//! pharox-sdk's `RemoteError` reads it. Bad input is always a 4xx: store
-//! errors that mean "bad input" map to 400/404/409, bad bodies to
-//! 400/413/415/422, and only a store failure gives a 5xx.
+//! Every error answer is an [`ErrorBody`]: `{"detail", "error": {"code",
+//! "message", "field", "reason"}}` with a stable machine-readable `code`
+//! ([`codes`]). `detail` repeats the message at the top level, where FastAPI
+//! services put it and where pharox-sdk's `RemoteError` reads it. Bad input
+//! is always a 4xx: store errors that mean "bad input" map to 400/404/409,
+//! bad bodies to 400/413/415/422, and only a store failure gives a 5xx.
+//!
+//! Every [`pharox_core::Error`] keeps its meaning on the wire, so a client
+//! can rebuild the same variant and retry exactly what it would retry on
+//! the store itself: 503 (with `Retry-After`) with `store_unavailable`
+//! (nothing applied), `store_interrupted` or `store_timeout` (maybe
+//! applied), and 500 for what retrying does not fix.
 
 use std::borrow::Cow;
 
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use pharox_wire::{ErrorBody, ErrorDetail, codes};
 
 /// Seconds a client should wait before retrying a 503, sent as `Retry-After`.
 pub const RETRY_AFTER_SECS: u64 = 1;
@@ -33,20 +39,6 @@ pub struct ApiError {
     pub reason: Option<Cow<'static, str>>,
     /// `Retry-After` seconds, sent with 503.
     pub retry_after: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    detail: &'a str,
-    error: Detail<'a>,
-}
-
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: &'a str,
-    field: Option<&'a str>,
-    reason: Option<&'a str>,
 }
 
 impl ApiError {
@@ -76,7 +68,7 @@ impl ApiError {
             message: format!("invalid {field}: {reason}").into(),
             field: Some(field),
             reason: Some(reason),
-            ..Self::new(StatusCode::BAD_REQUEST, "invalid_input", "")
+            ..Self::new(StatusCode::BAD_REQUEST, codes::INVALID_INPUT, "")
         }
     }
 
@@ -103,7 +95,7 @@ impl ApiError {
     }
 
     /// 503 with `Retry-After`: the store cannot be reached now.
-    fn unavailable(code: &'static str, message: &'static str) -> Self {
+    pub(crate) fn unavailable(code: &'static str, message: &'static str) -> Self {
         Self {
             retry_after: Some(RETRY_AFTER_SECS),
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
@@ -117,7 +109,25 @@ impl ApiError {
         } else {
             StatusCode::BAD_REQUEST
         };
-        Self::new(status, "invalid_path", rejection.body_text())
+        Self::new(status, codes::INVALID_PATH, rejection.body_text())
+    }
+
+    /// Maps a query string that did not parse (400, never echoing it).
+    pub(crate) fn from_query(_: QueryRejection) -> Self {
+        Self::invalid(
+            "query",
+            "expected credentials=include|omit and view=sdk|full",
+        )
+    }
+
+    /// The error as the body of one item of a bulk import.
+    pub(crate) fn detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            code: self.code.to_owned(),
+            message: self.message.clone().into_owned(),
+            field: self.field.as_deref().map(str::to_owned),
+            reason: self.reason.as_deref().map(str::to_owned),
+        }
     }
 }
 
@@ -127,46 +137,53 @@ impl From<pharox_core::Error> for ApiError {
         match e {
             E::InvalidInput { field, reason } => Self::invalid(field, reason),
             E::PoolNotFound(pool) => {
-                Self::not_found("pool_not_found", format!("pool `{pool}` not found"))
+                Self::not_found(codes::POOL_NOT_FOUND, format!("pool `{pool}` not found"))
             }
             E::ProxyNotFound { pool, proxy } => Self::not_found(
-                "proxy_not_found",
+                codes::PROXY_NOT_FOUND,
                 format!("proxy `{proxy}` not found in pool `{pool}`"),
             ),
             E::LeaseLost { .. } => {
-                Self::not_found("lease_not_found", "the lease is no longer held")
+                Self::not_found(codes::LEASE_NOT_FOUND, "the lease is no longer held")
             }
             E::UnsupportedFilter(what) => Self {
-                code: "unsupported_filter",
+                code: codes::UNSUPPORTED_FILTER,
                 ..Self::invalid("filters", what)
             },
             E::Unavailable { source } => {
                 tracing::warn!(error = %source, "store unavailable");
                 Self::unavailable(
-                    "store_unavailable",
+                    codes::STORE_UNAVAILABLE,
                     "the store is unavailable; nothing was applied",
                 )
             }
             E::Interrupted { source } => {
                 tracing::warn!(error = %source, "store connection interrupted");
                 Self::unavailable(
-                    "store_interrupted",
+                    codes::STORE_INTERRUPTED,
                     "the connection to the store broke; the request may or may not have been applied",
                 )
             }
             E::Timeout { operation, after } => {
                 tracing::warn!(operation, ?after, "store timed out");
-                Self::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "store_timeout",
+                Self::unavailable(
+                    codes::STORE_TIMEOUT,
                     "the store did not answer in time; the request may or may not have been applied",
+                )
+            }
+            E::Corrupt(what) => {
+                tracing::error!(error = %what, "corrupt data in the store");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    codes::STORE_CORRUPT,
+                    "the store holds data of an unexpected shape",
                 )
             }
             other => {
                 tracing::error!(error = %other, "store error");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
+                    codes::INTERNAL,
                     "internal store error",
                 )
             }
@@ -176,14 +193,9 @@ impl From<pharox_core::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            detail: &self.message,
-            error: Detail {
-                code: self.code,
-                message: &self.message,
-                field: self.field.as_deref(),
-                reason: self.reason.as_deref(),
-            },
+        let body = ErrorBody {
+            detail: self.message.clone().into_owned(),
+            error: self.detail(),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
@@ -197,14 +209,14 @@ impl IntoResponse for ApiError {
 
 /// The answer to a route that does not exist (JSON 404).
 pub(crate) async fn no_route() -> ApiError {
-    ApiError::not_found("not_found", "no such route")
+    ApiError::not_found(codes::NOT_FOUND, "no such route")
 }
 
 /// The answer to a method a route does not take (JSON 405).
 pub(crate) async fn wrong_method() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        codes::METHOD_NOT_ALLOWED,
         "this route does not take that method",
     )
 }

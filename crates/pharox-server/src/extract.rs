@@ -4,15 +4,17 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use pharox_wire::{Object, codes};
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
 use crate::error::ApiError;
 
-/// A JSON body; a bad one answers 400 (not JSON), 413 (over the body
-/// limit), 415 (no JSON content type) or 422 (wrong shape), as an
+/// A JSON object body; a bad one answers 400 (not JSON), 413 (over the body
+/// limit), 415 (no JSON content type) or 422 (wrong shape, including an
+/// array or any other value where an object is expected), as an
 /// [`ApiError`] that names the field by its path and never echoes a value
-/// (it may be a password).
+/// (it may be a password). Every body of the API is an object.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -25,31 +27,68 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers()) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "expected a body with Content-Type: application/json",
-            ));
+            return Err(not_json());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the body is over the size limit",
-                )
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", r.body_text())
-            }
-        })?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            body_error(e.into_inner(), path)
-        })?;
-        de.end().map_err(|e| body_error(e, String::new()))?;
-        Ok(Self(value))
+        let bytes = read_body(req, state).await?;
+        parse(&bytes).map(Self)
     }
+}
+
+/// Like [`Json`], for bodies whose fields are all optional: no body at all
+/// (no `Content-Type`, nothing sent) is `T::default()`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OptionalJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = is_json(req.headers());
+        let bytes = read_body(req, state).await?;
+        match (json, bytes.is_empty()) {
+            (true, _) => parse(&bytes).map(Self),
+            (false, true) => Ok(Self(T::default())),
+            (false, false) => Err(not_json()),
+        }
+    }
+}
+
+fn not_json() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        codes::UNSUPPORTED_MEDIA_TYPE,
+        "expected a body with Content-Type: application/json",
+    )
+}
+
+/// The body, or 413 over the limit (with or without `Content-Length`).
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::PAYLOAD_TOO_LARGE,
+                "the body is over the size limit",
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, codes::INVALID_BODY, r.body_text())
+        }
+    })
+}
+
+/// One JSON object of type `T`, and nothing after it.
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let Object(value) = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        body_error(e.into_inner(), path)
+    })?;
+    de.end().map_err(|e| body_error(e, String::new()))?;
+    Ok(value)
 }
 
 /// `application/json` or `application/*+json`, with any parameters.
@@ -69,7 +108,9 @@ fn is_json(headers: &HeaderMap) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-fn body_error(e: serde_json::Error, path: String) -> ApiError {
+/// The 400 or 422 for a body that did not deserialize at `path` (`.` or
+/// empty for the whole body).
+pub(crate) fn body_error(e: serde_json::Error, path: String) -> ApiError {
     match e.classify() {
         Category::Data => {
             let reason = without_value(&e.to_string());
@@ -81,12 +122,16 @@ fn body_error(e: serde_json::Error, path: String) -> ApiError {
             ApiError {
                 field: field.map(Into::into),
                 reason: Some(reason.into()),
-                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message)
+                ..ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    codes::INVALID_BODY,
+                    message,
+                )
             }
         }
         Category::Syntax | Category::Eof | Category::Io => ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_json",
+            codes::INVALID_JSON,
             format!(
                 "the body is not valid JSON: {}",
                 without_value(&e.to_string())
@@ -124,6 +169,25 @@ where
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Self(value)),
             Err(rejection) => Err(ApiError::from_path(rejection)),
+        }
+    }
+}
+
+/// A query string; one that does not decode answers 400 as an [`ApiError`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::from_query(rejection)),
         }
     }
 }

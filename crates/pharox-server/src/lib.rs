@@ -1,14 +1,21 @@
 //! `pharox serve`: a JSON HTTP lease service over any pharox [`Storage`].
 //!
 //! It serves the routes pharox-sdk 0.2.0 (PyPI) calls, with the shapes it
-//! parses, so `PharoxSDK.remote(url, api_key)` works against it unchanged.
-//! `docs/http-api.md` describes every route, body, status and id.
+//! parses, so `PharoxSDK.remote(url, api_key)` works against it unchanged,
+//! and routes for the rest of the `Storage` trait, which `pharox-client`'s
+//! `RemoteStorage` implements the trait over. `docs/http-api.md` describes
+//! every route, body, status and id; [`wire`] holds every body.
 //!
 //! - Ids: a pool's UUID is [`PoolId::uuid`](pharox_core::PoolId::uuid); a
 //!   lease id carries its pool's tag, so reading or releasing by id alone
 //!   finds the pool without a global index.
-//! - Errors: `{"error": {"code", "message", "field", "reason"}}`; bad input
-//!   is always a 4xx, a store outage a 503 with `Retry-After`.
+//! - Errors: `{"detail", "error": {"code", "message", "field", "reason"}}`;
+//!   bad input is always a 4xx, a store outage a 503 with `Retry-After`,
+//!   and each store error keeps its own code, so a client can tell "not
+//!   applied" from "maybe applied".
+//! - Credentials: answers carry a proxy's password only where a holder needs
+//!   it (acquire and renew on the `Storage` routes) or with
+//!   `?credentials=include`; never in the SDK's shapes, logs or errors.
 //! - Auth: `X-API-Key`, checked against SHA-256 digests in constant time
 //!   (401 missing, 403 wrong); no keys configured turns it off.
 //!
@@ -30,10 +37,10 @@ mod directory;
 mod error;
 mod extract;
 mod routes;
-pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -41,27 +48,43 @@ use pharox_core::Storage;
 use tokio::net::TcpListener;
 
 pub use auth::{API_KEY_HEADER, ApiKeys};
-pub use directory::{MAX_CACHED_CONSUMERS, proxy_uuid};
+pub use directory::{DEFAULT_POOL_REFRESH_INTERVAL, MAX_CACHED_CONSUMERS};
 pub use error::{ApiError, RETRY_AFTER_SECS};
+/// The JSON bodies of every route (the `pharox-wire` crate).
+pub use pharox_wire as wire;
+pub use pharox_wire::proxy_uuid;
 
 /// Largest request body accepted by default (64 KiB); larger ones get 413.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// Largest bulk import body accepted by default (4 MiB; about 10,000
+/// proxies of 400 bytes, the import's item limit).
+pub const DEFAULT_IMPORT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 /// How the service runs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Accepted API keys (none: authentication off).
     pub api_keys: ApiKeys,
-    /// Largest request body in bytes.
+    /// Largest request body in bytes (413 above it).
     pub body_limit: usize,
+    /// Largest body of `POST /v1/pools/{pool}/import` in bytes.
+    pub import_body_limit: usize,
+    /// Least time between two `list_pools` calls that refresh the map from
+    /// pool UUIDs and lease tags to pools: a pool created by another server
+    /// is found at most this late, and unknown UUIDs cost the store at most
+    /// one `list_pools` per interval.
+    pub pool_refresh_interval: Duration,
 }
 
 impl ServerConfig {
-    /// These keys and the default body limit.
+    /// These keys and the default limits.
     pub fn new(api_keys: ApiKeys) -> Self {
         Self {
             api_keys,
             body_limit: DEFAULT_BODY_LIMIT,
+            import_body_limit: DEFAULT_IMPORT_BODY_LIMIT,
+            pool_refresh_interval: DEFAULT_POOL_REFRESH_INTERVAL,
         }
     }
 }
@@ -70,9 +93,9 @@ impl ServerConfig {
 pub fn router<S: Storage>(store: S, config: ServerConfig) -> Router {
     let state = Arc::new(routes::App {
         store,
-        dir: directory::Directory::default(),
+        dir: directory::Directory::new(config.pool_refresh_interval),
     });
-    routes::sdk_routes::<S>()
+    routes::all::<S>(config.import_body_limit)
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(axum::middleware::from_fn_with_state(

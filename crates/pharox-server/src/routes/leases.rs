@@ -1,21 +1,22 @@
-//! `/v1/leases/`: acquire, read and release leases.
+//! `/v1/leases/`: acquire, read, release and renew leases by id alone.
 //!
 //! A lease id is a UUID whose first 32 bits are its pool's tag
-//! ([`PoolId::lease_tag`](pharox_core::PoolId::lease_tag)): reading or
-//! releasing by id alone finds the pool in the in-process directory, then
-//! costs one store lookup, with no global lease index.
+//! ([`PoolId::lease_tag`](pharox_core::PoolId::lease_tag)): reading,
+//! releasing or renewing by id alone finds the pool in the in-process
+//! directory, then costs one store call, with no global lease index.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use pharox_core::{
-    AcquireRequest, ConsumerName, DEFAULT_CONSUMER, Lease, LeaseId, LeaseRef, Storage,
+    AcquireRequest, ConsumerName, DEFAULT_CONSUMER, Error, Lease, LeaseRef, Storage,
 };
-use uuid::Uuid;
+use pharox_wire::{RenewByIdInput, ttl_seconds};
 
 use super::AppState;
+use super::pool_leases::{no_proxy_available, not_held, parse_id};
 use crate::error::ApiError;
-use crate::extract::{Json, Path};
+use crate::extract::{Json, OptionalJson, Path};
 use crate::wire::{AcquireBody, LeaseBody};
 
 /// `POST /v1/leases/`: 201 with the lease; 409 `no_proxy_available` when no
@@ -53,10 +54,7 @@ pub(super) async fn acquire<S: Storage>(
             StatusCode::CREATED,
             axum::Json(LeaseBody::new(&lease, consumer_id, false)),
         )),
-        None => Err(ApiError::conflict(
-            "no_proxy_available",
-            "no proxy of the pool is available for these filters",
-        )),
+        None => Err(no_proxy_available()),
     }
 }
 
@@ -86,20 +84,36 @@ pub(super) async fn release<S: Storage>(
             return Ok(axum::Json(LeaseBody::new(&lease, consumer_id, true)));
         }
     }
-    Err(not_live())
+    Err(not_held())
 }
 
-fn parse_id(id: &str) -> Result<LeaseId, ApiError> {
-    Uuid::try_parse(id)
-        .map(LeaseId)
-        .map_err(|_| ApiError::invalid("lease_id", "must be a UUID"))
-}
-
-fn not_live() -> ApiError {
-    ApiError::not_found(
-        "lease_not_found",
-        "no live lease has this id (released, expired or unknown)",
-    )
+/// `POST /v1/leases/{lease}/renew` `{ttl_seconds}` (optional, default
+/// 300): moves the deadline to now + `ttl_seconds` (store clock); 200 with
+/// the lease, 404 `lease_not_found` once it is lost. One store call
+/// ([`Storage::renew_by_ref`]): the id finds the pool.
+pub(super) async fn renew<S: Storage>(
+    State(app): State<AppState<S>>,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<RenewByIdInput>,
+) -> Result<axum::Json<LeaseBody>, ApiError> {
+    let duration = ttl_seconds(body.ttl_seconds)?;
+    let id = parse_id(&id)?;
+    for pool in app.dir.pools_by_tag(&app.store, id.pool_tag()).await? {
+        match app
+            .store
+            .renew_by_ref(&LeaseRef::new(pool, id), duration)
+            .await
+        {
+            Ok(lease) => {
+                let consumer_id = app.dir.consumer_id(&app.store, &lease.consumer).await?;
+                return Ok(axum::Json(LeaseBody::new(&lease, consumer_id, false)));
+            }
+            // Another pool with the same tag may hold it.
+            Err(Error::LeaseLost { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(not_held())
 }
 
 async fn find<S: Storage>(app: &AppState<S>, id: &str) -> Result<Lease, ApiError> {
@@ -109,5 +123,5 @@ async fn find<S: Storage>(app: &AppState<S>, id: &str) -> Result<Lease, ApiError
             return Ok(lease);
         }
     }
-    Err(not_live())
+    Err(not_held())
 }

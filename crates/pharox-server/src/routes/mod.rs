@@ -1,13 +1,23 @@
 //! The routes and the state they share.
+//!
+//! Two families under `/v1`, with the same conventions (ids, errors, times):
+//! the routes pharox-sdk 0.2.0 calls, in its shapes, and the routes that
+//! mirror the rest of the `Storage` trait, so a client (`RemoteStorage`)
+//! can implement all of it. `{pool}` is a pool's UUID or its pharox id
+//! everywhere.
 
+mod consumers;
+mod import;
 mod leases;
+mod pool_leases;
 mod pools;
 mod proxies;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, patch, post};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use pharox_core::{PoolId, Storage};
 use uuid::Uuid;
 
@@ -35,30 +45,71 @@ impl<S: Storage> App<S> {
     }
 }
 
-/// The pharox-sdk routes (collections with and without the trailing slash
-/// the SDK uses).
-pub(crate) fn sdk_routes<S: Storage>() -> Router<AppState<S>> {
+/// Every route. Collections the SDK uses answer with and without its
+/// trailing slash; `import_body_limit` is the body limit of the bulk import.
+pub(crate) fn all<S: Storage>(import_body_limit: usize) -> Router<AppState<S>> {
+    use consumers as c;
+    use import as i;
+    use leases as l;
+    use pool_leases as pl;
+    use pools as p;
+    use proxies as x;
     Router::new()
-        .route("/v1/pools/", post(pools::create::<S>).get(pools::list::<S>))
-        .route("/v1/pools", post(pools::create::<S>).get(pools::list::<S>))
+        // pharox-sdk: pools.
+        .route("/v1/pools/", post(p::create::<S>).get(p::list::<S>))
+        .route("/v1/pools", post(p::create::<S>).get(p::list::<S>))
         .route(
             "/v1/pools/{pool}",
-            get(pools::get_one::<S>).delete(pools::remove::<S>),
+            get(p::get_one::<S>)
+                .delete(p::remove::<S>)
+                .put(p::upsert::<S>),
         )
+        // pharox-sdk: proxies (`GET …/proxies/?view=full` answers full records).
         .route(
             "/v1/pools/{pool}/proxies/",
-            post(proxies::create::<S>).get(proxies::list::<S>),
+            post(x::create::<S>).get(x::list::<S>),
         )
         .route(
             "/v1/pools/{pool}/proxies",
-            post(proxies::create::<S>).get(proxies::list::<S>),
+            post(x::create::<S>).get(x::list::<S>),
         )
         .route(
             "/v1/pools/{pool}/proxies/{proxy}",
-            patch(proxies::update::<S>).delete(proxies::remove::<S>),
+            get(x::get_one::<S>)
+                .put(x::upsert::<S>)
+                .patch(x::update::<S>)
+                .delete(x::remove::<S>),
         )
-        .route("/v1/leases/", post(leases::acquire::<S>))
-        .route("/v1/leases", post(leases::acquire::<S>))
-        .route("/v1/leases/{lease}", get(leases::get_one::<S>))
-        .route("/v1/leases/{lease}/release", post(leases::release::<S>))
+        // pharox-sdk: leases by id (the pool comes from the id's tag).
+        .route("/v1/leases/", post(l::acquire::<S>))
+        .route("/v1/leases", post(l::acquire::<S>))
+        .route("/v1/leases/{lease}", get(l::get_one::<S>))
+        .route("/v1/leases/{lease}/release", post(l::release::<S>))
+        .route("/v1/leases/{lease}/renew", post(l::renew::<S>))
+        // The Storage trait: consumers.
+        .route("/v1/consumers", post(c::ensure::<S>).get(c::list::<S>))
+        // The Storage trait: per pool.
+        .route("/v1/pools/{pool}/stats", get(p::stats::<S>))
+        .route("/v1/pools/{pool}/snapshot", get(p::snapshot::<S>))
+        .route("/v1/pools/{pool}/cleanup", post(p::cleanup::<S>))
+        .route("/v1/pools/{pool}/wait", post(p::wait::<S>))
+        .route("/v1/pools/{pool}/health", post(x::health::<S>))
+        .route("/v1/pools/{pool}/find", post(pl::find::<S>))
+        .route(
+            "/v1/pools/{pool}/import",
+            post(i::import::<S>).layer(DefaultBodyLimit::max(import_body_limit)),
+        )
+        .route(
+            "/v1/pools/{pool}/leases",
+            post(pl::acquire::<S>).get(pl::list::<S>),
+        )
+        .route("/v1/pools/{pool}/leases/{lease}", get(pl::get_one::<S>))
+        .route(
+            "/v1/pools/{pool}/leases/{lease}/release",
+            post(pl::release::<S>),
+        )
+        .route(
+            "/v1/pools/{pool}/leases/{lease}/renew",
+            post(pl::renew::<S>),
+        )
 }

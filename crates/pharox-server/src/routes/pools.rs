@@ -1,13 +1,20 @@
-//! `/v1/pools/`: create, list, read and delete pools.
+//! `/v1/pools/`: create, list, read, update and delete pools; their stats,
+//! snapshot, cleanup and the wait for capacity.
+
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use pharox_core::{PoolId, ProxyPool, Storage, validate};
+use pharox_wire::{
+    CleanupAnswer, CleanupInput, DEFAULT_CLEANUP_LIMIT, MAX_WAIT_MS, ReadQuery, SnapshotBody,
+    StatsBody, UpsertPool, WaitInput,
+};
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::extract::{Json, Path};
+use crate::extract::{Json, OptionalJson, Path, Query};
 use crate::wire::{CreatePool, PoolBody};
 
 /// `POST /v1/pools/`: 201 with the pool; the name is its pharox id. 409 if
@@ -23,7 +30,7 @@ pub(super) async fn create<S: Storage>(
     })?;
     if app.store.get_pool(&id).await?.is_some() {
         return Err(ApiError::conflict(
-            "pool_exists",
+            pharox_wire::codes::POOL_EXISTS,
             format!("a pool named `{id}` exists"),
         ));
     }
@@ -76,7 +83,85 @@ pub(super) async fn remove<S: Storage>(
     }
 }
 
+/// `PUT /v1/pools/{pool}` `{name, description}`: creates the pool whose id
+/// is `{pool}` (or the pool with that UUID) or updates it; 200 with it.
+pub(super) async fn upsert<S: Storage>(
+    State(app): State<AppState<S>>,
+    Path(named): Path<String>,
+    Json(body): Json<UpsertPool>,
+) -> Result<axum::Json<PoolBody>, ApiError> {
+    let id = app.resolve_pool(&named).await?;
+    let pool = ProxyPool {
+        name: body.name.unwrap_or_else(|| id.as_str().to_owned()),
+        description: body.description,
+        id,
+    };
+    let stored = app.store.upsert_pool(&pool).await?;
+    app.dir.add_pool(&stored.id);
+    Ok(axum::Json(PoolBody::from(&stored)))
+}
+
+/// `GET /v1/pools/{pool}/stats`: the pool's counters, O(1).
+pub(super) async fn stats<S: Storage>(
+    State(app): State<AppState<S>>,
+    Path(named): Path<String>,
+) -> Result<axum::Json<StatsBody>, ApiError> {
+    let pool = app.resolve_pool(&named).await?;
+    let stats = app.store.pool_stats(&pool).await?;
+    Ok(axum::Json(StatsBody::from(&stats)))
+}
+
+/// `GET /v1/pools/{pool}/snapshot[?credentials=include]`: the whole pool at
+/// one instant, O(pool size).
+pub(super) async fn snapshot<S: Storage>(
+    State(app): State<AppState<S>>,
+    Path(named): Path<String>,
+    Query(query): Query<ReadQuery>,
+) -> Result<axum::Json<SnapshotBody>, ApiError> {
+    let pool = app.resolve_pool(&named).await?;
+    let snap = app.store.pool_snapshot(&pool).await?;
+    Ok(axum::Json(SnapshotBody::new(&snap, query.credentials())))
+}
+
+/// `POST /v1/pools/{pool}/cleanup` `{limit}`: reclaims up to `limit`
+/// expired leases; 200 with how many.
+pub(super) async fn cleanup<S: Storage>(
+    State(app): State<AppState<S>>,
+    Path(named): Path<String>,
+    OptionalJson(body): OptionalJson<CleanupInput>,
+) -> Result<axum::Json<CleanupAnswer>, ApiError> {
+    let pool = app.resolve_pool(&named).await?;
+    let limit = body.limit.unwrap_or(DEFAULT_CLEANUP_LIMIT);
+    let reclaimed = app.store.cleanup_expired(&pool, limit).await?;
+    Ok(axum::Json(CleanupAnswer { reclaimed }))
+}
+
+/// `POST /v1/pools/{pool}/wait` `{max_wait_ms}`: answers 204 once capacity
+/// may have been freed in the pool, or when `max_wait_ms` passes (a long
+/// poll for `Storage::wait_for_capacity`; the answer does not say which).
+pub(super) async fn wait<S: Storage>(
+    State(app): State<AppState<S>>,
+    Path(named): Path<String>,
+    Json(body): Json<WaitInput>,
+) -> Result<StatusCode, ApiError> {
+    if body.max_wait_ms > MAX_WAIT_MS {
+        return Err(ApiError::invalid(
+            "max_wait_ms",
+            format!("must be at most {MAX_WAIT_MS}"),
+        ));
+    }
+    let pool = app.resolve_pool(&named).await?;
+    validate::pool_id(&pool)?;
+    app.store
+        .wait_for_capacity(&pool, Duration::from_millis(body.max_wait_ms))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// 404 `pool_not_found`.
 pub(super) fn pool_not_found(named: &str) -> ApiError {
-    ApiError::not_found("pool_not_found", format!("pool `{named}` not found"))
+    ApiError::not_found(
+        pharox_wire::codes::POOL_NOT_FOUND,
+        format!("pool `{named}` not found"),
+    )
 }

@@ -1,14 +1,17 @@
-//! `/v1/pools/{pool}/proxies/`: add, list, change the status of and remove proxies.
+//! `/v1/pools/{pool}/proxies/`: add, list, read, store, change the status
+//! of and remove proxies; apply health check results.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use pharox_core::{ProxyId, Storage};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use pharox_core::{HealthCheckResult, PoolId, ProxyId, Storage};
+use pharox_wire::{HealthInput, ProxyRecord, ReadQuery, View, codes};
 
 use super::AppState;
 use super::pools::pool_not_found;
 use crate::error::ApiError;
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::wire::{CreateProxy, ProxyBody, UpdateProxy};
 
 /// `POST /v1/pools/{pool}/proxies/`: 201 with the proxy (no password).
@@ -27,18 +30,75 @@ pub(super) async fn create<S: Storage>(
     Ok((StatusCode::CREATED, axum::Json(ProxyBody::from(&stored))))
 }
 
-/// `GET /v1/pools/{pool}/proxies/`: every proxy, in the order they were added.
+/// `GET /v1/pools/{pool}/proxies/`: every proxy, in the order they were
+/// added; `?view=full` answers [`ProxyRecord`]s (with `credentials=include`,
+/// their passwords).
 pub(super) async fn list<S: Storage>(
     State(app): State<AppState<S>>,
     Path(named): Path<String>,
-) -> Result<axum::Json<Vec<ProxyBody>>, ApiError> {
+    Query(query): Query<ReadQuery>,
+) -> Result<Response, ApiError> {
     let pool = app.resolve_pool(&named).await?;
     let proxies = app.store.list_proxies(&pool).await?;
-    Ok(axum::Json(proxies.iter().map(ProxyBody::from).collect()))
+    Ok(match query.view {
+        View::Sdk => {
+            axum::Json(proxies.iter().map(ProxyBody::from).collect::<Vec<_>>()).into_response()
+        }
+        View::Full => axum::Json(
+            proxies
+                .iter()
+                .map(|p| ProxyRecord::new(p, query.credentials()))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+    })
+}
+
+/// `GET /v1/pools/{pool}/proxies/{proxy}[?credentials=include]`: the full
+/// record; 404 `proxy_not_found` or `pool_not_found`.
+pub(super) async fn get_one<S: Storage>(
+    State(app): State<AppState<S>>,
+    Path((named, proxy_id)): Path<(String, String)>,
+    Query(query): Query<ReadQuery>,
+) -> Result<axum::Json<ProxyRecord>, ApiError> {
+    let pool = app.resolve_pool(&named).await?;
+    let id = ProxyId::from(proxy_id);
+    match app.store.get_proxy(&pool, &id).await? {
+        Some(proxy) => Ok(axum::Json(ProxyRecord::new(&proxy, query.credentials()))),
+        None => Err(proxy_not_found(&id)),
+    }
+}
+
+/// `PUT /v1/pools/{pool}/proxies/{proxy}`: adds the proxy or updates it in
+/// place (every field, as `Storage::upsert_proxy`); 200 with the stored
+/// record (its password with `?credentials=include`).
+pub(super) async fn upsert<S: Storage>(
+    State(app): State<AppState<S>>,
+    Path((named, proxy_id)): Path<(String, String)>,
+    Query(query): Query<ReadQuery>,
+    Json(mut body): Json<CreateProxy>,
+) -> Result<axum::Json<ProxyRecord>, ApiError> {
+    match &body.id {
+        Some(id) if *id != proxy_id => {
+            return Err(ApiError::invalid("id", "must be the proxy id of the path"));
+        }
+        _ => body.id = Some(proxy_id),
+    }
+    let pool = app.resolve_pool(&named).await?;
+    let stored = app.store.upsert_proxy(&body.into_proxy(pool)?).await?;
+    Ok(axum::Json(ProxyRecord::new(&stored, query.credentials())))
 }
 
 /// `PATCH /v1/pools/{pool}/proxies/{proxy}` `{status}`: 200 with the proxy.
 /// A proxy that is not `active` is not leased from then on.
+///
+/// The status is applied as a health result checked now (or at the proxy's
+/// last check, if that is later): one store call that changes only status
+/// and `checked_at` and never creates a proxy, so a concurrent `DELETE`
+/// cannot be undone by it (a read-then-upsert could resurrect the proxy)
+/// and a concurrent health check's latency is kept. A result the store
+/// finds older than a check that landed in between loses to it; the answer
+/// shows what is stored.
 pub(super) async fn update<S: Storage>(
     State(app): State<AppState<S>>,
     Path((named, proxy_id)): Path<(String, String)>,
@@ -49,12 +109,20 @@ pub(super) async fn update<S: Storage>(
         return Err(pool_not_found(&named));
     }
     let id = ProxyId::from(proxy_id);
-    let Some(mut proxy) = app.store.get_proxy(&pool, &id).await? else {
+    let Some(current) = app.store.get_proxy(&pool, &id).await? else {
         return Err(proxy_not_found(&id));
     };
-    proxy.status = body.status;
-    let stored = app.store.upsert_proxy(&proxy).await?;
-    Ok(axum::Json(ProxyBody::from(&stored)))
+    let now = Utc::now();
+    let result = HealthCheckResult::new(
+        pool,
+        id.clone(),
+        body.status,
+        current.checked_at.map_or(now, |last| last.max(now)),
+    );
+    match app.store.apply_health_check_result(&result).await? {
+        Some(stored) => Ok(axum::Json(ProxyBody::from(&stored))),
+        None => Err(proxy_not_found(&id)),
+    }
 }
 
 /// `DELETE /v1/pools/{pool}/proxies/{proxy}`: 204, or 404. Its live leases end.
@@ -73,8 +141,26 @@ pub(super) async fn remove<S: Storage>(
     }
 }
 
+/// `POST /v1/pools/{pool}/health` `{proxy, status, latency_ms, checked_at,
+/// error}`: records a health check (`Storage::apply_health_check_result`);
+/// 200 with the proxy as stored, 404 `proxy_not_found` when the pool or the
+/// proxy does not exist.
+pub(super) async fn health<S: Storage>(
+    State(app): State<AppState<S>>,
+    Path(named): Path<String>,
+    Query(query): Query<ReadQuery>,
+    Json(body): Json<HealthInput>,
+) -> Result<axum::Json<ProxyRecord>, ApiError> {
+    let pool: PoolId = app.resolve_pool(&named).await?;
+    let result = body.into_result(pool);
+    match app.store.apply_health_check_result(&result).await? {
+        Some(proxy) => Ok(axum::Json(ProxyRecord::new(&proxy, query.credentials()))),
+        None => Err(proxy_not_found(&result.proxy)),
+    }
+}
+
 /// The body's name for a field the store names `proxy.<field>`.
-fn body_field(store_field: &str) -> Option<String> {
+pub(super) fn body_field(store_field: &str) -> Option<String> {
     match store_field {
         "proxy.credentials.username" => Some("username".into()),
         "proxy.credentials.password" => Some("password".into()),
@@ -83,5 +169,5 @@ fn body_field(store_field: &str) -> Option<String> {
 }
 
 fn proxy_not_found(id: &ProxyId) -> ApiError {
-    ApiError::not_found("proxy_not_found", format!("proxy `{id}` not found"))
+    ApiError::not_found(codes::PROXY_NOT_FOUND, format!("proxy `{id}` not found"))
 }

@@ -1,0 +1,30 @@
+//! `/v1/consumers`: register consumers by name and list them.
+
+use axum::extract::State;
+use pharox_core::{ConsumerName, Storage};
+use pharox_wire::{ConsumerBody, EnsureConsumer};
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::extract::Json;
+
+/// `POST /v1/consumers` `{name}`: registers the consumer, or finds it; 200
+/// with its id and name either way (idempotent).
+pub(super) async fn ensure<S: Storage>(
+    State(app): State<AppState<S>>,
+    Json(body): Json<EnsureConsumer>,
+) -> Result<axum::Json<ConsumerBody>, ApiError> {
+    let consumer = app
+        .store
+        .ensure_consumer(&ConsumerName::from(body.name))
+        .await?;
+    Ok(axum::Json(ConsumerBody::from(&consumer)))
+}
+
+/// `GET /v1/consumers`: every registered consumer.
+pub(super) async fn list<S: Storage>(
+    State(app): State<AppState<S>>,
+) -> Result<axum::Json<Vec<ConsumerBody>>, ApiError> {
+    let all = app.store.list_consumers().await?;
+    Ok(axum::Json(all.iter().map(ConsumerBody::from).collect()))
+}
