@@ -12,8 +12,7 @@ use subtle::{Choice, ConstantTimeEq};
 
 use crate::error::ApiError;
 
-/// The header a client sends its key in (as pharox-sdk does).
-pub const API_KEY_HEADER: &str = "x-api-key";
+pub use pharox_wire::API_KEY_HEADER;
 
 /// The accepted API keys. With none, every request is let in (the CLI then
 /// refuses to listen on anything but loopback).

@@ -39,6 +39,8 @@ pub struct ApiError {
     pub reason: Option<Cow<'static, str>>,
     /// `Retry-After` seconds, sent with 503.
     pub retry_after: Option<u64>,
+    /// For `store_timeout`: how long the store was given, in milliseconds.
+    pub after_ms: Option<u64>,
 }
 
 impl ApiError {
@@ -55,6 +57,7 @@ impl ApiError {
             field: None,
             reason: None,
             retry_after: None,
+            after_ms: None,
         }
     }
 
@@ -127,6 +130,7 @@ impl ApiError {
             message: self.message.clone().into_owned(),
             field: self.field.as_deref().map(str::to_owned),
             reason: self.reason.as_deref().map(str::to_owned),
+            after_ms: self.after_ms,
         }
     }
 }
@@ -166,10 +170,13 @@ impl From<pharox_core::Error> for ApiError {
             }
             E::Timeout { operation, after } => {
                 tracing::warn!(operation, ?after, "store timed out");
-                Self::unavailable(
-                    codes::STORE_TIMEOUT,
-                    "the store did not answer in time; the request may or may not have been applied",
-                )
+                Self {
+                    after_ms: Some(u64::try_from(after.as_millis()).unwrap_or(u64::MAX)),
+                    ..Self::unavailable(
+                        codes::STORE_TIMEOUT,
+                        "the store did not answer in time; the request may or may not have been applied",
+                    )
+                }
             }
             E::Corrupt(what) => {
                 tracing::error!(error = %what, "corrupt data in the store");

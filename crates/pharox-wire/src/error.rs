@@ -26,6 +26,9 @@ pub struct ErrorDetail {
     /// Why the field was rejected (else `null`).
     #[serde(default)]
     pub reason: Option<String>,
+    /// For `store_timeout`: how long the store was given, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_ms: Option<u64>,
 }
 
 /// The stable error codes. The status of each is in `docs/http-api.md`.

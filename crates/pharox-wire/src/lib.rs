@@ -27,3 +27,6 @@ pub use object::{Object, object, option_object, option_vec_object};
 pub use sdk::*;
 pub use storage::*;
 pub use time::{iso, iso_opt, iso_time};
+
+/// The header a client sends its API key in (as pharox-sdk does).
+pub const API_KEY_HEADER: &str = "x-api-key";
