@@ -40,7 +40,7 @@ pub struct ApiError {
     /// `Retry-After` seconds, sent with 503.
     pub retry_after: Option<u64>,
     /// For `store_timeout`: how long the store was given, in milliseconds.
-    pub after_ms: Option<u64>,
+    pub after_ms: Option<u32>,
 }
 
 impl ApiError {
@@ -130,7 +130,7 @@ impl ApiError {
             message: self.message.clone().into_owned(),
             field: self.field.as_deref().map(str::to_owned),
             reason: self.reason.as_deref().map(str::to_owned),
-            after_ms: self.after_ms,
+            after_ms: self.after_ms.map(u64::from),
         }
     }
 }
@@ -171,7 +171,7 @@ impl From<pharox_core::Error> for ApiError {
             E::Timeout { operation, after } => {
                 tracing::warn!(operation, ?after, "store timed out");
                 Self {
-                    after_ms: Some(u64::try_from(after.as_millis()).unwrap_or(u64::MAX)),
+                    after_ms: Some(u32::try_from(after.as_millis()).unwrap_or(u32::MAX)),
                     ..Self::unavailable(
                         codes::STORE_TIMEOUT,
                         "the store did not answer in time; the request may or may not have been applied",

@@ -302,3 +302,154 @@ async fn bad_ids_unknown_routes_and_methods_answer_json() {
         .await;
     assert_error(status, &resp, StatusCode::BAD_REQUEST, "invalid_input");
 }
+
+#[tokio::test]
+async fn arrays_and_other_values_where_objects_are_expected_are_a_422() {
+    let s = TestServer::start().await;
+    let pool = s.pool("shapes").await;
+    let id = pool["id"].as_str().unwrap().to_owned();
+    let routes = [
+        (Method::POST, "/v1/pools/".to_owned()),
+        (Method::PUT, "/v1/pools/shapes".to_owned()),
+        (Method::POST, format!("/v1/pools/{id}/proxies/")),
+        (Method::PUT, "/v1/pools/shapes/proxies/p".to_owned()),
+        (Method::PATCH, "/v1/pools/shapes/proxies/p".to_owned()),
+        (Method::POST, "/v1/leases/".to_owned()),
+        (Method::POST, "/v1/consumers".to_owned()),
+        (Method::POST, "/v1/pools/shapes/leases".to_owned()),
+        (Method::POST, "/v1/pools/shapes/find".to_owned()),
+        (Method::POST, "/v1/pools/shapes/cleanup".to_owned()),
+        (Method::POST, "/v1/pools/shapes/health".to_owned()),
+        (Method::POST, "/v1/pools/shapes/import".to_owned()),
+        (Method::POST, "/v1/pools/shapes/wait".to_owned()),
+    ];
+    // Serde's derive takes a sequence for a struct (fields by position):
+    // `["shapes-2", ""]` would have created a pool.
+    for (method, path) in &routes {
+        for body in [
+            json!(["shapes-2", ""]),
+            json!([]),
+            json!("x"),
+            json!(5),
+            json!(null),
+        ] {
+            let (status, resp) = s.call(method.clone(), path, Some(body.clone())).await;
+            assert_error(
+                status,
+                &resp,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+            );
+        }
+    }
+    // Nested objects too: filters and their children.
+    for filters in [
+        json!(["AR"]),
+        json!({"any_of": [["AR"]]}),
+        json!({"all_of": {"country": "AR"}}),
+    ] {
+        for path in [
+            "/v1/leases/",
+            "/v1/pools/shapes/leases",
+            "/v1/pools/shapes/find",
+        ] {
+            let body = json!({"pool_id": id, "filters": filters});
+            let body = if path == "/v1/leases/" {
+                body
+            } else {
+                json!({"filters": filters})
+            };
+            let (status, resp) = s.call(Method::POST, path, Some(body)).await;
+            assert_error(
+                status,
+                &resp,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+            );
+            assert!(
+                resp["error"]["field"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("filters"),
+                "{resp}"
+            );
+        }
+    }
+    let (_, pools) = s.call(Method::GET, "/v1/pools/", None).await;
+    assert_eq!(pools.as_array().unwrap().len(), 1, "{pools}");
+}
+
+#[tokio::test]
+async fn the_storage_routes_answer_hostile_input_with_a_4xx() {
+    let s = TestServer::start().await;
+    s.pool("h").await;
+    let long = "a".repeat(10_000);
+    let pools = [
+        "h",
+        "ghost",
+        "%7B%7D",
+        "%00",
+        "%0A",
+        "%FF",
+        long.as_str(),
+        "0b6f4a52-1c2d-4e8f-9a0b-1c2d3e4f5a6b",
+    ];
+    let leases = ["nope", "00000000-0000-0000-0000-000000000000", "%FF"];
+    let bodies = [
+        None,
+        Some(json!({})),
+        Some(json!({"duration_ms": -1, "limit": "x", "token": 1.5})),
+        Some(json!({"duration_ms": 1e300})),
+        Some(
+            json!({"strategy": 5, "filters": {"latitude": 1e308, "longitude": -1e308, "radius_km": 1e308}}),
+        ),
+        Some(json!({"proxy": long, "status": "active", "checked_at": "2025-01-31T12:00:00Z"})),
+        Some(json!({"proxies": [{"host": long, "port": 1}]})),
+    ];
+    let mut paths = Vec::new();
+    for pool in pools {
+        for (method, suffix) in [
+            (Method::GET, ""),
+            (Method::PUT, ""),
+            (Method::GET, "/stats"),
+            (Method::GET, "/snapshot?credentials=include"),
+            (Method::POST, "/cleanup"),
+            (Method::POST, "/find"),
+            (Method::POST, "/health"),
+            (Method::POST, "/import"),
+            (Method::POST, "/wait"),
+            (Method::GET, "/leases"),
+            (Method::POST, "/leases"),
+            (Method::GET, "/proxies/%FF"),
+            (Method::PUT, "/proxies/x"),
+        ] {
+            paths.push((method, format!("/v1/pools/{pool}{suffix}")));
+        }
+        for lease in leases {
+            paths.push((Method::GET, format!("/v1/pools/{pool}/leases/{lease}")));
+            paths.push((
+                Method::POST,
+                format!("/v1/pools/{pool}/leases/{lease}/release"),
+            ));
+            paths.push((
+                Method::POST,
+                format!("/v1/pools/{pool}/leases/{lease}/renew"),
+            ));
+        }
+    }
+    for lease in leases {
+        paths.push((Method::POST, format!("/v1/leases/{lease}/renew")));
+    }
+    for (method, path) in paths {
+        for body in &bodies {
+            let (status, resp) = s.call(method.clone(), &path, body.clone()).await;
+            assert!(
+                status.is_success() || status.is_client_error(),
+                "{method} {path} {body:?}: {status} {resp}"
+            );
+            if !status.is_success() {
+                assert!(resp["error"]["code"].is_string(), "{method} {path}: {resp}");
+            }
+        }
+    }
+}

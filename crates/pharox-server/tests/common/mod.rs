@@ -1,6 +1,8 @@
 //! An in-process server on 127.0.0.1:0 and a client for it.
 #![allow(dead_code)] // each test file uses part of it
 
+pub mod store;
+
 use pharox_core::{InMemoryStorage, Storage};
 use pharox_server::{ApiKeys, ServerConfig};
 use reqwest::{Method, StatusCode};
