@@ -120,12 +120,12 @@ impl Storage for RemoteStorage {
         let answer = self
             .call("get_pool", Method::GET, &pool_path(pool)?, EMPTY)
             .await?;
-        if answer.is(StatusCode::NOT_FOUND, codes::POOL_NOT_FOUND) {
-            return Ok(None);
-        }
-        Ok(Some(
-            answer.decode::<PoolBody>(about_pool(pool))?.into_pool(),
-        ))
+        let found: Option<PoolBody> = answer.decode_unless(
+            StatusCode::NOT_FOUND,
+            codes::POOL_NOT_FOUND,
+            about_pool(pool),
+        )?;
+        Ok(found.map(PoolBody::into_pool))
     }
 
     async fn list_pools(&self) -> Result<Vec<ProxyPool>> {
@@ -140,10 +140,7 @@ impl Storage for RemoteStorage {
         let answer = self
             .call("remove_pool", Method::DELETE, &pool_path(pool)?, EMPTY)
             .await?;
-        if answer.is(StatusCode::NOT_FOUND, codes::POOL_NOT_FOUND) {
-            return Ok(false);
-        }
-        answer.done(about_pool(pool)).map(|()| true)
+        answer.done_unless_not_found(codes::POOL_NOT_FOUND, about_pool(pool))
     }
 
     async fn upsert_proxy(&self, proxy: &Proxy) -> Result<Proxy> {
@@ -161,13 +158,12 @@ impl Storage for RemoteStorage {
     async fn get_proxy(&self, pool: &PoolId, proxy: &ProxyId) -> Result<Option<Proxy>> {
         let path = format!("{}{WITH_CREDENTIALS}", proxy_path(pool, proxy)?);
         let answer = self.call("get_proxy", Method::GET, &path, EMPTY).await?;
-        if answer.is(StatusCode::NOT_FOUND, codes::PROXY_NOT_FOUND) {
-            return Ok(None);
-        }
-        answer
-            .decode::<ProxyRecord>(about_pool(pool))?
-            .into_proxy()
-            .map(Some)
+        let found: Option<ProxyRecord> = answer.decode_unless(
+            StatusCode::NOT_FOUND,
+            codes::PROXY_NOT_FOUND,
+            about_pool(pool),
+        )?;
+        found.map(ProxyRecord::into_proxy).transpose()
     }
 
     async fn list_proxies(&self, pool: &PoolId) -> Result<Vec<Proxy>> {
@@ -182,10 +178,7 @@ impl Storage for RemoteStorage {
         let answer = self
             .call("remove_proxy", Method::DELETE, &path, EMPTY)
             .await?;
-        if answer.is(StatusCode::NOT_FOUND, codes::PROXY_NOT_FOUND) {
-            return Ok(false);
-        }
-        answer.done(about_pool(pool)).map(|()| true)
+        answer.done_unless_not_found(codes::PROXY_NOT_FOUND, about_pool(pool))
     }
 
     async fn find_available_proxy(
@@ -219,25 +212,23 @@ impl Storage for RemoteStorage {
         let answer = self
             .call("acquire", Method::POST, &path, Some(&body))
             .await?;
-        if answer.is(StatusCode::CONFLICT, codes::NO_PROXY_AVAILABLE) {
-            return Ok(None);
-        }
-        answer
-            .decode::<LeaseRecord>(about_pool(&request.pool))?
-            .into_lease()
-            .map(Some)
+        let granted: Option<LeaseRecord> = answer.decode_unless(
+            StatusCode::CONFLICT,
+            codes::NO_PROXY_AVAILABLE,
+            about_pool(&request.pool),
+        )?;
+        granted.map(LeaseRecord::into_lease).transpose()
     }
 
     async fn get_lease(&self, pool: &PoolId, lease: &LeaseId) -> Result<Option<Lease>> {
         let path = format!("{}/leases/{lease}{WITH_CREDENTIALS}", pool_path(pool)?);
         let answer = self.call("get_lease", Method::GET, &path, EMPTY).await?;
-        if answer.is(StatusCode::NOT_FOUND, codes::LEASE_NOT_FOUND) {
-            return Ok(None);
-        }
-        answer
-            .decode::<LeaseRecord>(about_pool(pool))?
-            .into_lease()
-            .map(Some)
+        let found: Option<LeaseRecord> = answer.decode_unless(
+            StatusCode::NOT_FOUND,
+            codes::LEASE_NOT_FOUND,
+            about_pool(pool),
+        )?;
+        found.map(LeaseRecord::into_lease).transpose()
     }
 
     async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome> {
@@ -253,10 +244,14 @@ impl Storage for RemoteStorage {
         let answer = self
             .call("release", Method::POST, &path, Some(&body))
             .await?;
-        if answer.is(StatusCode::NOT_FOUND, codes::LEASE_NOT_FOUND) {
+        let Some(released) = answer.decode_unless::<ReleaseAnswer>(
+            StatusCode::NOT_FOUND,
+            codes::LEASE_NOT_FOUND,
+            about_pool(&lease.pool),
+        )?
+        else {
             return Ok(None);
-        }
-        let released: ReleaseAnswer = answer.decode(about_pool(&lease.pool))?;
+        };
         match released.outcome {
             outcome @ (ReleaseOutcome::Released | ReleaseOutcome::Expired) => {
                 Ok(Some((released.lease.into_lease()?, outcome)))
@@ -330,13 +325,12 @@ impl Storage for RemoteStorage {
                 Some(&body),
             )
             .await?;
-        if answer.is(StatusCode::NOT_FOUND, codes::PROXY_NOT_FOUND) {
-            return Ok(None);
-        }
-        answer
-            .decode::<ProxyRecord>(about_pool(&result.pool))?
-            .into_proxy()
-            .map(Some)
+        let updated: Option<ProxyRecord> = answer.decode_unless(
+            StatusCode::NOT_FOUND,
+            codes::PROXY_NOT_FOUND,
+            about_pool(&result.pool),
+        )?;
+        updated.map(ProxyRecord::into_proxy).transpose()
     }
 
     /// A long poll (`POST /v1/pools/{pool}/wait`): the server answers when

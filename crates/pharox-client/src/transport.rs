@@ -112,6 +112,29 @@ impl Answer {
             .map_err(|e| classify::undecodable(self.op, self.status, &e))
     }
 
+    /// `None` when this is the error `status` with `code` (the trait's
+    /// "not there" answer), else as [`Answer::decode`].
+    pub(crate) fn decode_unless<T: DeserializeOwned>(
+        self,
+        status: StatusCode,
+        code: &str,
+        about: Subject<'_>,
+    ) -> Result<Option<T>> {
+        if self.is(status, code) {
+            return Ok(None);
+        }
+        self.decode(about).map(Some)
+    }
+
+    /// Whether the call did something: `true` for a 2xx, `false` for the
+    /// error `404` with `code`, the error it stands for otherwise.
+    pub(crate) fn done_unless_not_found(self, code: &str, about: Subject<'_>) -> Result<bool> {
+        if self.is(StatusCode::NOT_FOUND, code) {
+            return Ok(false);
+        }
+        self.done(about).map(|()| true)
+    }
+
     /// Nothing, for a 2xx; the error it stands for otherwise.
     pub(crate) fn done(self, about: Subject<'_>) -> Result<()> {
         if self.ok() {

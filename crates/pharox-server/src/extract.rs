@@ -154,43 +154,46 @@ fn without_value(message: &str) -> String {
     message.to_owned()
 }
 
-/// Path parameters; a path that does not decode answers 400 as an [`ApiError`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Path<T>(pub T);
+/// An extractor wrapping axum's `$axum`, whose rejection becomes the
+/// [`ApiError`] `$reject` makes of it.
+macro_rules! json_rejecting {
+    ($(#[$doc:meta])* $name:ident, $axum:ident, $reject:path) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $name<T>(pub T);
 
-impl<T, S> FromRequestParts<S> for Path<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
+        impl<T, S> FromRequestParts<S> for $name<T>
+        where
+            T: DeserializeOwned + Send,
+            S: Send + Sync,
+        {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::from_path(rejection)),
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                match axum::extract::$axum::<T>::from_request_parts(parts, state).await {
+                    Ok(axum::extract::$axum(value)) => Ok(Self(value)),
+                    Err(rejection) => Err($reject(rejection)),
+                }
+            }
         }
-    }
+    };
 }
 
-/// A query string; one that does not decode answers 400 as an [`ApiError`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Query<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for Query<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::from_query(rejection)),
-        }
-    }
-}
+json_rejecting!(
+    /// Path parameters; a path that does not decode answers 400 as an [`ApiError`].
+    Path,
+    Path,
+    ApiError::from_path
+);
+json_rejecting!(
+    /// A query string; one that does not decode answers 400 as an [`ApiError`].
+    Query,
+    Query,
+    ApiError::from_query
+);
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestServer, assert_error};
+use common::{TestServer, assert_error, assert_invalid_body};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -56,11 +56,6 @@ async fn bad_consumer_names_and_bodies_are_refused() {
         json!({"name": "a", "id": "x"}),
     ] {
         let (status, body) = s.call(Method::POST, "/v1/consumers", Some(bad)).await;
-        assert_error(
-            status,
-            &body,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        );
+        assert_invalid_body(status, &body);
     }
 }

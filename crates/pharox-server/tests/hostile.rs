@@ -334,12 +334,7 @@ async fn arrays_and_other_values_where_objects_are_expected_are_a_422() {
             json!(null),
         ] {
             let (status, resp) = s.call(method.clone(), path, Some(body.clone())).await;
-            assert_error(
-                status,
-                &resp,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-            );
+            common::assert_invalid_body(status, &resp);
         }
     }
     // Nested objects too: filters and their children.
@@ -360,12 +355,7 @@ async fn arrays_and_other_values_where_objects_are_expected_are_a_422() {
                 json!({"filters": filters})
             };
             let (status, resp) = s.call(Method::POST, path, Some(body)).await;
-            assert_error(
-                status,
-                &resp,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-            );
+            common::assert_invalid_body(status, &resp);
             assert!(
                 resp["error"]["field"]
                     .as_str()

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestServer, assert_error};
+use common::{TestServer, assert_error, assert_invalid_body};
 use pharox_core::InMemoryStorage;
 use pharox_server::{ApiKeys, ServerConfig};
 use pharox_wire::MAX_IMPORT_PROXIES;
@@ -142,11 +142,6 @@ async fn an_import_into_a_missing_pool_or_of_a_bad_shape_is_refused_whole() {
         let (status, resp) = s
             .call(Method::POST, "/v1/pools/shape/import", Some(bad))
             .await;
-        assert_error(
-            status,
-            &resp,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        );
+        assert_invalid_body(status, &resp);
     }
 }

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestServer, assert_error};
+use common::{TestServer, assert_error, assert_invalid_body};
 use pharox_core::{InMemoryStorage, ManualClock, PoolId, Proxy, ProxyPool, ProxyProtocol};
 use pharox_server::{ApiKeys, ServerConfig};
 use reqwest::{Method, StatusCode};
@@ -91,12 +91,7 @@ async fn put_refuses_bad_pools() {
     let (status, body) = s
         .call(Method::PUT, "/v1/pools/ok", Some(json!({"owner": "me"})))
         .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_body",
-    );
+    assert_invalid_body(status, &body);
 }
 
 #[tokio::test]

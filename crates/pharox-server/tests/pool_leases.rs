@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, assert_error, is_canonical_uuid};
+use common::{TestServer, assert_error, assert_invalid_body, is_canonical_uuid};
 use pharox_core::{InMemoryStorage, ManualClock, Proxy, ProxyPool, ProxyProtocol};
 use pharox_server::{ApiKeys, ServerConfig};
 use reqwest::{Method, StatusCode};
@@ -234,12 +234,7 @@ async fn release_tells_released_expired_and_not_held_apart() {
             Some(json!({"token": "x"})),
         )
         .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_body",
-    );
+    assert_invalid_body(status, &body);
 }
 
 #[tokio::test]

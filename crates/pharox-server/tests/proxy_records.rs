@@ -4,7 +4,7 @@
 mod common;
 
 use common::store::Hooked;
-use common::{TestServer, assert_error};
+use common::{TestServer, assert_error, assert_invalid_body};
 use pharox_core::{InMemoryStorage, ProxyPool, Storage};
 use pharox_server::{ApiKeys, ServerConfig};
 use reqwest::{Method, StatusCode};
@@ -213,12 +213,7 @@ async fn health_results_update_status_and_latency() {
         let (status, resp) = s
             .call(Method::POST, "/v1/pools/health/health", Some(bad))
             .await;
-        assert_error(
-            status,
-            &resp,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        );
+        assert_invalid_body(status, &resp);
     }
 }
 

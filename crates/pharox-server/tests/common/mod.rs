@@ -119,6 +119,16 @@ pub fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &s
     );
 }
 
+/// Asserts a 422 `invalid_body` answer.
+pub fn assert_invalid_body(status: StatusCode, body: &Value) {
+    assert_error(
+        status,
+        body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
+}
+
 /// Whether `s` is a UUID in canonical form (what Python's `str(UUID(s))` gives back).
 pub fn is_canonical_uuid(v: &Value) -> bool {
     v.as_str()
