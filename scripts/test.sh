@@ -75,12 +75,19 @@ elif python3 -c 'import yaml' >/dev/null 2>&1; then
 import yaml
 doc = yaml.safe_load(open("docker-compose.yml"))
 services = doc["services"]
-assert set(services) == {"redis", "worker", "demo"}, services
+assert set(services) == {"redis", "worker", "serve", "demo"}, services
 for name in ("worker", "demo"):
     s = services[name]
     assert s["image"] == "pharox:local" and s["command"][0] in ("worker", "demo"), s
     assert s["environment"]["PHAROX_REDIS_URL"] == "redis://redis:6379", s
     assert "redis" in s["depends_on"], s
+s = services["serve"]
+assert s["image"] == "pharox:local", s
+assert s["command"] == ["serve", "--listen", "0.0.0.0:8000", "--redis-url", "redis://redis:6379"], s
+assert s["ports"] == ["127.0.0.1:8000:8000"], s
+assert s["depends_on"]["redis"]["condition"] == "service_healthy", s
+# The keys come from the shell running compose: no secret in the file.
+assert s["environment"] == {"PHAROX_API_KEYS": None}, s
 print("docker-compose.yml: shape checked (docker compose is not installed)")
 PY
 else
