@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::extract::{Json, Path};
+use crate::extract::{IgnoredBody, Json, Path};
 use crate::wire::{AcquireBody, LeaseBody};
 
 /// `POST /v1/leases/`: 201 with the lease; 409 `no_proxy_available` when no
@@ -70,9 +70,11 @@ pub(super) async fn get_one<S: Storage>(
 
 /// `POST /v1/leases/{lease}/release`: 200 with the lease, `status:
 /// released`; 404 if it is not live (released, expired, never existed).
+/// The body (`{}` from the SDK) is read and ignored.
 pub(super) async fn release<S: Storage>(
     State(app): State<AppState<S>>,
     Path(id): Path<String>,
+    _body: IgnoredBody,
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
     let lease = find(&app, &id).await?;
     let consumer_id = app.dir.consumer_id(&app.store, &lease.consumer).await?;
