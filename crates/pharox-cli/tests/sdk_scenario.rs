@@ -1,0 +1,78 @@
+//! The real Python client, pharox-sdk 0.2.0, against `pharox serve`:
+//! scripts/sdk_scenario.py (pools, proxies, filters, every strategy,
+//! `with_lease`, exhaustion, release, and 200 concurrent tasks on 20
+//! single-slot proxies) runs with the test Python (`$PHAROX_TEST_PYTHON`, the
+//! venv scripts/test.sh makes from scripts/requirements-test.txt).
+
+mod server;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use pharox_core::testkit::test_python;
+use server::Serve;
+
+/// The scenario's own limit (`--timeout`): far beyond the few seconds it takes.
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs scripts/sdk_scenario.py against a fresh `pharox serve serve_args`
+/// (`&[]`: the memory store; `&["--redis-url", url]`: Redis) with a random
+/// API key; panics with the script's output and the server's log tail unless
+/// it reports success.
+fn run_scenario(serve_args: &[&str]) {
+    let python = test_python("the pharox-sdk scenario");
+    let key = format!("sdk-test-{:016x}", fastrand::u64(..));
+    let serve = Serve::start(serve_args, Some(&key));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/sdk_scenario.py");
+    let child = Command::new(&python)
+        .arg(&script)
+        .args(["--url", serve.base()])
+        .args(["--timeout", &SCENARIO_TIMEOUT.as_secs().to_string()])
+        .env("PHAROX_API_KEY", &key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", python.display()));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    // The script stops itself at SCENARIO_TIMEOUT; this guards against a
+    // Python stuck where its own timer cannot fire.
+    let out = match rx.recv_timeout(SCENARIO_TIMEOUT + Duration::from_secs(60)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("sdk_scenario.py did not stop within {SCENARIO_TIMEOUT:?} + 60 s");
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(
+        out.status.success() && summary.starts_with("sdk scenario: OK:"),
+        "sdk_scenario.py failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        out.status
+    );
+    println!("{summary}");
+}
+
+#[test]
+fn pharox_sdk_scenario_passes_on_the_memory_store() {
+    run_scenario(&[]);
+}
+
+/// On Redis, `GET /v1/leases/{id}` and release by id answer 404 until the
+/// store can find a lease by its id (docs/http-api.md, "Ids"); the scenario
+/// then fails at its first release (404). Remove the `ignore` with that fix.
+#[test]
+#[ignore = "the Redis store cannot read or release a lease by id yet (docs/http-api.md)"]
+fn pharox_sdk_scenario_passes_on_redis() {
+    let redis = pharox_redis::testkit::RedisServer::start();
+    run_scenario(&["--redis-url", &redis.url()]);
+}
