@@ -7,12 +7,11 @@
 mod server;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use pharox_core::testkit::test_python;
-use server::Serve;
+use server::{Serve, output_within};
 
 /// The scenario's own limit (`--timeout`): far beyond the few seconds it takes.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(300);
@@ -26,31 +25,17 @@ fn run_scenario(serve_args: &[&str]) {
     let key = format!("sdk-test-{:016x}", fastrand::u64(..));
     let serve = Serve::start(serve_args, Some(&key));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/sdk_scenario.py");
-    let child = Command::new(&python)
-        .arg(&script)
-        .args(["--url", serve.base()])
-        .args(["--timeout", &SCENARIO_TIMEOUT.as_secs().to_string()])
-        .env("PHAROX_API_KEY", &key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", python.display()));
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    // The script stops itself at SCENARIO_TIMEOUT; this guards against a
-    // Python stuck where its own timer cannot fire.
-    let out = match rx.recv_timeout(SCENARIO_TIMEOUT + Duration::from_secs(60)) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("sdk_scenario.py did not stop within {SCENARIO_TIMEOUT:?} + 60 s");
-        }
-    };
+    // The script stops itself at SCENARIO_TIMEOUT; the extra minute guards
+    // against a Python stuck where its own timer cannot fire.
+    let out = output_within(
+        Command::new(&python)
+            .arg(&script)
+            .args(["--url", serve.base()])
+            .args(["--timeout", &SCENARIO_TIMEOUT.as_secs().to_string()])
+            .env("PHAROX_API_KEY", &key),
+        SCENARIO_TIMEOUT + Duration::from_secs(60),
+        "sdk_scenario.py",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let summary = stdout.lines().last().unwrap_or_default();
