@@ -28,5 +28,6 @@ pub use model::{
 };
 pub use selector::Selector;
 pub use storage::{
-    AcquireRequest, DEFAULT_CONSUMER, DEFAULT_LEASE_DURATION, PoolSnapshot, ReleaseOutcome, Storage,
+    AcquireRequest, DEFAULT_CONSUMER, DEFAULT_LEASE_DURATION, LeaseRef, PoolSnapshot,
+    ReleaseOutcome, Storage,
 };

@@ -121,6 +121,59 @@ impl ReleaseOutcome {
     }
 }
 
+/// A lease as a remote client names it: its pool, its id and, when the caller
+/// kept it, its fencing token. [`Storage::release_by_ref`] and
+/// [`Storage::renew_by_ref`] act on it; an HTTP client (pharox-sdk) keeps
+/// nothing but the id, which finds the pool ([`LeaseId::pool_tag`]).
+///
+/// ```
+/// use pharox_core::{LeaseId, LeaseRef, PoolId};
+///
+/// let pool = PoolId::from("latam");
+/// let by_id = LeaseRef::new(pool.clone(), LeaseId::in_pool(pool.lease_tag()));
+/// assert_eq!(by_id.token, None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeaseRef {
+    /// The pool the lease is of.
+    pub pool: PoolId,
+    /// The lease's id.
+    pub id: LeaseId,
+    /// The fencing token, if known: a lease with another token is not this
+    /// one (a forged or stale copy), and is not held.
+    pub token: Option<u64>,
+}
+
+impl LeaseRef {
+    /// A reference by pool and id alone.
+    pub fn new(pool: PoolId, id: LeaseId) -> Self {
+        Self {
+            pool,
+            id,
+            token: None,
+        }
+    }
+
+    /// Also requires the lease to carry `token`.
+    pub fn with_token(mut self, token: u64) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Whether `lease` is the lease this names (same pool, id, and token if set).
+    pub fn matches(&self, lease: &Lease) -> bool {
+        lease.id == self.id
+            && lease.pool == self.pool
+            && self.token.is_none_or(|t| t == lease.token)
+    }
+}
+
+impl From<&Lease> for LeaseRef {
+    fn from(lease: &Lease) -> Self {
+        Self::new(lease.pool.clone(), lease.id).with_token(lease.token)
+    }
+}
+
 /// A consistent point-in-time view of one pool, for checks and admin tools.
 /// It costs O(pool size): not for the hot path.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -230,6 +283,48 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Gives a lease back. Idempotent; never an error for a lease that is gone.
     fn release(&self, lease: &Lease) -> impl Future<Output = Result<ReleaseOutcome>> + Send;
+
+    /// Releases the lease `lease` names, for callers that kept only its id.
+    /// Returns the lease as it was when this call ended it, with `Released`
+    /// or `Expired` (its deadline had passed but it was not yet reclaimed;
+    /// counted as expired); `None` when nothing was held (as
+    /// [`ReleaseOutcome::NotHeld`]). Idempotent like [`Storage::release`].
+    ///
+    /// The default finds the lease with [`Storage::get_lease`], then
+    /// releases it: two calls, and a lease past its deadline answers `None`
+    /// (a later call reclaims it). Stores override it with one operation.
+    fn release_by_ref(
+        &self,
+        lease: &LeaseRef,
+    ) -> impl Future<Output = Result<Option<(Lease, ReleaseOutcome)>>> + Send {
+        async move {
+            let Some(found) = self.get_lease(&lease.pool, &lease.id).await? else {
+                return Ok(None);
+            };
+            if !lease.matches(&found) {
+                return Ok(None);
+            }
+            let outcome = self.release(&found).await?;
+            Ok(outcome.freed_capacity().then_some((found, outcome)))
+        }
+    }
+
+    /// Extends the live lease `lease` names to `now + duration` (store
+    /// clock), for callers that kept only its id; returns it as it is now.
+    /// Fails like [`Storage::renew`]. The default finds it with
+    /// [`Storage::get_lease`] first; stores override it with one operation.
+    fn renew_by_ref(
+        &self,
+        lease: &LeaseRef,
+        duration: TimeDelta,
+    ) -> impl Future<Output = Result<Lease>> + Send {
+        async move {
+            match self.get_lease(&lease.pool, &lease.id).await? {
+                Some(found) if lease.matches(&found) => self.renew(&found, duration).await,
+                _ => Err(Error::LeaseLost { lease: lease.id }),
+            }
+        }
+    }
 
     /// Extends a live lease to `now + duration` (store clock). Fails with
     /// [`Error::LeaseLost`](crate::Error::LeaseLost) if it expired or was released.

@@ -22,7 +22,7 @@ use crate::model::{
     Consumer, ConsumerName, HealthCheckResult, Lease, LeaseId, PoolId, PoolStatsSnapshot, Proxy,
     ProxyId, ProxyPool,
 };
-use crate::storage::{AcquireRequest, PoolSnapshot, ReleaseOutcome, Storage};
+use crate::storage::{AcquireRequest, LeaseRef, PoolSnapshot, ReleaseOutcome, Storage};
 use crate::{Error, ProxyFilters, Result, Selector, validate};
 
 use self::pool::PoolState;
@@ -290,30 +290,43 @@ impl Storage for InMemoryStorage {
     }
 
     async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome> {
+        Ok(match self.release_by_ref(&LeaseRef::from(lease)).await? {
+            Some((_, outcome)) => outcome,
+            None => ReleaseOutcome::NotHeld,
+        })
+    }
+
+    async fn release_by_ref(&self, lease: &LeaseRef) -> Result<Option<(Lease, ReleaseOutcome)>> {
         tokio::task::consume_budget().await;
         let Some(cell) = self.find_cell(&lease.pool) else {
-            return Ok(ReleaseOutcome::NotHeld);
+            return Ok(None);
         };
         let now = self.now_ms();
         let mut st = cell.state.lock();
         if st.removed {
-            return Ok(ReleaseOutcome::NotHeld);
+            return Ok(None);
         }
         let Some(entry) = st.live_entry(lease) else {
-            return Ok(ReleaseOutcome::NotHeld);
+            return Ok(None);
         };
         let expired = entry.expires_ms <= now;
+        let ended = st.lease_of(lease.id, entry);
         st.end_lease(lease.id, expired);
         drop(st);
         cell.capacity.notify_one();
-        Ok(if expired {
+        let outcome = if expired {
             ReleaseOutcome::Expired
         } else {
             ReleaseOutcome::Released
-        })
+        };
+        Ok(Some((ended, outcome)))
     }
 
     async fn renew(&self, lease: &Lease, duration: TimeDelta) -> Result<Lease> {
+        self.renew_by_ref(&LeaseRef::from(lease), duration).await
+    }
+
+    async fn renew_by_ref(&self, lease: &LeaseRef, duration: TimeDelta) -> Result<Lease> {
         validate::lease_duration(duration)?;
         let lost = || Error::LeaseLost { lease: lease.id };
         let Some(cell) = self.find_cell(&lease.pool) else {

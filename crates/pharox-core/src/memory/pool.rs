@@ -25,7 +25,7 @@ use crate::model::{
     ConsumerName, Lease, LeaseId, LeaseStatus, LeasedProxy, PoolStatsSnapshot, Proxy, ProxyCounts,
     ProxyId, ProxyPool, ProxyStatus,
 };
-use crate::{AcquireRequest, Error, ProxyFilters, Result, Selector, validate};
+use crate::{AcquireRequest, Error, LeaseRef, ProxyFilters, Result, Selector, validate};
 
 /// What the hot path needs of one proxy.
 #[derive(Debug, Clone, Default)]
@@ -502,7 +502,7 @@ impl PoolState {
         lease
     }
 
-    fn lease_of(&self, id: LeaseId, entry: &LeaseEntry) -> Lease {
+    pub(super) fn lease_of(&self, id: LeaseId, entry: &LeaseEntry) -> Lease {
         Lease {
             id,
             token: entry.token,
@@ -529,11 +529,12 @@ impl PoolState {
             .map(|e| self.lease_of(id, e))
     }
 
-    /// The stored entry of `lease`, if it is the same live lease (id and token).
-    pub(super) fn live_entry(&self, lease: &Lease) -> Option<&LeaseEntry> {
+    /// The stored entry of `lease`, if it is the same live lease (id, and
+    /// token when the reference has one).
+    pub(super) fn live_entry(&self, lease: &LeaseRef) -> Option<&LeaseEntry> {
         self.leases
             .get(&lease.id)
-            .filter(|e| e.token == lease.token)
+            .filter(|e| lease.token.is_none_or(|t| t == e.token))
     }
 
     /// Moves a live lease's deadline; returns the lease as it is now.
@@ -622,7 +623,7 @@ mod tests {
         assert_eq!(st.proxy_at(next).id, "p2510");
         // The lease held on p0 survived renumbering.
         assert_eq!(st.proxy(&ProxyId::from("p0")).unwrap().current_leases, 1);
-        assert!(st.live_entry(&held).is_some());
+        assert!(st.live_entry(&LeaseRef::from(&held)).is_some());
         st.end_lease(held.id, false);
         assert_eq!(st.proxy(&ProxyId::from("p0")).unwrap().current_leases, 0);
         assert_eq!(st.counts.total, expected.len() as u64);

@@ -18,7 +18,7 @@ use crate::model::{
     ProxyPool, ProxyProtocol, ProxyStatus,
 };
 use crate::validate::{MAX_LEASE_DURATION, MAX_POOL_ID_LEN};
-use crate::{AcquireRequest, Error, ProxyFilters, ReleaseOutcome, Selector, Storage};
+use crate::{AcquireRequest, Error, LeaseRef, ProxyFilters, ReleaseOutcome, Selector, Storage};
 
 /// Whether the store's clock is still before `t` (a fresh snapshot's time).
 async fn still_before<H: Harness>(h: &H, pool: &PoolId, t: DateTime<Utc>) -> bool {
@@ -575,6 +575,86 @@ pub async fn get_lease_finds_live_leases_only<H: Harness>(h: &H) {
     let short = lease(h, &request(&pool).duration(SHORT_TTL)).await;
     h.advance(PAST_SHORT_TTL).await;
     assert_eq!(s.get_lease(&pool, &short.id).await.unwrap(), None);
+}
+
+/// `release_by_ref` and `renew_by_ref` act on a lease named by pool and id
+/// alone (what an HTTP client keeps), refuse a reference with another token
+/// or pool, and free capacity once (I4).
+pub async fn leases_by_ref_need_only_the_id<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "by-ref").await;
+    let other = new_pool(h, "by-ref-other").await;
+    add(h, proxy(&pool, "p", 1).with_max_concurrency(1)).await;
+    let l = lease(h, &request(&pool).consumer("remote")).await;
+    let by_id = LeaseRef::new(pool.clone(), l.id);
+    let forged = by_id.clone().with_token(l.token + 1);
+    assert_eq!(s.release_by_ref(&forged).await.unwrap(), None);
+    assert_eq!(
+        s.release_by_ref(&LeaseRef::new(other.clone(), l.id))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        s.renew_by_ref(&forged, TimeDelta::seconds(60)).await,
+        Err(Error::LeaseLost { .. })
+    ));
+    let renewed = s
+        .renew_by_ref(&by_id, TimeDelta::seconds(120))
+        .await
+        .expect("renew by id");
+    assert_eq!(
+        (
+            renewed.id,
+            renewed.token,
+            &renewed.consumer,
+            &renewed.proxy.id
+        ),
+        (l.id, l.token, &l.consumer, &l.proxy.id)
+    );
+    assert_eq!(renewed.acquired_at, l.acquired_at);
+    assert!(renewed.expires_at > l.acquired_at + TimeDelta::seconds(60));
+    let (ended, outcome) = s
+        .release_by_ref(&by_id)
+        .await
+        .unwrap()
+        .expect("a live lease is released by id");
+    assert_eq!(outcome, ReleaseOutcome::Released);
+    assert_eq!(
+        (ended.id, ended.token, &ended.consumer, &ended.proxy.id),
+        (l.id, l.token, &l.consumer, &l.proxy.id)
+    );
+    assert_eq!(ended.acquired_at, l.acquired_at);
+    assert_eq!(ended.proxy.host, l.proxy.host);
+    assert_eq!(s.release_by_ref(&by_id).await.unwrap(), None);
+    assert_eq!(s.release(&l).await.unwrap(), ReleaseOutcome::NotHeld);
+    assert!(matches!(
+        s.renew_by_ref(&by_id, TimeDelta::seconds(60)).await,
+        Err(Error::LeaseLost { .. })
+    ));
+    let stats = s.pool_stats(&pool).await.unwrap();
+    assert_eq!((stats.active_leases, stats.released_leases), (0, 1));
+    // A full lease released by reference with its token.
+    let again = lease(h, &request(&pool)).await;
+    let (_, outcome) = s
+        .release_by_ref(&LeaseRef::from(&again))
+        .await
+        .unwrap()
+        .expect("released with its token");
+    assert_eq!(outcome, ReleaseOutcome::Released);
+    // Past its deadline: reclaimed (counted as expired) or already gone.
+    let short = lease(h, &request(&pool).duration(SHORT_TTL)).await;
+    h.advance(PAST_SHORT_TTL).await;
+    let late = s
+        .release_by_ref(&LeaseRef::new(pool.clone(), short.id))
+        .await
+        .unwrap();
+    assert!(
+        matches!(late, None | Some((_, ReleaseOutcome::Expired))),
+        "{late:?}"
+    );
+    let _next = lease(h, &request(&pool)).await;
+    assert_invariants(h, &pool, true).await;
 }
 
 /// `cleanup_expired` reclaims expired leases in bounded batches and counts them.

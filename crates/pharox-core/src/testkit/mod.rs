@@ -297,6 +297,7 @@ macro_rules! storage_contract_tests {
             lowest_latency_prefers_the_fastest_proxy,
             lease_and_release,
             get_lease_finds_live_leases_only,
+            leases_by_ref_need_only_the_id,
             expired_leases_are_cleaned_up,
             acquire_reclaims_expired_leases_first,
             release_twice_frees_capacity_once,

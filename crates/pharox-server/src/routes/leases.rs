@@ -8,7 +8,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use pharox_core::{AcquireRequest, ConsumerName, DEFAULT_CONSUMER, Lease, LeaseId, Storage};
+use pharox_core::{
+    AcquireRequest, ConsumerName, DEFAULT_CONSUMER, Lease, LeaseId, LeaseRef, Storage,
+};
 use uuid::Uuid;
 
 use super::AppState;
@@ -69,30 +71,45 @@ pub(super) async fn get_one<S: Storage>(
 }
 
 /// `POST /v1/leases/{lease}/release`: 200 with the lease, `status:
-/// released`; 404 if it is not live (released, expired, never existed).
+/// released` (also for a lease past its deadline that this call reclaimed);
+/// 404 if nothing is held (released before, reclaimed, never existed).
+/// One store call ([`Storage::release_by_ref`]): the id finds the pool.
 /// The body (`{}` from the SDK) is read and ignored.
 pub(super) async fn release<S: Storage>(
     State(app): State<AppState<S>>,
     Path(id): Path<String>,
     _body: IgnoredBody,
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
-    let lease = find(&app, &id).await?;
-    let consumer_id = app.dir.consumer_id(&app.store, &lease.consumer).await?;
-    // Any outcome leaves the lease not held; capacity is freed at most once.
-    app.store.release(&lease).await?;
-    Ok(axum::Json(LeaseBody::new(&lease, consumer_id, true)))
+    let id = parse_id(&id)?;
+    for pool in app.dir.pools_by_tag(&app.store, id.pool_tag()).await? {
+        // Any outcome leaves the lease not held; capacity is freed at most once.
+        if let Some((lease, _)) = app.store.release_by_ref(&LeaseRef::new(pool, id)).await? {
+            let consumer_id = app.dir.consumer_id(&app.store, &lease.consumer).await?;
+            return Ok(axum::Json(LeaseBody::new(&lease, consumer_id, true)));
+        }
+    }
+    Err(not_live())
+}
+
+fn parse_id(id: &str) -> Result<LeaseId, ApiError> {
+    Uuid::try_parse(id)
+        .map(LeaseId)
+        .map_err(|_| ApiError::invalid("lease_id", "must be a UUID"))
+}
+
+fn not_live() -> ApiError {
+    ApiError::not_found(
+        "lease_not_found",
+        "no live lease has this id (released, expired or unknown)",
+    )
 }
 
 async fn find<S: Storage>(app: &AppState<S>, id: &str) -> Result<Lease, ApiError> {
-    let uuid = Uuid::try_parse(id).map_err(|_| ApiError::invalid("lease_id", "must be a UUID"))?;
-    let id = LeaseId(uuid);
+    let id = parse_id(id)?;
     for pool in app.dir.pools_by_tag(&app.store, id.pool_tag()).await? {
         if let Some(lease) = app.store.get_lease(&pool, &id).await? {
             return Ok(lease);
         }
     }
-    Err(ApiError::not_found(
-        "lease_not_found",
-        "no live lease has this id (released, expired or unknown)",
-    ))
+    Err(not_live())
 }
