@@ -1,8 +1,9 @@
 //! The real Python client, pharox-sdk 0.2.0, against `pharox serve`:
 //! scripts/sdk_scenario.py (pools, proxies, filters, every strategy,
 //! `with_lease`, exhaustion, release, and 200 concurrent tasks on 20
-//! single-slot proxies) runs with the test Python (`$PHAROX_TEST_PYTHON`, the
-//! venv scripts/test.sh makes from scripts/requirements-test.txt).
+//! single-slot proxies) runs on the memory store and on Redis, with the test
+//! Python (`$PHAROX_TEST_PYTHON`, the venv scripts/test.sh makes from
+//! scripts/requirements-test.txt).
 
 mod server;
 
@@ -52,11 +53,8 @@ fn pharox_sdk_scenario_passes_on_the_memory_store() {
     run_scenario(&[]);
 }
 
-/// On Redis, `GET /v1/leases/{id}` and release by id answer 404 until the
-/// store can find a lease by its id (docs/http-api.md, "Ids"); the scenario
-/// then fails at its first release (404). Remove the `ignore` with that fix.
+/// The same on Redis (a private redis-server on a free port).
 #[test]
-#[ignore = "the Redis store cannot read or release a lease by id yet (docs/http-api.md)"]
 fn pharox_sdk_scenario_passes_on_redis() {
     let redis = pharox_redis::testkit::RedisServer::start();
     run_scenario(&["--redis-url", &redis.url()]);
