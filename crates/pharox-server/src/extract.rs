@@ -31,17 +31,9 @@ where
                 "expected a body with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the body is over the size limit",
-                )
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", r.body_text())
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_rejection)?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
@@ -49,6 +41,40 @@ where
         })?;
         de.end().map_err(|e| body_error(e, String::new()))?;
         Ok(Self(value))
+    }
+}
+
+/// Whatever body the client sent (any type, up to the body limit), read to
+/// its end and dropped, for a route that takes no input. hyper answers as
+/// soon as the handler is done and closes the connection if the body has not
+/// all arrived by then; the client, told nothing, sends its next request on
+/// a dead connection. pharox-sdk posts `{}` to release a lease.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IgnoredBody;
+
+impl<S> FromRequest<S> for IgnoredBody
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_rejection)?;
+        Ok(Self)
+    }
+}
+
+fn bytes_rejection(r: axum::extract::rejection::BytesRejection) -> ApiError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is over the size limit",
+        )
+    } else {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", r.body_text())
     }
 }
 

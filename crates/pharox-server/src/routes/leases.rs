@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::extract::{Json, Path};
+use crate::extract::{IgnoredBody, Json, Path};
 use crate::wire::{AcquireBody, LeaseBody};
 
 /// `POST /v1/leases/`: 201 with the lease; 409 `no_proxy_available` when no
@@ -74,9 +74,11 @@ pub(super) async fn get_one<S: Storage>(
 /// released` (also for a lease past its deadline that this call reclaimed);
 /// 404 if nothing is held (released before, reclaimed, never existed).
 /// One store call ([`Storage::release_by_ref`]): the id finds the pool.
+/// The body (`{}` from the SDK) is read and ignored.
 pub(super) async fn release<S: Storage>(
     State(app): State<AppState<S>>,
     Path(id): Path<String>,
+    _body: IgnoredBody,
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
     let id = parse_id(&id)?;
     for pool in app.dir.pools_by_tag(&app.store, id.pool_tag()).await? {
