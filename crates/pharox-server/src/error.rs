@@ -103,7 +103,7 @@ impl ApiError {
     }
 
     /// 503 with `Retry-After`: the store cannot be reached now.
-    fn unavailable(code: &'static str, message: &'static str) -> Self {
+    pub(crate) fn unavailable(code: &'static str, message: &'static str) -> Self {
         Self {
             retry_after: Some(RETRY_AFTER_SECS),
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)

@@ -29,20 +29,26 @@ mod auth;
 mod directory;
 mod error;
 mod extract;
+mod ops;
 mod routes;
 pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
 use pharox_core::Storage;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 
 pub use auth::{API_KEY_HEADER, ApiKeys};
 pub use directory::{MAX_CACHED_CONSUMERS, proxy_uuid};
 pub use error::{ApiError, RETRY_AFTER_SECS};
+pub use ops::{DEFAULT_CONCURRENCY_LIMIT, DEFAULT_REQUEST_TIMEOUT, MAX_SCRAPED_POOLS};
 
 /// Largest request body accepted by default (64 KiB); larger ones get 413.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -54,32 +60,80 @@ pub struct ServerConfig {
     pub api_keys: ApiKeys,
     /// Largest request body in bytes.
     pub body_limit: usize,
+    /// Time budget of one request: past it the answer is 503
+    /// `request_timeout` (the store call may have been applied).
+    pub request_timeout: Duration,
+    /// Requests handled at once; more are answered 503 `overloaded` at once
+    /// (nothing done), instead of queueing without bound.
+    pub concurrency_limit: usize,
+    /// Serve `/metrics` without an API key (for scrapers that cannot send
+    /// one). Off by default: it names every pool.
+    pub public_metrics: bool,
 }
 
 impl ServerConfig {
-    /// These keys and the default body limit.
+    /// These keys and the defaults: [`DEFAULT_BODY_LIMIT`],
+    /// [`DEFAULT_REQUEST_TIMEOUT`], [`DEFAULT_CONCURRENCY_LIMIT`], `/metrics`
+    /// behind the keys.
     pub fn new(api_keys: ApiKeys) -> Self {
         Self {
             api_keys,
             body_limit: DEFAULT_BODY_LIMIT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            concurrency_limit: DEFAULT_CONCURRENCY_LIMIT,
+            public_metrics: false,
         }
     }
 }
 
 /// The service's routes over `store`.
+///
+/// Layers, outermost first: the access log and request metrics; the
+/// concurrency limit (503 `overloaded` past it) and the request time budget
+/// (503 `request_timeout`), for every route but `/healthz`; the body limit
+/// (413); then, except for `/healthz` and `/readyz` (and `/metrics` when
+/// [`ServerConfig::public_metrics`]), the API key check.
 pub fn router<S: Storage>(store: S, config: ServerConfig) -> Router {
+    let telemetry = Arc::new(ops::Telemetry::new());
     let state = Arc::new(routes::App {
         store,
         dir: directory::Directory::default(),
+        telemetry: telemetry.clone(),
     });
+    let metrics = Router::new().route("/metrics", get(ops::metrics::<S>));
+    let (guarded_metrics, public_metrics) = if config.public_metrics {
+        (Router::new(), metrics)
+    } else {
+        (metrics, Router::new())
+    };
+    let public = Router::new()
+        .route("/readyz", get(ops::readyz::<S>))
+        .merge(public_metrics);
+    let protect = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(ops::layer_error))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            config.concurrency_limit.max(1),
+        ))
+        .timeout(config.request_timeout);
     routes::sdk_routes::<S>()
+        .merge(guarded_metrics)
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(axum::middleware::from_fn_with_state(
             config.api_keys,
             auth::require_key,
         ))
+        .merge(public)
         .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(protect)
+        // Liveness is answered even at the concurrency limit: a busy server
+        // must not be restarted for being busy (readiness says it is full).
+        .route("/healthz", get(ops::healthz))
+        .layer(axum::middleware::from_fn_with_state(
+            telemetry,
+            ops::observe,
+        ))
         .with_state(state)
 }
 

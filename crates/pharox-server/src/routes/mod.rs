@@ -18,6 +18,7 @@ use crate::error::ApiError;
 pub(crate) struct App<S> {
     pub store: S,
     pub dir: Directory,
+    pub telemetry: Arc<crate::ops::Telemetry>,
 }
 
 pub(crate) type AppState<S> = Arc<App<S>>;
