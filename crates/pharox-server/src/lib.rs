@@ -17,7 +17,7 @@
 //! use pharox_server::{ApiKeys, ServerConfig};
 //!
 //! # async fn run() -> std::io::Result<()> {
-//! let config = ServerConfig::new(ApiKeys::from_list("secret"));
+//! let config = ServerConfig::new(ApiKeys::admin(["secret"]));
 //! let app = pharox_server::router(InMemoryStorage::new(), config);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
 //! pharox_server::serve(listener, app, std::future::pending()).await
@@ -45,7 +45,7 @@ use pharox_core::Storage;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 
-pub use auth::{API_KEY_HEADER, ApiKeys};
+pub use auth::{API_KEY_HEADER, ApiKeyError, ApiKeys, Scope};
 pub use directory::{MAX_CACHED_CONSUMERS, proxy_uuid};
 pub use error::{ApiError, RETRY_AFTER_SECS};
 pub use ops::{DEFAULT_CONCURRENCY_LIMIT, DEFAULT_REQUEST_TIMEOUT, MAX_SCRAPED_POOLS};

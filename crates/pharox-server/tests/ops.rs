@@ -18,7 +18,7 @@ use serde_json::json;
 const KEY: &str = "ops-key";
 
 fn keyed() -> ServerConfig {
-    ServerConfig::new(ApiKeys::from_list(KEY))
+    ServerConfig::new(ApiKeys::admin([KEY]))
 }
 
 /// A request without the key.

@@ -5,6 +5,7 @@
 //! releasing by id alone finds the pool in the in-process directory, then
 //! costs one store lookup, with no global lease index.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -14,20 +15,40 @@ use pharox_core::{
 use uuid::Uuid;
 
 use super::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{IgnoredBody, Json, Path};
 use crate::wire::{AcquireBody, LeaseBody};
 
 /// `POST /v1/leases/`: 201 with the lease; 409 `no_proxy_available` when no
 /// proxy qualifies; 404 for an unknown pool.
+///
+/// A key bound to a consumer (`lease:NAME`) leases as that consumer: a body
+/// naming no consumer gets it, one naming another is 403.
 pub(super) async fn acquire<S: Storage>(
     State(app): State<AppState<S>>,
+    caller: Option<Extension<Caller>>,
     Json(body): Json<AcquireBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let duration = body.duration()?;
     let selector = body.selector()?;
+    let bound = caller.as_ref().and_then(|c| c.bound_consumer());
+    let consumer = match (bound, body.consumer_id.as_deref()) {
+        (Some(b), Some(named)) if b.as_str() != named => {
+            return Err(ApiError {
+                field: Some("consumer_id".into()),
+                reason: Some("this API key leases only as its own consumer".into()),
+                ..ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "this API key may not lease as another consumer",
+                )
+            });
+        }
+        (Some(b), _) => b.clone(),
+        (None, named) => ConsumerName::from(named.unwrap_or(DEFAULT_CONSUMER)),
+    };
     let pool = app.resolve_pool(&body.pool_id).await?;
-    let consumer = ConsumerName::from(body.consumer_id.as_deref().unwrap_or(DEFAULT_CONSUMER));
     let filters = match body.filters {
         Some(f) => f.into_filters()?,
         None => Default::default(),
@@ -60,12 +81,17 @@ pub(super) async fn acquire<S: Storage>(
     }
 }
 
-/// `GET /v1/leases/{lease}`: 200 while the lease is live, 404 once it ended.
+/// `GET /v1/leases/{lease}`: 200 while the lease is live, 404 once it ended
+/// (and for a key bound to another consumer).
 pub(super) async fn get_one<S: Storage>(
     State(app): State<AppState<S>>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
     let lease = find(&app, &id).await?;
+    if !visible(caller.as_deref(), &lease) {
+        return Err(not_live());
+    }
     let consumer_id = app.dir.consumer_id(&app.store, &lease.consumer).await?;
     Ok(axum::Json(LeaseBody::new(&lease, consumer_id, false)))
 }
@@ -74,12 +100,26 @@ pub(super) async fn get_one<S: Storage>(
 /// released` (also for a lease past its deadline that this call reclaimed);
 /// 404 if nothing is held (released before, reclaimed, never existed).
 /// One store call ([`Storage::release_by_ref`]): the id finds the pool.
+/// A key bound to a consumer first reads the lease (a second call) and
+/// releases it only if it is that consumer's, by id and token.
 /// The body (`{}` from the SDK) is read and ignored.
 pub(super) async fn release<S: Storage>(
     State(app): State<AppState<S>>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     _body: IgnoredBody,
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
+    if caller.as_ref().and_then(|c| c.bound_consumer()).is_some() {
+        let held = find(&app, &id).await?;
+        if !visible(caller.as_deref(), &held) {
+            return Err(not_live());
+        }
+        if let Some((lease, _)) = app.store.release_by_ref(&LeaseRef::from(&held)).await? {
+            let consumer_id = app.dir.consumer_id(&app.store, &lease.consumer).await?;
+            return Ok(axum::Json(LeaseBody::new(&lease, consumer_id, true)));
+        }
+        return Err(not_live());
+    }
     let id = parse_id(&id)?;
     for pool in app.dir.pools_by_tag(&app.store, id.pool_tag()).await? {
         // Any outcome leaves the lease not held; capacity is freed at most once.
@@ -89,6 +129,13 @@ pub(super) async fn release<S: Storage>(
         }
     }
     Err(not_live())
+}
+
+/// Whether the caller may see `lease`: any key but one bound to another consumer.
+fn visible(caller: Option<&Caller>, lease: &Lease) -> bool {
+    caller
+        .and_then(Caller::bound_consumer)
+        .is_none_or(|c| *c == lease.consumer)
 }
 
 fn parse_id(id: &str) -> Result<LeaseId, ApiError> {
