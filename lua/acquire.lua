@@ -2,23 +2,24 @@
 -- '1', find one without leasing it).
 --
 -- KEYS: 1 counters, 2 leases_by_deadline, 3 free_by_seq, 4 free_by_load,
---       5 free_by_latency, 6 latency_by_seq, 7 proxy_by_seq,
---       8 the candidates of plans x and v (a by_value index) or the
---         located geo set (plan g), 9 polar_by_seq (plan g).
---       Plans '' and s pass only 1-7.
+--       5 free_by_latency, 6 latency_by_seq, 7 lease_by_token, 8 proxy_by_seq,
+--       9 the candidates of plans x and v (a by_value index) or the
+--         located geo set (plan g), 10 polar_by_seq (plan g).
+--       Plans '' and s pass only 1-8.
 -- ARGV: 1 selector: f first available | r round robin | l least used |
 --         t lowest latency
 --       2 lease duration in ms (1 .. LIMIT_MAX_DURATION_MS)
 --       3 consumer name (non-empty)
---       4 nonce: canonical decimal below 2^44, chosen by the client
+--       4 nonce: canonical decimal below LIMIT_NONCE_END (2^42), chosen by
+--         the client
 --       5 reclaim batch: expired leases to reclaim at most (0 .. 10000)
 --       6 '1' to only find (no lease, cursor untouched), '0' to lease
 --       7 the proxy-data generation the client has cached ('' for none;
 --         any value that is not the current generation counts as none)
---       8 plan: '' no filter | x every member of KEYS[8] matches |
---         v KEYS[8] holds every match, verify with the filter |
---         g geo: matches lie in the score ranges of ARGV[11..] of KEYS[8]
---         or are in KEYS[9], verify | s verify the selector's own index
+--       8 plan: '' no filter | x every member of KEYS[9] matches |
+--         v KEYS[9] holds every match, verify with the filter |
+--         g geo: matches lie in the score ranges of ARGV[11..] of KEYS[9]
+--         or are in KEYS[10], verify | s verify the selector's own index
 --       9 filter JSON (plans v, g, s; at most LIMIT_FILTER_BYTES)
 --       10 position to resume from ('' to start; every plan, checked
 --         before anything is written)
@@ -61,11 +62,11 @@ if not (ARGV[6] == '0' or ARGV[6] == '1') then return fail('bad argument: find')
 if not (plan == '' or plan == 'x' or plan == 'v' or plan == 'g' or plan == 's') then
   return fail('bad argument: filter plan')
 end
-if (plan == 'x' or plan == 'v' or plan == 'g') and KEYS[8] == nil or plan == 'g' and KEYS[9] == nil then
+if (plan == 'x' or plan == 'v' or plan == 'g') and KEYS[9] == nil or plan == 'g' and KEYS[10] == nil then
   return fail('bad argument: candidate keys')
 end
 
--- The position: which index a pass walks (i KEYS[8], s free_by_seq,
+-- The position: which index a pass walks (i KEYS[9], s free_by_seq,
 -- l free_by_load, t free_by_latency; '-' not chosen yet), the round-robin
 -- phase (1 after the cursor, 2 up to it), the last score examined, the
 -- cursor the pass started from, and the pass (2 after a reclaim).
@@ -83,7 +84,7 @@ end
 
 local K = { counters = KEYS[1], leases_by_deadline = KEYS[2], free_by_seq = KEYS[3],
   free_by_load = KEYS[4], free_by_latency = KEYS[5], latency_by_seq = KEYS[6],
-  proxy_by_seq = KEYS[7] }
+  lease_by_token = KEYS[7], proxy_by_seq = KEYS[8] }
 local now = now_ms()
 -- Work one call may spend, in units of about a microsecond of Redis time
 -- (measured with examples/redis_worst_case.rs): a page of an index costs
@@ -120,7 +121,9 @@ local function grant(seq)
     redis.call('ZREM', K.free_by_seq, seq)
   end
   local deadline = now + dur
-  redis.call('ZADD', K.leases_by_deadline, int(deadline), member_build(seq, token, nonce, now, consumer))
+  local member = member_build(seq, token, nonce, now, consumer)
+  redis.call('ZADD', K.leases_by_deadline, int(deadline), member)
+  redis.call('HSET', K.lease_by_token, int(token), member)
   if load == 1 or deadline < hint then
     local bf = {}
     if load == 1 then
@@ -270,7 +273,7 @@ local function record_matches(json, seq)
   return matches(filter, p)
 end
 
--- The seqs of `seqs` that pass the filter (plan x: are in KEYS[8]), in
+-- The seqs of `seqs` that pass the filter (plan x: are in KEYS[9]), in
 -- order, stopping at the first when `first`; and the units spent.
 local function passing(seqs, first)
   local out, units = {}, 0
@@ -279,7 +282,7 @@ local function passing(seqs, first)
   if plan == 'x' then
     for _, seq in ipairs(seqs) do
       units = units + 2
-      if redis.call('ZSCORE', KEYS[8], seq) then
+      if redis.call('ZSCORE', KEYS[9], seq) then
         out[#out + 1] = seq
         if first then break end
       end
@@ -302,7 +305,7 @@ end
 -- choice, since the index is in the selector's order), or nil and the
 -- position to resume from, or nil, nil when the index is exhausted.
 local function walk(p)
-  local key = ({ i = KEYS[8], s = K.free_by_seq, l = K.free_by_load, t = K.free_by_latency })[p.src]
+  local key = ({ i = KEYS[9], s = K.free_by_seq, l = K.free_by_load, t = K.free_by_latency })[p.src]
   local spent, size = 0, 8
   while spent < STEP_UNITS do
     local lo, hi = p.after and ('(' .. p.after) or '-inf', '+inf'
@@ -326,7 +329,7 @@ local function walk(p)
       local cands, stop = seqs, nil
       local C = (p.src == 'l' or p.src == 't') and corrections(p.src) or nil
       if p.src ~= 's' then
-        -- Members of KEYS[8] may be full or inactive; entries of the lazy
+        -- Members of KEYS[9] may be full or inactive; entries of the lazy
         -- indexes may be stale, and are corrected here.
         local words = read_words(K, seqs)
         spent = spent + 2 * #seqs
@@ -415,8 +418,8 @@ local function start()
   local per = 2 + (plan == 'x' and 0 or FILTER_UNITS)
   if plan == 'x' or plan == 'v' then
     if sel == 'f' or sel == 'r' then return 'i' end
-    if redis.call('ZCARD', KEYS[8]) * per <= STEP_UNITS then
-      return nil, redis.call('ZRANGE', KEYS[8], 0, -1)
+    if redis.call('ZCARD', KEYS[9]) * per <= STEP_UNITS then
+      return nil, redis.call('ZRANGE', KEYS[9], 0, -1)
     end
     return sel
   end
@@ -425,12 +428,12 @@ local function start()
     -- few enough, they are read and judged here; else the circle is
     -- crowded (or its cells are) and the selector's index is walked.
     local cap = math.floor(STEP_UNITS / per)
-    local held = redis.call('ZCARD', KEYS[9])
-    for _, r in ipairs(ranges) do held = held + redis.call('ZCOUNT', KEYS[8], r[1], r[2]) end
+    local held = redis.call('ZCARD', KEYS[10])
+    for _, r in ipairs(ranges) do held = held + redis.call('ZCOUNT', KEYS[9], r[1], r[2]) end
     if held <= cap then
-      local found = redis.call('ZRANGE', KEYS[9], 0, -1)
+      local found = redis.call('ZRANGE', KEYS[10], 0, -1)
       for _, r in ipairs(ranges) do
-        for _, s in ipairs(redis.call('ZRANGEBYSCORE', KEYS[8], r[1], r[2])) do found[#found + 1] = s end
+        for _, s in ipairs(redis.call('ZRANGEBYSCORE', KEYS[9], r[1], r[2])) do found[#found + 1] = s end
       end
       return nil, found
     end

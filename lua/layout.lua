@@ -11,6 +11,9 @@
 --                        the SLOT_* slots, then one word per proxy at slot
 --                        `seq` (LIMIT_FIRST_SEQ .. LIMIT_MAX_SEQ)
 --   leases_by_deadline   zset lease member (member_build) -> deadline ms
+--   lease_by_token       hash token -> lease member: exactly the members of
+--                        leases_by_deadline (a lease id carries its token
+--                        and nonce, so a release by id finds its member)
 --   free_by_seq          zset seq -> seq: exactly the active proxies with room
 --   free_by_load         zset seq -> score_load(load as indexed, seq): every
 --                        active proxy with room, and maybe some full ones
@@ -55,7 +58,8 @@ local LIMIT_MAX_CAPACITY = 65535          -- room and load fit 16 bits each
 local LIMIT_MAX_PROXIES = 1000000         -- live proxies of one pool
 local LIMIT_MAX_BATCH = 10000             -- leases reclaimed by one call
 local LIMIT_MAX_DURATION_MS = 86400000    -- a lease lasts at most a day
-local LIMIT_NONCE_END = 17592186044416    -- nonces are below 2^44
+local LIMIT_NONCE_END = 4398046511104     -- nonces are below 2^42 (lease_id.rs)
+local LIMIT_MAX_TOKEN = 281474976710655   -- a lease id carries 48 bits of token
 local LIMIT_GENERATION_END = 1099511627776 -- first generations are below 2^40
 local LIMIT_MAX_LATENCY_KEY = 1048575     -- latency keys fit 20 bits
 local LIMIT_FILTER_BYTES = 16384          -- a filter's JSON
@@ -109,8 +113,11 @@ local function score_latency(key, seq)
 end
 
 -- A lease is the member "seq:token:nonce:acquired_ms:consumer" of
--- leases_by_deadline; MEMBER_PATTERN captures its sequence.
+-- leases_by_deadline; MEMBER_PATTERN captures its sequence,
+-- MEMBER_TOKEN_PATTERN its token, MEMBER_REF_PATTERN "token:nonce".
 local MEMBER_PATTERN = '^(%d+):%d+:%d+:%d+:.'
+local MEMBER_TOKEN_PATTERN = '^%d+:(%d+):'
+local MEMBER_REF_PATTERN = '^%d+:(%d+:%d+):'
 
 local function member_build(seq, token, nonce, acquired_ms, consumer)
   return int(seq) .. ':' .. int(token) .. ':' .. int(nonce) .. ':' .. int(acquired_ms) .. ':' .. consumer

@@ -82,6 +82,7 @@ end
 -- rules are those of freeing()'s F.note, for one proxy and one lease.
 local function end_lease(K, member, seq, expired)
   redis.call('ZREM', K.leases_by_deadline, member)
+  redis.call('HDEL', K.lease_by_token, string.match(member, MEMBER_TOKEN_PATTERN))
   local r = redis.call('BITFIELD', K.counters, 'OVERFLOW', 'FAIL', 'INCRBY', 'u32', word_low(seq),
     WORD_RELEASE, 'GET', 'i64', word_slot(seq))
   if not r[1] or r[1] == 0 then
@@ -115,6 +116,44 @@ local function end_lease(K, member, seq, expired)
   end
   if #bits > 0 then redis.call('BITFIELD', K.counters, unpack(bits)) end
   return true
+end
+
+-- Removes the lease_by_token entries of lease `members` that end (the
+-- tokens of members that have one).
+local function forget_tokens(K, members)
+  local tokens = {}
+  for i = 1, #members do
+    local t = string.match(members[i], MEMBER_TOKEN_PATTERN)
+    if t then tokens[#tokens + 1] = t end
+  end
+  if #tokens > 0 then chunked('HDEL', K.lease_by_token, tokens, 1) end
+end
+
+-- The lease ARGV[i] names, for release, renew and get_lease: a member of
+-- leases_by_deadline as given, or a reference "token:nonce" (what a lease
+-- id carries) looked up in lease_by_token, whose member must carry the same
+-- nonce. Returns the member and its sequence; false when a reference names
+-- no stored lease; nil when the argument is malformed.
+local function lease_arg(K, i)
+  local a = ARGV[i]
+  if type(a) ~= 'string' then return nil end
+  local member = a
+  local token, nonce = string.match(a, '^([1-9]%d*):(%d+)$')
+  if token then
+    if #token > 15 or tonumber(token) > LIMIT_MAX_TOKEN or #nonce > 13
+        or not (nonce == '0' or string.match(nonce, '^[1-9]')) or tonumber(nonce) >= LIMIT_NONCE_END then
+      return nil
+    end
+    member = redis.call('HGET', K.lease_by_token, token)
+    if not member or string.match(member, MEMBER_REF_PATTERN) ~= a then return false end
+  end
+  local seq = string.match(member, MEMBER_PATTERN)
+  if seq == nil or tonumber(seq) < LIMIT_FIRST_SEQ or tonumber(seq) > LIMIT_MAX_SEQ then
+    -- A stored member pharox did not write holds nothing.
+    if token then return false end
+    return nil
+  end
+  return member, seq
 end
 
 -- Ending leases: what a proxy needs when some of its leases end. Built on
@@ -245,6 +284,7 @@ local function reclaiming()
   function R.apply_plan(K, plan, expired)
     if #plan.members == 0 then return 0 end
     chunked('ZREM', K.leases_by_deadline, plan.members, 1)
+    forget_tokens(K, plan.members)
     if plan.n == 0 then return 0 end
     local incr = {}
     for _, seq in ipairs(plan.order) do

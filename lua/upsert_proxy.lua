@@ -5,7 +5,7 @@
 -- KEYS: 1 counters, 2 leases_by_deadline, 3 free_by_seq, 4 free_by_load,
 --       5 free_by_latency, 6 latency_by_seq, 7 seq_by_id, 8 proxy_by_seq,
 --       9 located, 10 value_index_keys, 11 polar_by_seq, 12 all_by_seq,
---       then ARGV[9] by_value keys of the stored version, then the
+--       13 lease_by_token, then ARGV[9] by_value keys of the stored version, then the
 --       by_value keys of the new version (at most 5)
 -- ARGV: 1 proxy id (non-empty)
 --       2 the stored JSON the client read ('' when it read none)
@@ -36,7 +36,7 @@ if located then
   end
 end
 local n_old = arg_int(9, 0, 5)
-if n_old == nil or #KEYS < 12 + n_old or #KEYS > 17 + n_old then
+if n_old == nil or #KEYS < 13 + n_old or #KEYS > 18 + n_old then
   return fail('bad argument: index key count')
 end
 local batch = arg_int(10, 0, LIMIT_MAX_BATCH)
@@ -45,7 +45,8 @@ if batch == nil then return fail('bad argument: reclaim batch') end
 local K = { counters = KEYS[1], leases_by_deadline = KEYS[2], free_by_seq = KEYS[3],
   free_by_load = KEYS[4], free_by_latency = KEYS[5], latency_by_seq = KEYS[6],
   seq_by_id = KEYS[7], proxy_by_seq = KEYS[8], located = KEYS[9],
-  value_index_keys = KEYS[10], polar_by_seq = KEYS[11], all_by_seq = KEYS[12] }
+  value_index_keys = KEYS[10], polar_by_seq = KEYS[11], all_by_seq = KEYS[12],
+  lease_by_token = KEYS[13] }
 if not pool_exists(K) then return { -1 } end
 
 local seq = redis.call('HGET', K.seq_by_id, id)
@@ -80,11 +81,11 @@ end
 
 local load = write_proxy(K, seq, w, cap, ARGV[4] == '1', json, latkey)
 
-for i = 13, 12 + n_old do
+for i = 14, 13 + n_old do
   redis.call('ZREM', KEYS[i], seq)
   if redis.call('EXISTS', KEYS[i]) == 0 then redis.call('SREM', K.value_index_keys, KEYS[i]) end
 end
-for i = 13 + n_old, #KEYS do
+for i = 14 + n_old, #KEYS do
   redis.call('ZADD', KEYS[i], seq, seq)
   redis.call('SADD', K.value_index_keys, KEYS[i])
 end

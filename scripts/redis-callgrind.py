@@ -42,7 +42,7 @@ def prepare(text):
 lua = lambda *f: prepare(_lua(*f))
 
 # The bare variants name KEYS by position: 1 counters, 2 leases_by_deadline,
-# 3 free_by_seq (see lua/layout.lua).
+# 3 free_by_seq (see lua/layout.lua); they keep no lease_by_token.
 BARE_ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -96,7 +96,7 @@ def main():
                        check=True, stdout=subprocess.DEVNULL)
         keys = [f"pharox:{{bench}}:{k}" for k in [
             "counters", "leases_by_deadline", "free_by_seq", "free_by_load", "free_by_latency",
-            "latency_by_seq", "proxy_by_seq"]]
+            "latency_by_seq", "lease_by_token", "proxy_by_seq"]]
         country = "pharox:{bench}:by_value:country:NZ"
 
         def instructions():
@@ -110,18 +110,21 @@ def main():
                         total = max(total, int(line.split()[1]))
             return total
 
-        def pairs(acq, rel, n, batch=100, sel="f", filtered=False):
+        # pharox's release.lua takes the reference a lease id carries
+        # ("token:nonce"); the bare variants take the member.
+        def pairs(acq, rel, n, batch=100, sel="f", filtered=False, by_ref=True):
             extra = ([country], ["x", "", ""]) if filtered else ([], ["", "", ""])
             for _ in range(n // batch):
                 p = r.pipeline(transaction=False)
                 for i in range(batch):
-                    p.evalsha(acq, 7 + len(extra[0]), *keys, *extra[0], sel, "30000", "w", str(i),
+                    p.evalsha(acq, 8 + len(extra[0]), *keys, *extra[0], sel, "30000", "w", str(i),
                               "64", "0", "", *extra[1])
                 got = p.execute()
                 p = r.pipeline(transaction=False)
                 for i, x in enumerate(got):
                     if len(x) >= 3:  # not a miss
-                        p.evalsha(rel, 6, *keys[:6], f"{x[0]}:{x[1]}:{i}:{x[2]}:w")
+                        lease = f"{x[1]}:{i}" if by_ref else f"{x[0]}:{x[1]}:{i}:{x[2]}:w"
+                        p.evalsha(rel, 8, *keys, lease)
                 p.execute()
 
         if "--selectors" in sys.argv:
@@ -142,9 +145,10 @@ def main():
         print("|---|---:|")
         for name, a, b in VARIANTS:
             acq, rel = r.script_load(a), r.script_load(b)
-            pairs(acq, rel, 100)  # warm up
+            by_ref = b is FULL_RELEASE
+            pairs(acq, rel, 100, by_ref=by_ref)  # warm up
             subprocess.run(["callgrind_control", "-z", str(server.pid)], capture_output=True)
-            pairs(acq, rel, 1000)
+            pairs(acq, rel, 1000, by_ref=by_ref)
             print(f"| {name} | {instructions() / 1000:,.0f} |", flush=True)
     finally:
         try:

@@ -6,26 +6,29 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# Tests that need Redis start their own redis-server on a free port. They never
-# skip in CI (CI=true), so make sure the binary is here before anything runs.
-ensure_redis_server() {
-    if command -v redis-server >/dev/null 2>&1; then
+# apt-get installs PACKAGE when COMMAND is missing (as root), else a clear
+# error: the tests that need it never skip in CI (CI=true).
+ensure_command() {
+    local cmd=$1 package=$2 why=$3
+    if command -v "$cmd" >/dev/null 2>&1; then
         return
     fi
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        step "redis-server is missing: installing it (apt-get install -y redis-server)"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server >/dev/null ||
-            { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server >/dev/null; }
-        command -v redis-server >/dev/null 2>&1 && return
+        step "$cmd is missing: installing it (apt-get install -y $package)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "$package" >/dev/null ||
+            { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y "$package" >/dev/null; }
+        command -v "$cmd" >/dev/null 2>&1 && return
     fi
-    echo "error: redis-server is required by the Redis tests but is not installed." >&2
-    echo "       Install it (Debian/Ubuntu: sudo apt-get install -y redis-server) and re-run." >&2
+    echo "error: $cmd is required by $why but is not installed." >&2
+    echo "       Install it (Debian/Ubuntu: sudo apt-get install -y $package) and re-run." >&2
     exit 1
 }
 
-# The metrics tests parse /metrics with the Python reference client's parsers.
-# They run in a venv at target/py-venv, with the pinned scripts/requirements-test.txt,
-# installed again only when that file changes (its hash is kept in the venv).
+# Python for the tests: the metrics tests parse /metrics with the Python
+# reference client's parsers, and the SDK scenario drives `pharox serve` with
+# pharox-sdk. One venv at target/py-venv, with the pinned (hashed)
+# scripts/requirements-test.txt, made again only when that file changes (its
+# hash is kept in the venv).
 ensure_test_python() {
     local venv=target/py-venv req=scripts/requirements-test.txt
     if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
@@ -35,7 +38,7 @@ ensure_test_python() {
                 { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv >/dev/null; }
         fi
         if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-            echo "error: python3 with venv support is required by the metrics tests but is not installed." >&2
+            echo "error: python3 with venv support is required by the metrics and SDK tests but is not installed." >&2
             echo "       Install it (Debian/Ubuntu: sudo apt-get install -y python3-venv) and re-run." >&2
             exit 1
         fi
@@ -43,7 +46,7 @@ ensure_test_python() {
     local want
     want=$(sha256sum "$req" | cut -d' ' -f1)
     if [ "$(cat "$venv/requirements.sha256" 2>/dev/null)" != "$want" ] ||
-        ! "$venv/bin/python" -c 'import prometheus_client' >/dev/null 2>&1; then
+        ! "$venv/bin/python" -c 'import prometheus_client, pharox_sdk' >/dev/null 2>&1; then
         step "Python test venv: $venv from $req"
         python3 -m venv --clear "$venv"
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$req"
@@ -53,7 +56,11 @@ ensure_test_python() {
 }
 
 started=$SECONDS
-ensure_redis_server
+# Tests that need Redis start their own redis-server on a free port.
+ensure_command redis-server redis-server "the Redis tests"
+# The README's HTTP examples run as written (crates/pharox-cli/tests/readme_http.rs).
+ensure_command curl curl "the README's HTTP examples"
+ensure_command jq jq "the README's HTTP examples"
 ensure_test_python
 
 step "cargo fmt --check"
@@ -75,12 +82,19 @@ elif python3 -c 'import yaml' >/dev/null 2>&1; then
 import yaml
 doc = yaml.safe_load(open("docker-compose.yml"))
 services = doc["services"]
-assert set(services) == {"redis", "worker", "demo"}, services
+assert set(services) == {"redis", "worker", "serve", "demo"}, services
 for name in ("worker", "demo"):
     s = services[name]
     assert s["image"] == "pharox:local" and s["command"][0] in ("worker", "demo"), s
     assert s["environment"]["PHAROX_REDIS_URL"] == "redis://redis:6379", s
     assert "redis" in s["depends_on"], s
+s = services["serve"]
+assert s["image"] == "pharox:local", s
+assert s["command"] == ["serve", "--listen", "0.0.0.0:8000", "--redis-url", "redis://redis:6379"], s
+assert s["ports"] == ["127.0.0.1:8000:8000"], s
+assert s["depends_on"]["redis"]["condition"] == "service_healthy", s
+# The keys come from the shell running compose: no secret in the file.
+assert s["environment"] == {"PHAROX_API_KEYS": None}, s
 print("docker-compose.yml: shape checked (docker compose is not installed)")
 PY
 else

@@ -79,6 +79,8 @@ pub(crate) struct Lists {
     pub(crate) geo: Vec<String>,
     pub(crate) scan: Vec<String>,
     pub(crate) lease: Vec<String>,
+    pub(crate) lease_ref: Vec<String>,
+    pub(crate) get_lease: Vec<String>,
     pub(crate) admin: Vec<String>,
     pub(crate) health: Vec<String>,
     pub(crate) stats: Vec<String>,
@@ -99,6 +101,8 @@ impl Lists {
             geo: own(queries::acquire_keys(k, &geo)),
             scan: own(queries::acquire_keys(k, &Plan::Scan)),
             lease: own(k.lease_keys()),
+            lease_ref: own(queries::lease_ref_keys(k)),
+            get_lease: own(queries::get_lease_keys(k)),
             admin: own(k.admin_keys()),
             health: own(queries::health_keys(k)),
             stats: own(queries::stats_keys(k)),
@@ -236,14 +240,54 @@ fn refusals(k: &PoolKeys) -> Vec<Bad> {
         &beyond,
         &below,
     ] {
-        out.push(bad("RELEASE", &l.lease, strings(&[m]), "lease"));
-        out.push(bad("RENEW", &l.lease, strings(&[m, "1000"]), "lease"));
+        out.push(bad("RELEASE", &l.lease_ref, strings(&[m]), "lease"));
+        out.push(bad("RENEW", &l.lease_ref, strings(&[m, "1000"]), "lease"));
+        out.push(bad("GET_LEASE", &l.get_lease, strings(&[m]), "lease"));
     }
-    out.push(bad("RELEASE", &l.lease, Vec::new(), "lease"));
+    // References "token:nonce": canonical decimals, token 1 .. MAX_TOKEN,
+    // nonce below NONCE_END.
+    let big_token = format!("{}:1", layout::MAX_TOKEN + 1);
+    let big_nonce = format!("1:{}", layout::NONCE_END);
+    let long_token = format!("{}:1", "9".repeat(40));
+    for r in [
+        "0:1",
+        "01:1",
+        "1:01",
+        "1:-1",
+        "1:",
+        ":1",
+        "1:1:",
+        "1.0:1",
+        " 1:1",
+        "1:1 ",
+        &big_token,
+        &big_nonce,
+        &long_token,
+    ] {
+        out.push(bad("RELEASE", &l.lease_ref, strings(&[r]), "lease"));
+        out.push(bad("RENEW", &l.lease_ref, strings(&[r, "1000"]), "lease"));
+        out.push(bad("GET_LEASE", &l.get_lease, strings(&[r]), "lease"));
+    }
+    out.push(bad("RELEASE", &l.lease_ref, Vec::new(), "lease"));
+    out.push(bad("GET_LEASE", &l.get_lease, Vec::new(), "lease"));
+    for want in ["0", "2", "yes", " 1"] {
+        out.push(bad(
+            "RELEASE",
+            &l.lease_ref,
+            strings(&["16:1:1:1:c", want]),
+            "want lease",
+        ));
+        out.push(bad(
+            "RENEW",
+            &l.lease_ref,
+            strings(&["16:1:1:1:c", "1000", want]),
+            "want lease",
+        ));
+    }
     for dur in ["0", "86400001", "x"].into_iter().chain(NON_CANONICAL) {
         out.push(bad(
             "RENEW",
-            &l.lease,
+            &l.lease_ref,
             strings(&["16:1:1:1:c", dur]),
             "duration",
         ));
@@ -656,11 +700,30 @@ async fn every_script_refuses_bad_arguments_before_writing_and_answers_for_a_mis
             acquire_argv(&["s", "{}", "s:1:99:5:1"], |v| v[0] = "r".into()),
             minus_one.clone(),
         ),
-        ("RELEASE", &l.lease, strings(&[m]), Value::Int(0)),
+        ("RELEASE", &l.lease_ref, strings(&[m]), Value::Int(0)),
+        ("RELEASE", &l.lease_ref, strings(&["5:7"]), Value::Int(0)),
+        (
+            "RELEASE",
+            &l.lease_ref,
+            strings(&["5:7", "1"]),
+            Value::Array(vec![Value::Int(0)]),
+        ),
         (
             "RENEW",
-            &l.lease,
+            &l.lease_ref,
             strings(&[m, "1000"]),
+            Value::Array(vec![Value::Int(0)]),
+        ),
+        (
+            "RENEW",
+            &l.lease_ref,
+            strings(&["5:7", "1000", "1"]),
+            Value::Array(vec![Value::Int(0)]),
+        ),
+        (
+            "GET_LEASE",
+            &l.get_lease,
+            strings(&["5:7"]),
             Value::Array(vec![Value::Int(0)]),
         ),
         ("CLEANUP", &l.lease, strings(&["10"]), Value::Int(-1)),
@@ -803,7 +866,7 @@ async fn every_script_refuses_bad_arguments_before_writing_and_answers_for_a_mis
 
     let names: BTreeSet<&str> = scripts::all().iter().map(|(n, _)| *n).collect();
     assert_eq!(covered, names, "every script must be covered");
-    assert_eq!(names.len(), 12);
+    assert_eq!(names.len(), 13);
 }
 
 /// A corrupt retired token stops create_pool before it writes.

@@ -623,3 +623,148 @@ async fn snapshot_reads_more_than_a_chunk_of_proxies_and_leases() {
     assert!(found.is_empty(), "{found:?}");
     f.assert_sound(&pool, "with a lease on every proxy").await;
 }
+
+/// A lease named by the reference its id carries ("token:nonce"): release,
+/// renew and get_lease find its member in lease_by_token, answer the lease
+/// when asked, and refuse another nonce; the entry leaves with the lease,
+/// with its proxy and with its pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_references_find_their_member_and_nothing_else() {
+    let mut f = Fixture::start().await;
+    let proxies: Vec<Proxy> = (0..2)
+        .map(|i| {
+            Proxy::new("refs", format!("10.0.0.{i}"), 8080, ProxyProtocol::Http)
+                .with_id(format!("px-{i}"))
+                .with_max_concurrency(3)
+        })
+        .collect();
+    let pool = f.pool("refs", &proxies).await;
+    let k = keys("refs");
+    let lease_keys = queries::lease_ref_keys(&k);
+    let get_keys = queries::get_lease_keys(&k);
+    let a = f
+        .store
+        .acquire(&lease_req(&pool, "c1"))
+        .await
+        .unwrap()
+        .unwrap();
+    let b = f
+        .store
+        .acquire(&lease_req(&pool, "c2"))
+        .await
+        .unwrap()
+        .unwrap();
+    let con = &mut f.con;
+    let stored = |token: u64| redis::cmd("HGET").arg(&k.lease_by_token).arg(token).clone();
+    let member_a: String = stored(a.token).query_async(con).await.unwrap();
+    let parsed = layout::LeaseMember::parse(&member_a).unwrap();
+    assert_eq!((parsed.token, parsed.consumer), (a.token, "c1"));
+    let ref_a = queries::lease_ref(a.token, parsed.nonce);
+    let wrong_nonce = queries::lease_ref(a.token, (parsed.nonce + 1) % layout::NONCE_END);
+    let unknown = queries::lease_ref(b.token + 100, parsed.nonce);
+
+    // get_lease: {now, member, deadline, proxy JSON}; {0} for another nonce
+    // or an unknown token.
+    let got = array(
+        eval(con, &scripts::GET_LEASE, get_keys, &[&ref_a])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(text(&got[1]), member_a);
+    assert_eq!(
+        text(&got[2]).parse::<i64>().unwrap(),
+        a.expires_at.timestamp_millis()
+    );
+    let json: serde_json::Value = serde_json::from_str(&text(&got[3])).unwrap();
+    assert_eq!(json["id"], "px-0");
+    for r in [&wrong_nonce, &unknown] {
+        assert_eq!(
+            ints(
+                eval(con, &scripts::GET_LEASE, get_keys, &[r])
+                    .await
+                    .unwrap()
+            ),
+            vec![0],
+            "{r}"
+        );
+    }
+
+    // release and renew by another nonce: not held, nothing written.
+    let before = fingerprint(con).await;
+    for r in [&wrong_nonce, &unknown] {
+        assert_eq!(
+            eval(con, &scripts::RELEASE, lease_keys, &[r])
+                .await
+                .unwrap(),
+            Value::Int(0)
+        );
+        assert_eq!(
+            ints(
+                eval(con, &scripts::RENEW, lease_keys, &[r, "1000", "1"])
+                    .await
+                    .unwrap()
+            ),
+            vec![0]
+        );
+    }
+    fingerprint(con)
+        .await
+        .assert_same(&before, "references with another nonce");
+
+    // renew answering the lease: {now, deadline, member, proxy JSON}.
+    let r = array(
+        eval(con, &scripts::RENEW, lease_keys, &[&ref_a, "600000", "1"])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(r.len(), 4, "{r:?}");
+    let (now, deadline) = (int(&r[0]), int(&r[1]));
+    assert_eq!(deadline - now, 600_000);
+    assert_eq!(text(&r[2]), member_a);
+
+    // release answering the lease: {1, member, deadline, proxy JSON}, then {0};
+    // the entry is gone with the lease.
+    let r = array(
+        eval(con, &scripts::RELEASE, lease_keys, &[&ref_a, "1"])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(r.len(), 4, "{r:?}");
+    assert_eq!(int(&r[0]), 1);
+    assert_eq!(text(&r[1]), member_a);
+    assert_eq!(text(&r[2]).parse::<i64>().unwrap(), deadline);
+    assert_eq!(
+        ints(
+            eval(con, &scripts::RELEASE, lease_keys, &[&ref_a, "1"])
+                .await
+                .unwrap()
+        ),
+        vec![0]
+    );
+    let gone: Option<String> = stored(a.token).query_async(con).await.unwrap();
+    assert_eq!(gone, None);
+    f.assert_sound(&pool, "after releases by reference").await;
+
+    // Removing b's proxy removes b's entry; removing the pool removes the hash.
+    assert!(f.store.remove_proxy(&pool, &b.proxy.id).await.unwrap());
+    let left: i64 = redis::cmd("HLEN")
+        .arg(&k.lease_by_token)
+        .query_async(&mut f.con)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    f.store
+        .acquire(&lease_req(&pool, "c3"))
+        .await
+        .unwrap()
+        .unwrap();
+    f.assert_sound(&pool, "after removing a leased proxy").await;
+    assert!(f.store.remove_pool(&pool).await.unwrap());
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&k.lease_by_token)
+        .query_async(&mut f.con)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "remove_pool leaves lease_by_token behind");
+}

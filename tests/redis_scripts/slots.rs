@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use pharox_core::{
-    ConsumerName, Error, HealthCheckResult, PoolId, Proxy, ProxyFilters, ProxyId, ProxyPool,
-    ProxyProtocol, ProxyStatus, ReleaseOutcome, Selector, Storage,
+    ConsumerName, Error, HealthCheckResult, LeaseRef, PoolId, Proxy, ProxyFilters, ProxyId,
+    ProxyPool, ProxyProtocol, ProxyStatus, ReleaseOutcome, Selector, Storage,
 };
 use pharox_redis::keys::{PoolKeys, cluster_slot};
 use pharox_redis::redis;
@@ -250,7 +250,21 @@ async fn every_script_call_names_keys_of_one_slot() {
             .is_none()
     );
 
-    // renew, release.
+    // get_lease, renew and release by reference, renew, release.
+    let by_id = LeaseRef::new(pool.clone(), leases[2].id);
+    assert!(
+        store
+            .get_lease(&pool, &leases[2].id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store
+        .renew_by_ref(&by_id, TimeDelta::hours(1))
+        .await
+        .unwrap();
+    let (_, outcome) = store.release_by_ref(&by_id).await.unwrap().unwrap();
+    assert_eq!(outcome, ReleaseOutcome::Released);
     let renewed = store.renew(&leases[1], TimeDelta::hours(2)).await.unwrap();
     assert!(renewed.expires_at > leases[1].expires_at);
     assert_eq!(
@@ -276,9 +290,9 @@ async fn every_script_call_names_keys_of_one_slot() {
     );
 
     let stats = store.pool_stats(&pool).await.unwrap();
-    assert_eq!((stats.total, stats.active_leases), (4, 3));
+    assert_eq!((stats.total, stats.active_leases), (4, 2));
     let snap = store.pool_snapshot(&pool).await.unwrap();
-    assert_eq!((snap.proxies.len(), snap.leases.len()), (4, 3));
+    assert_eq!((snap.proxies.len(), snap.leases.len()), (4, 2));
     assert_eq!(snap.pool.id, pool);
 
     // Health: "bare" goes inactive and is no longer leased.

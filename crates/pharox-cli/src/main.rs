@@ -329,6 +329,15 @@ struct ServeArgs {
     /// Largest request body in bytes (larger: 413).
     #[arg(long, env = "PHAROX_BODY_LIMIT", default_value_t = pharox_server::DEFAULT_BODY_LIMIT)]
     body_limit: usize,
+    /// Time budget of one request (past it: 503 request_timeout).
+    #[arg(long, env = "PHAROX_REQUEST_TIMEOUT", default_value = "30s", value_parser = ops::parse_duration)]
+    request_timeout: Duration,
+    /// Requests handled at once; more are answered 503 overloaded at once.
+    #[arg(long, env = "PHAROX_CONCURRENCY_LIMIT", default_value_t = pharox_server::DEFAULT_CONCURRENCY_LIMIT)]
+    concurrency_limit: usize,
+    /// Serve /metrics without an API key (it names every pool).
+    #[arg(long, env = "PHAROX_PUBLIC_METRICS")]
+    public_metrics: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -377,8 +386,17 @@ async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
     let env_keys = std::env::var(serve::API_KEYS_ENV).ok();
     let keys = serve::load_api_keys(env_keys.as_deref(), args.api_keys_file.as_deref())?;
     serve::check_exposure(args.listen, &keys)?;
+    if args.concurrency_limit == 0 {
+        anyhow::bail!("--concurrency-limit must be at least 1");
+    }
+    if args.request_timeout.is_zero() {
+        anyhow::bail!("--request-timeout must be longer than 0s");
+    }
     let config = pharox_server::ServerConfig {
         body_limit: args.body_limit,
+        request_timeout: args.request_timeout,
+        concurrency_limit: args.concurrency_limit,
+        public_metrics: args.public_metrics,
         ..pharox_server::ServerConfig::new(keys.clone())
     };
     let (app, store) = match &args.redis_url {
@@ -393,11 +411,6 @@ async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
             let storage = RedisStorage::connect(redis.clone())
                 .await
                 .with_context(|| format!("connecting to {}", redis.redacted_url()))?;
-            // docs/http-api.md, "Ids": Redis lease ids do not carry their pool yet.
-            tracing::warn!(
-                "on Redis, GET /v1/leases/{{id}} and releases by id answer 404 for now \
-                 (leases end at their TTL); see docs/http-api.md"
-            );
             (pharox_server::router(storage, config), redis.redacted_url())
         }
     };

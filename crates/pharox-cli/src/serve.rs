@@ -15,11 +15,15 @@ pub const API_KEYS_ENV: &str = "PHAROX_API_KEYS";
 /// # Errors
 /// When the file cannot be read, or names no key.
 pub fn load_api_keys(env: Option<&str>, file: Option<&Path>) -> Result<ApiKeys> {
-    let mut keys = env.map(ApiKeys::from_list).unwrap_or_default();
+    let mut keys = match env {
+        Some(list) => ApiKeys::from_list(list).with_context(|| format!("in {API_KEYS_ENV}"))?,
+        None => ApiKeys::none(),
+    };
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading API keys from {}", path.display()))?;
-        let from_file = ApiKeys::from_lines(&text);
+        let from_file =
+            ApiKeys::from_lines(&text).with_context(|| format!("in {}", path.display()))?;
         if from_file.is_empty() {
             bail!("{} holds no API key", path.display());
         }
@@ -62,7 +66,7 @@ mod tests {
             let e = check_exposure(refused.parse().unwrap(), &none).unwrap_err();
             assert!(e.to_string().contains("without API keys"), "{refused}: {e}");
         }
-        let keys = ApiKeys::from_list("k");
+        let keys = ApiKeys::admin(["k"]);
         assert!(check_exposure("0.0.0.0:8000".parse().unwrap(), &keys).is_ok());
     }
 

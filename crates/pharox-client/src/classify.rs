@@ -5,10 +5,10 @@
 //! | What happened | Error | Applied? |
 //! |---|---|---|
 //! | no connection (refused, DNS, TLS, connect timeout) | `Unavailable` | no |
-//! | 503 `store_unavailable`, 429 | `Unavailable` | no |
+//! | 503 `store_unavailable` or `overloaded`, 429 | `Unavailable` | no |
 //! | the connection broke after the request went out | `Interrupted` | maybe |
 //! | 503 `store_interrupted`; a 502/503/504 not from pharox | `Interrupted` | maybe |
-//! | no answer within the timeout; 503 `store_timeout` | `Timeout` | maybe |
+//! | no answer within the timeout; 503 `store_timeout` or `request_timeout` | `Timeout` | maybe |
 //! | 400 `invalid_input` and other refused input | `InvalidInput` | no |
 //! | 404 `pool_not_found` / `proxy_not_found` / `lease_not_found` | `PoolNotFound` / `ProxyNotFound` / `LeaseLost` | no |
 //! | 500 `store_corrupt`; an answer that does not decode | `Corrupt` | yes |
@@ -118,9 +118,9 @@ pub(crate) fn answer(
             Some(lease) => Error::LeaseLost { lease },
             None => Error::Backend { source: source() },
         },
-        codes::STORE_UNAVAILABLE => Error::Unavailable { source: source() },
+        codes::STORE_UNAVAILABLE | codes::OVERLOADED => Error::Unavailable { source: source() },
         codes::STORE_INTERRUPTED => Error::Interrupted { source: source() },
-        codes::STORE_TIMEOUT => Error::Timeout {
+        codes::STORE_TIMEOUT | codes::REQUEST_TIMEOUT => Error::Timeout {
             operation: op,
             after: Duration::from_millis(e.after_ms.unwrap_or(0)),
         },
@@ -206,9 +206,15 @@ mod tests {
     fn store_errors_keep_their_retry_class() {
         let none = Subject::default();
         let e503 = StatusCode::SERVICE_UNAVAILABLE;
-        let unavailable = answer("acquire", e503, &body(codes::STORE_UNAVAILABLE, None), none);
-        assert!(unavailable.is_retryable() && unavailable.request_not_sent());
-        for code in [codes::STORE_INTERRUPTED, codes::STORE_TIMEOUT] {
+        for code in [codes::STORE_UNAVAILABLE, codes::OVERLOADED] {
+            let e = answer("acquire", e503, &body(code, None), none);
+            assert!(e.is_retryable() && e.request_not_sent(), "{code}: {e:?}");
+        }
+        for code in [
+            codes::STORE_INTERRUPTED,
+            codes::STORE_TIMEOUT,
+            codes::REQUEST_TIMEOUT,
+        ] {
             let e = answer("acquire", e503, &body(code, None), none);
             assert!(e.is_retryable() && !e.request_not_sent(), "{code}: {e:?}");
         }

@@ -206,3 +206,50 @@ async fn renew_through_the_manager_extends_the_lease() {
         Err(Error::LeaseLost { lease: id }) if id == lease.id
     ));
 }
+
+#[tokio::test]
+async fn a_manager_with_a_lease_scoped_key_leases_and_waits() {
+    let store = InMemoryStorage::new();
+    let keys = pharox_server::ApiKeys::from_list("admin-key,scraper-key lease:scraper-1").unwrap();
+    let server = TestServer::with(store, pharox_server::ServerConfig::new(keys)).await;
+    let as_key = |key: &str| {
+        pharox_client::RemoteStorage::builder(&server.url)
+            .api_key(key)
+            .build()
+            .unwrap()
+    };
+    let admin = as_key("admin-key");
+    admin.upsert_pool(&ProxyPool::new(POOL)).await.unwrap();
+    admin
+        .upsert_proxy(
+            &Proxy::new(POOL, "10.0.0.1", 3128, ProxyProtocol::Http).with_max_concurrency(1),
+        )
+        .await
+        .unwrap();
+    let scraper = ProxyManager::new(as_key("scraper-key"));
+    let req = AcquireRequest::new(POOL).consumer("scraper-1");
+    let held = scraper.acquire(&req).await.unwrap().expect("a free proxy");
+    // The same manager waits for its own release from another task.
+    let waiter = scraper.clone();
+    let wait_req = req.clone();
+    let task = tokio::spawn(async move { waiter.acquire_wait(&wait_req, PATIENCE).await });
+    scraper.release(&held).await.unwrap();
+    assert!(task.await.unwrap().unwrap().is_some());
+    let got = scraper
+        .with_lease(&req, |l| async move { Ok::<_, Error>(l.consumer) })
+        .await;
+    // The proxy is held by the waiter's lease: nothing free.
+    assert!(matches!(got, Ok(None)), "{got:?}");
+    // Another consumer's name, or an admin call, is refused.
+    let other = scraper
+        .acquire(&AcquireRequest::new(POOL).consumer("someone-else"))
+        .await
+        .unwrap_err();
+    assert!(matches!(other, Error::Backend { .. }), "{other:?}");
+    let e = scraper
+        .storage()
+        .pool_snapshot(&POOL.into())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("403"), "{e}");
+}

@@ -203,7 +203,7 @@ async fn calls_reuse_one_kept_alive_connection() {
     });
     let app = pharox_server::router(
         InMemoryStorage::new(),
-        ServerConfig::new(ApiKeys::from_list(KEY)),
+        ServerConfig::new(ApiKeys::admin([KEY])),
     );
     tokio::spawn(async move { axum::serve(counted, app).await });
     let storage = client(&url, Duration::from_secs(60));
@@ -254,7 +254,7 @@ async fn a_base_url_with_a_path_prefix_is_kept() {
         "/pharox",
         pharox_server::router(
             InMemoryStorage::new(),
-            ServerConfig::new(ApiKeys::from_list(KEY)),
+            ServerConfig::new(ApiKeys::admin([KEY])),
         ),
     );
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -4,6 +4,7 @@
 pub mod bootstrap;
 mod clock;
 mod error;
+pub mod exposition;
 pub mod filter;
 pub mod invariants;
 mod manager;

@@ -83,6 +83,9 @@ pub struct PoolKeys {
     pub counters: String,
     /// Zset: lease member → deadline (ms).
     pub leases_by_deadline: String,
+    /// Hash: fencing token → lease member, for every member of
+    /// `leases_by_deadline` (a lease id carries the token).
+    pub lease_by_token: String,
     /// Zset: the active proxies with room, by sequence.
     pub free_by_seq: String,
     /// Zset: the same proxies, by (live leases, sequence).
@@ -119,6 +122,7 @@ impl PoolKeys {
         Self {
             counters: k("counters"),
             leases_by_deadline: k("leases_by_deadline"),
+            lease_by_token: k("lease_by_token"),
             free_by_seq: k("free_by_seq"),
             free_by_load: k("free_by_load"),
             free_by_latency: k("free_by_latency"),
@@ -155,9 +159,9 @@ impl PoolKeys {
         format!("{}stats_history", self.base)
     }
 
-    /// The keys the lease scripts take as KEYS 1-6 (`release.lua`,
-    /// `renew.lua`, `cleanup.lua`, and the start of `acquire.lua`).
-    pub fn lease_keys(&self) -> [&str; 6] {
+    /// The keys the lease scripts take as KEYS 1-7 (`cleanup.lua`, and the
+    /// start of `release.lua`, `renew.lua` and `acquire.lua`).
+    pub fn lease_keys(&self) -> [&str; 7] {
         [
             &self.counters,
             &self.leases_by_deadline,
@@ -165,13 +169,14 @@ impl PoolKeys {
             &self.free_by_load,
             &self.free_by_latency,
             &self.latency_by_seq,
+            &self.lease_by_token,
         ]
     }
 
     /// Every key of the pool except the `by_value` keys, `retired_token` and
     /// the stats history, in the order `upsert_proxy.lua` and
-    /// `remove_proxy.lua` take them as KEYS 1-12.
-    pub fn admin_keys(&self) -> [&str; 12] {
+    /// `remove_proxy.lua` take them as KEYS 1-13.
+    pub fn admin_keys(&self) -> [&str; 13] {
         [
             &self.counters,
             &self.leases_by_deadline,
@@ -185,6 +190,7 @@ impl PoolKeys {
             &self.value_index_keys,
             &self.polar_by_seq,
             &self.all_by_seq,
+            &self.lease_by_token,
         ]
     }
 }

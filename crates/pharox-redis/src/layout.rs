@@ -86,8 +86,10 @@ pub const MAX_PROXIES: usize = 1_000_000;
 pub const MAX_BATCH: usize = 10_000;
 /// The longest lease, in ms.
 pub const MAX_DURATION_MS: i64 = 86_400_000;
-/// Nonces are below this.
-pub const NONCE_END: u64 = 1 << 44;
+/// Nonces are below this (a lease id carries 42 bits of nonce).
+pub const NONCE_END: u64 = 1 << 42;
+/// The largest fencing token (a lease id carries 48 bits of token).
+pub const MAX_TOKEN: u64 = (1 << 48) - 1;
 /// First proxy-data generations are below this.
 pub const GENERATION_END: u64 = 1 << 40;
 /// The largest latency key (`MAX_SORTED_LATENCY_MS + 1`: unmeasured).

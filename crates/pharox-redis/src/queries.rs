@@ -192,10 +192,29 @@ impl AcquireReply {
     }
 }
 
-/// One call of `release.lua`.
-pub fn release(k: &PoolKeys, member: &str) -> ScriptInvocation<'static> {
-    let mut inv = invocation(&scripts::RELEASE, k.lease_keys());
-    inv.arg(member);
+/// The ARGV naming a lease by the reference its id carries, as
+/// `release.lua`, `renew.lua` and `get_lease.lua` take it.
+pub fn lease_ref(token: u64, nonce: u64) -> String {
+    format!("{token}:{nonce}")
+}
+
+/// The KEYS of `release.lua` and `renew.lua`.
+pub fn lease_ref_keys(k: &PoolKeys) -> [&str; 8] {
+    let l = k.lease_keys();
+    [l[0], l[1], l[2], l[3], l[4], l[5], l[6], &k.proxy_by_seq]
+}
+
+/// One call of `release.lua`: `lease` is a member or a [`lease_ref`].
+pub fn release(k: &PoolKeys, lease: &str) -> ScriptInvocation<'static> {
+    let mut inv = invocation(&scripts::RELEASE, lease_ref_keys(k));
+    inv.arg(lease);
+    inv
+}
+
+/// One call of `release.lua` that also answers the lease ([`LeaseReply`]).
+pub fn release_returning(k: &PoolKeys, lease: &str) -> ScriptInvocation<'static> {
+    let mut inv = release(k, lease);
+    inv.arg("1");
     inv
 }
 
@@ -208,18 +227,86 @@ pub fn release_outcome(r: i64) -> ReleaseOutcome {
     }
 }
 
-/// One call of `renew.lua`.
-pub fn renew(k: &PoolKeys, member: &str, duration_ms: i64) -> ScriptInvocation<'static> {
-    let mut inv = invocation(&scripts::RENEW, k.lease_keys());
-    inv.arg(member).arg(duration_ms);
+/// One call of `renew.lua`: `lease` is a member or a [`lease_ref`].
+pub fn renew(k: &PoolKeys, lease: &str, duration_ms: i64) -> ScriptInvocation<'static> {
+    let mut inv = invocation(&scripts::RENEW, lease_ref_keys(k));
+    inv.arg(lease).arg(duration_ms);
+    inv
+}
+
+/// One call of `renew.lua` that also answers the lease ([`LeaseReply`]).
+pub fn renew_returning(k: &PoolKeys, lease: &str, duration_ms: i64) -> ScriptInvocation<'static> {
+    let mut inv = renew(k, lease, duration_ms);
+    inv.arg("1");
     inv
 }
 
 /// Decodes a reply of `renew.lua`: the new deadline, or `None` if not held.
 pub fn renewed_until(v: Value) -> Result<Option<i64>> {
     match array(v)?.as_slice() {
-        [_, deadline] => Ok(Some(int(deadline)?)),
+        [_, deadline, ..] => Ok(Some(int(deadline)?)),
         _ => Ok(None),
+    }
+}
+
+/// The KEYS of `get_lease.lua`.
+pub fn get_lease_keys(k: &PoolKeys) -> [&str; 3] {
+    [&k.leases_by_deadline, &k.lease_by_token, &k.proxy_by_seq]
+}
+
+/// One call of `get_lease.lua` with a [`lease_ref`].
+pub fn get_lease(k: &PoolKeys, lease: &str) -> ScriptInvocation<'static> {
+    let mut inv = invocation(&scripts::GET_LEASE, get_lease_keys(k));
+    inv.arg(lease);
+    inv
+}
+
+/// A lease as `release.lua`, `renew.lua` and `get_lease.lua` answer it
+/// when asked to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseReply {
+    /// The first field: release's outcome code, or renew's and
+    /// get_lease's Redis clock (ms).
+    pub head: i64,
+    /// The stored member (`layout::LeaseMember`).
+    pub member: String,
+    /// The deadline (ms) the lease had (release, get_lease) or has now (renew).
+    pub deadline_ms: i64,
+    /// The proxy's stored JSON.
+    pub proxy: Value,
+}
+
+/// Decodes a reply that may carry a lease: `None` for `{0}`. `renew` says
+/// whether it is renew's shape (`{now, deadline, member, proxy}`) rather
+/// than release's and get_lease's (`{head, member, deadline, proxy}`).
+pub fn lease_reply(v: Value, renew: bool) -> Result<Option<LeaseReply>> {
+    let v = array(v)?;
+    if v.len() == 1 && first(&v)? == 0 {
+        return Ok(None);
+    }
+    let Ok([head, a, b, proxy]) = <[Value; 4]>::try_from(v) else {
+        return Err(corrupt("lease reply"));
+    };
+    let (member, deadline) = if renew { (&b, &a) } else { (&a, &b) };
+    Ok(Some(LeaseReply {
+        head: int(&head)?,
+        member: text(member)?.to_owned(),
+        deadline_ms: score(deadline)?,
+        proxy,
+    }))
+}
+
+/// A sorted-set score as Redis answers it (`ZSCORE` gives a string; an
+/// integer reply passes too).
+fn score(v: &Value) -> Result<i64> {
+    match v {
+        Value::Int(n) => Ok(*n),
+        _ => text(v)?
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+            .ok_or_else(|| corrupt("lease deadline")),
     }
 }
 
@@ -405,7 +492,7 @@ pub fn remove_proxy(
 
 /// The KEYS of `health.lua`.
 pub fn health_keys(k: &PoolKeys) -> Vec<&str> {
-    let mut keys = k.lease_keys().to_vec();
+    let mut keys = k.lease_keys()[..6].to_vec();
     keys.extend([k.seq_by_id.as_str(), k.proxy_by_seq.as_str()]);
     keys
 }
@@ -476,6 +563,7 @@ pub fn remove_pool_keys(k: &PoolKeys) -> Vec<String> {
     .cloned()
     .collect();
     keys.push(k.stats_history());
+    keys.push(k.lease_by_token.clone());
     keys
 }
 

@@ -46,6 +46,7 @@ pub mod source {
     pub const REMOVE_POOL: &str = lua!("#!lua", "remove_pool.lua");
     pub const GET_PROXY: &str = lua!("#!lua flags=no-writes", "get_proxy.lua");
     pub const LIST_PROXIES: &str = lua!("#!lua flags=no-writes", "list_proxies.lua");
+    pub const GET_LEASE: &str = lua!("#!lua flags=no-writes", "get_lease.lua");
     /// The shared files alone (read-only), for tests that append code of
     /// their own to check the layout and the helpers.
     pub const PRELUDE: &str = lua!("#!lua flags=no-writes", "filter.lua");
@@ -164,6 +165,7 @@ scripts!(
     REMOVE_POOL,
     GET_PROXY,
     LIST_PROXIES,
+    GET_LEASE,
 );
 
 #[cfg(test)]

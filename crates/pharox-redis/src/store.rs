@@ -7,8 +7,8 @@ use chrono::TimeDelta;
 use deadpool_redis::redis::{self, Script, ScriptInvocation, Value};
 use pharox_core::model::{Consumer, LeaseStatus};
 use pharox_core::{
-    AcquireRequest, ConsumerName, Error, HealthCheckResult, Lease, LeasedProxy, PoolId,
-    PoolSnapshot, PoolStatsSnapshot, Proxy, ProxyFilters, ProxyId, ProxyPool, ProxyStatus,
+    AcquireRequest, ConsumerName, Error, HealthCheckResult, Lease, LeaseId, LeaseRef, LeasedProxy,
+    PoolId, PoolSnapshot, PoolStatsSnapshot, Proxy, ProxyFilters, ProxyId, ProxyPool, ProxyStatus,
     ReleaseOutcome, Result, Selector, Storage, datetime_from_ms, validate,
 };
 use uuid::Uuid;
@@ -70,9 +70,9 @@ fn gave_up(op: &str, what: &str) -> Error {
     }
 }
 
-fn lease_member(parts: LeaseParts, acquired_ms: i64, consumer: &str) -> String {
+fn lease_member(seq: u64, parts: LeaseParts, acquired_ms: i64, consumer: &str) -> String {
     LeaseMember {
-        seq: parts.seq,
+        seq,
         token: parts.token,
         nonce: parts.nonce,
         acquired_ms,
@@ -170,6 +170,7 @@ fn selector_code(s: Selector) -> &'static str {
 
 /// A lease the acquire script granted, before its proxy data is known.
 struct Granted {
+    seq: u64,
     parts: LeaseParts,
     now_ms: i64,
     generation: i64,
@@ -379,6 +380,37 @@ impl RedisStorage {
         })
     }
 
+    /// The script argument naming `lease` (`token:nonce`), or `None` when
+    /// no lease of this store can match it: an id of another layout or of
+    /// another pool's tag, a token other than the id's, an invalid pool id.
+    fn ref_arg(lease: &LeaseRef) -> Option<String> {
+        let parts = LeaseParts::decode(&lease.id)?;
+        let matches = parts.tag == lease.pool.lease_tag()
+            && lease.token.is_none_or(|t| t == parts.token)
+            && parts.token > 0
+            && validate::pool_id(&lease.pool).is_ok();
+        matches.then(|| queries::lease_ref(parts.token, parts.nonce))
+    }
+
+    /// The lease a script answered (its stored member, deadline and proxy).
+    fn lease_from_reply(pool: &PoolId, r: &queries::LeaseReply) -> Result<Lease> {
+        let m = LeaseMember::parse(&r.member).ok_or_else(|| corrupt("lease member"))?;
+        let proxy = Arc::new(LeasedProxy::of(&parse_proxy(&r.proxy, 0)?));
+        let parts = LeaseParts {
+            tag: pool.lease_tag(),
+            token: m.token,
+            nonce: m.nonce,
+        };
+        Self::build_lease(
+            pool,
+            &ConsumerName::from(m.consumer),
+            parts,
+            m.acquired_ms,
+            r.deadline_ms,
+            proxy,
+        )
+    }
+
     /// Runs the acquire script until it answers (a filtered search may take
     /// several calls; none but the last grants anything); `find` only looks.
     /// Returns the answer and the nonce the lease was granted with.
@@ -480,17 +512,13 @@ impl RedisStorage {
                 let proxy = Arc::new(LeasedProxy::of(&parse_proxy(json, 0)?));
                 self.inner
                     .cache
-                    .remember(&request.pool, g.generation, g.parts.seq, &proxy);
+                    .remember(&request.pool, g.generation, g.seq, &proxy);
                 proxy
             }
-            None => match self
-                .inner
-                .cache
-                .recall(&request.pool, g.generation, g.parts.seq)
-            {
+            None => match self.inner.cache.recall(&request.pool, g.generation, g.seq) {
                 Some(p) => p,
                 None => match self
-                    .fetch_leased(&request.pool, g.generation, g.parts.seq)
+                    .fetch_leased(&request.pool, g.generation, g.seq)
                     .await?
                 {
                     Some(p) => p,
@@ -516,7 +544,7 @@ impl RedisStorage {
     /// `Interrupted` (the manager does not repeat an acquire after it).
     async fn give_back(&self, request: &AcquireRequest, g: &Granted, e: Error) -> Error {
         let k = self.keys(&request.pool);
-        let member = lease_member(g.parts, g.now_ms, request.consumer.as_str());
+        let member = lease_member(g.seq, g.parts, g.now_ms, request.consumer.as_str());
         let release = || async {
             #[cfg(feature = "testkit")]
             if let Some(e) = self.inner.faults.give_back() {
@@ -605,8 +633,8 @@ impl RedisStorage {
                 .cloned()
                 .ok_or_else(|| corrupt("lease on an unknown proxy sequence"))?;
             let parts = LeaseParts {
+                tag: pool.lease_tag(),
                 token: m.token,
-                seq: m.seq,
                 nonce: m.nonce,
             };
             out.push(Self::build_lease(
@@ -887,7 +915,12 @@ impl Storage for RedisStorage {
                 return Err(corrupt("acquire reply"));
             };
             let granted = Granted {
-                parts: LeaseParts { token, seq, nonce },
+                seq,
+                parts: LeaseParts {
+                    tag: request.pool.lease_tag(),
+                    token,
+                    nonce,
+                },
                 now_ms,
                 generation,
                 proxy,
@@ -905,45 +938,69 @@ impl Storage for RedisStorage {
         })
     }
 
+    async fn get_lease(&self, pool: &PoolId, lease: &LeaseId) -> Result<Option<Lease>> {
+        validate::pool_id(pool)?;
+        let Some(arg) = Self::ref_arg(&LeaseRef::new(pool.clone(), *lease)) else {
+            return Ok(None);
+        };
+        let k = self.keys(pool);
+        let reply = self.run(&queries::get_lease(&k, &arg), "get_lease").await?;
+        match queries::lease_reply(reply, false)? {
+            Some(r) => Self::lease_from_reply(pool, &r).map(Some),
+            None => Ok(None),
+        }
+    }
+
     async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome> {
-        let Some(parts) = LeaseParts::decode(&lease.id).filter(|p| p.token == lease.token) else {
+        let Some(arg) = Self::ref_arg(&LeaseRef::from(lease)) else {
             return Ok(ReleaseOutcome::NotHeld);
         };
-        if validate::pool_id(&lease.pool).is_err() || lease.consumer.as_str().is_empty() {
-            return Ok(ReleaseOutcome::NotHeld);
-        }
         let k = self.keys(&lease.pool);
-        let member = lease_member(
-            parts,
-            lease.acquired_at.timestamp_millis(),
-            lease.consumer.as_str(),
-        );
-        let r: i64 = self.run(&queries::release(&k, &member), "release").await?;
+        let r: i64 = self.run(&queries::release(&k, &arg), "release").await?;
         Ok(queries::release_outcome(r))
+    }
+
+    async fn release_by_ref(&self, lease: &LeaseRef) -> Result<Option<(Lease, ReleaseOutcome)>> {
+        let Some(arg) = Self::ref_arg(lease) else {
+            return Ok(None);
+        };
+        let k = self.keys(&lease.pool);
+        let reply = self
+            .run(&queries::release_returning(&k, &arg), "release")
+            .await?;
+        match queries::lease_reply(reply, false)? {
+            Some(r) => {
+                let ended = Self::lease_from_reply(&lease.pool, &r)?;
+                Ok(Some((ended, queries::release_outcome(r.head))))
+            }
+            None => Ok(None),
+        }
     }
 
     async fn renew(&self, lease: &Lease, duration: TimeDelta) -> Result<Lease> {
         validate::lease_duration(duration)?;
         let lost = || Error::LeaseLost { lease: lease.id };
-        let Some(parts) = LeaseParts::decode(&lease.id).filter(|p| p.token == lease.token) else {
-            return Err(lost());
-        };
-        if validate::pool_id(&lease.pool).is_err() || lease.consumer.as_str().is_empty() {
-            return Err(lost());
-        }
+        let arg = Self::ref_arg(&LeaseRef::from(lease)).ok_or_else(lost)?;
         let k = self.keys(&lease.pool);
-        let member = lease_member(
-            parts,
-            lease.acquired_at.timestamp_millis(),
-            lease.consumer.as_str(),
-        );
-        let inv = queries::renew(&k, &member, duration.num_milliseconds());
+        let inv = queries::renew(&k, &arg, duration.num_milliseconds());
         match queries::renewed_until(self.run(&inv, "renew").await?)? {
             Some(deadline) => Ok(Lease {
                 expires_at: datetime_from_ms(deadline),
                 status: LeaseStatus::Active,
                 ..lease.clone()
             }),
+            None => Err(lost()),
+        }
+    }
+
+    async fn renew_by_ref(&self, lease: &LeaseRef, duration: TimeDelta) -> Result<Lease> {
+        validate::lease_duration(duration)?;
+        let lost = || Error::LeaseLost { lease: lease.id };
+        let arg = Self::ref_arg(lease).ok_or_else(lost)?;
+        let k = self.keys(&lease.pool);
+        let inv = queries::renew_returning(&k, &arg, duration.num_milliseconds());
+        match queries::lease_reply(self.run(&inv, "renew").await?, true)? {
+            Some(r) => Self::lease_from_reply(&lease.pool, &r),
             None => Err(lost()),
         }
     }

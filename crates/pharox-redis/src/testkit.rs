@@ -403,13 +403,31 @@ pub async fn index_problems(storage: &RedisStorage, pool: &pharox_core::PoolId) 
             .clone(),
     )
     .await;
+    let by_token: HashMap<u64, String> =
+        q(storage, cmd("HGETALL").arg(&k.lease_by_token).clone()).await;
     let mut held: HashMap<u64, u32> = HashMap::new();
     let mut out = Vec::new();
     for (m, _) in &leases {
         match layout::LeaseMember::parse(m) {
-            Some(member) => *held.entry(member.seq).or_default() += 1,
+            Some(member) => {
+                *held.entry(member.seq).or_default() += 1;
+                if by_token.get(&member.token) != Some(m) {
+                    out.push(format!(
+                        "lease {m}: lease_by_token has {:?} for its token",
+                        by_token.get(&member.token)
+                    ));
+                }
+            }
             None => out.push("a lease member does not parse".to_owned()),
         }
+    }
+    // lease_by_token holds exactly the live members.
+    if by_token.len() != leases.len() {
+        out.push(format!(
+            "lease_by_token has {} entries for {} live leases",
+            by_token.len(),
+            leases.len()
+        ));
     }
     // One read of the counters and of every proxy's word, in `ids` order.
     let ids: Vec<(String, u64)> = ids.into_iter().collect();

@@ -75,7 +75,8 @@ end
 local members = {}
 for _, m in ipairs(cases.members) do
   local built = member_build(m[1], m[2], m[3], m[4], m[5])
-  members[#members + 1] = { built, string.match(built, MEMBER_PATTERN) or '' }
+  members[#members + 1] = { built, string.match(built, MEMBER_PATTERN) or '',
+    string.match(built, MEMBER_TOKEN_PATTERN) or '', string.match(built, MEMBER_REF_PATTERN) or '' }
 end
 return { constants, words, composed, seq_slots, scores, members }
 "#;
@@ -215,7 +216,7 @@ async fn layout_lua_and_the_rust_layout_agree() {
         LeaseMember {
             seq: 4_242,
             token: (1 << 48) - 2,
-            nonce: 1 << 43,
+            nonce: 1 << 41,
             acquired_ms: 253_402_300_799_999,
             consumer: ":",
         },
@@ -256,7 +257,7 @@ async fn layout_lua_and_the_rust_layout_agree() {
     }
 
     // LIMIT_*: every value, none missing on either side.
-    let rust_limits: [(&str, u64); 14] = [
+    let rust_limits: [(&str, u64); 15] = [
         ("LIMIT_FIRST_SEQ", layout::FIRST_SEQ),
         ("LIMIT_MAX_SEQ", layout::MAX_SEQ),
         ("LIMIT_MAX_CAPACITY", layout::MAX_CAPACITY.into()),
@@ -264,6 +265,7 @@ async fn layout_lua_and_the_rust_layout_agree() {
         ("LIMIT_MAX_BATCH", layout::MAX_BATCH as u64),
         ("LIMIT_MAX_DURATION_MS", layout::MAX_DURATION_MS as u64),
         ("LIMIT_NONCE_END", layout::NONCE_END),
+        ("LIMIT_MAX_TOKEN", layout::MAX_TOKEN),
         ("LIMIT_GENERATION_END", layout::GENERATION_END),
         ("LIMIT_MAX_LATENCY_KEY", layout::MAX_LATENCY_KEY.into()),
         ("LIMIT_FILTER_BYTES", layout::FILTER_BYTES as u64),
@@ -343,11 +345,17 @@ async fn layout_lua_and_the_rust_layout_agree() {
             None => d.0.push(format!("{name}: missing from layout.lua")),
         }
     }
-    // MEMBER_PATTERN is checked on the members below.
-    d.require(
-        "MEMBER_PATTERN is defined in layout.lua",
-        lua_constants.remove("MEMBER_PATTERN").is_some(),
-    );
+    // The MEMBER_* patterns are checked on the members below.
+    for name in [
+        "MEMBER_PATTERN",
+        "MEMBER_TOKEN_PATTERN",
+        "MEMBER_REF_PATTERN",
+    ] {
+        d.require(
+            format!("{name} is defined in layout.lua"),
+            lua_constants.remove(name).is_some(),
+        );
+    }
     for (name, value) in lua_constants {
         d.0.push(format!(
             "{name} ({value}): in layout.lua, not in pharox_redis::layout (or unchecked here)"
@@ -448,6 +456,12 @@ async fn layout_lua_and_the_rust_layout_agree() {
             )),
         }
         d.check(format!("MEMBER_PATTERN on {built}"), &lua[1], m.seq);
+        d.check(format!("MEMBER_TOKEN_PATTERN on {built}"), &lua[2], m.token);
+        d.check(
+            format!("MEMBER_REF_PATTERN on {built}"),
+            &lua[3],
+            format!("{}:{}", m.token, m.nonce),
+        );
     }
 
     assert!(

@@ -57,6 +57,26 @@ where
     }
 }
 
+/// Whatever body the client sent (any type, up to the body limit), read to
+/// its end and dropped, for a route that takes no input. hyper answers as
+/// soon as the handler is done and closes the connection if the body has not
+/// all arrived by then; the client, told nothing, sends its next request on
+/// a dead connection. pharox-sdk posts `{}` to release a lease.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IgnoredBody;
+
+impl<S> FromRequest<S> for IgnoredBody
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        read_body(req, state).await?;
+        Ok(Self)
+    }
+}
+
 fn not_json() -> ApiError {
     ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -24,7 +24,7 @@
 //! use pharox_server::{ApiKeys, ServerConfig};
 //!
 //! # async fn run() -> std::io::Result<()> {
-//! let config = ServerConfig::new(ApiKeys::from_list("secret"));
+//! let config = ServerConfig::new(ApiKeys::admin(["secret"]));
 //! let app = pharox_server::router(InMemoryStorage::new(), config);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
 //! pharox_server::serve(listener, app, std::future::pending()).await
@@ -36,6 +36,7 @@ mod auth;
 mod directory;
 mod error;
 mod extract;
+mod ops;
 mod routes;
 
 use std::future::Future;
@@ -43,13 +44,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
 use pharox_core::Storage;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 
-pub use auth::{API_KEY_HEADER, ApiKeys};
+pub use auth::{API_KEY_HEADER, ApiKeyError, ApiKeys, Scope};
 pub use directory::{DEFAULT_POOL_REFRESH_INTERVAL, MAX_CACHED_CONSUMERS};
 pub use error::{ApiError, RETRY_AFTER_SECS};
+pub use ops::{DEFAULT_CONCURRENCY_LIMIT, DEFAULT_REQUEST_TIMEOUT, MAX_SCRAPED_POOLS};
 /// The JSON bodies of every route (the `pharox-wire` crate).
 pub use pharox_wire as wire;
 pub use pharox_wire::proxy_uuid;
@@ -75,34 +80,86 @@ pub struct ServerConfig {
     /// is found at most this late, and unknown UUIDs cost the store at most
     /// one `list_pools` per interval.
     pub pool_refresh_interval: Duration,
+    /// Time budget of one request: past it the answer is 503
+    /// `request_timeout` (the store call may have been applied). A capacity
+    /// long poll (`POST /v1/pools/{pool}/wait`) waits at most half of it.
+    pub request_timeout: Duration,
+    /// Requests handled at once; more are answered 503 `overloaded` at once
+    /// (nothing done), instead of queueing without bound.
+    pub concurrency_limit: usize,
+    /// Serve `/metrics` without an API key (for scrapers that cannot send
+    /// one). Off by default: it names every pool.
+    pub public_metrics: bool,
 }
 
 impl ServerConfig {
-    /// These keys and the default limits.
+    /// These keys and the defaults: [`DEFAULT_BODY_LIMIT`],
+    /// [`DEFAULT_IMPORT_BODY_LIMIT`], [`DEFAULT_POOL_REFRESH_INTERVAL`],
+    /// [`DEFAULT_REQUEST_TIMEOUT`], [`DEFAULT_CONCURRENCY_LIMIT`], `/metrics`
+    /// behind the keys.
     pub fn new(api_keys: ApiKeys) -> Self {
         Self {
             api_keys,
             body_limit: DEFAULT_BODY_LIMIT,
             import_body_limit: DEFAULT_IMPORT_BODY_LIMIT,
             pool_refresh_interval: DEFAULT_POOL_REFRESH_INTERVAL,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            concurrency_limit: DEFAULT_CONCURRENCY_LIMIT,
+            public_metrics: false,
         }
     }
 }
 
 /// The service's routes over `store`.
+///
+/// Layers, outermost first: the access log and request metrics; the
+/// concurrency limit (503 `overloaded` past it) and the request time budget
+/// (503 `request_timeout`), for every route but `/healthz`; the body limit
+/// (413); then, except for `/healthz` and `/readyz` (and `/metrics` when
+/// [`ServerConfig::public_metrics`]), the API key check.
 pub fn router<S: Storage>(store: S, config: ServerConfig) -> Router {
+    let telemetry = Arc::new(ops::Telemetry::new());
     let state = Arc::new(routes::App {
         store,
         dir: directory::Directory::new(config.pool_refresh_interval),
+        telemetry: telemetry.clone(),
+        max_wait: config.request_timeout / 2,
     });
+    let metrics = Router::new().route("/metrics", get(ops::metrics::<S>));
+    let (guarded_metrics, public_metrics) = if config.public_metrics {
+        (Router::new(), metrics)
+    } else {
+        (metrics, Router::new())
+    };
+    let public = Router::new()
+        .route("/readyz", get(ops::readyz::<S>))
+        .merge(public_metrics);
+    let budget = config.request_timeout;
+    let protect = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(move |e| ops::layer_error(e, budget)))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            config.concurrency_limit.max(1),
+        ))
+        .timeout(config.request_timeout);
     routes::all::<S>(config.import_body_limit)
+        .merge(guarded_metrics)
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(axum::middleware::from_fn_with_state(
             config.api_keys,
             auth::require_key,
         ))
+        .merge(public)
         .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(protect)
+        // Liveness is answered even at the concurrency limit: a busy server
+        // must not be restarted for being busy (readiness says it is full).
+        .route("/healthz", get(ops::healthz))
+        .layer(axum::middleware::from_fn_with_state(
+            telemetry,
+            ops::observe,
+        ))
         .with_state(state)
 }
 

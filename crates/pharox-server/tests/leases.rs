@@ -320,3 +320,82 @@ async fn bad_acquire_fields_are_invalid_input() {
         assert_eq!(resp["error"]["field"], field, "{body} -> {resp}");
     }
 }
+
+/// Reads one HTTP/1.1 response (head and a Content-Length body) from `tcp`;
+/// returns its status line and body.
+async fn read_response(tcp: &mut tokio::net::TcpStream) -> (String, String) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = tcp.read(&mut chunk).await.expect("reading a response");
+        assert!(
+            n > 0,
+            "the server closed the connection: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = tcp.read(&mut chunk).await.expect("reading a body");
+        assert!(n > 0, "the server closed the connection mid-body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (
+        status,
+        String::from_utf8_lossy(&buf[head_end..]).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn release_reads_its_body_so_the_connection_stays_usable() {
+    use tokio::io::AsyncWriteExt;
+    let s = TestServer::start().await;
+    let pool = s.pool("keepalive").await;
+    s.proxy(&pool, json!({"host": "h", "port": 1})).await;
+    let (_, lease) = acquire(&s, sdk_acquire(&pool, "first_available")).await;
+    let id = lease["id"].as_str().unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(s.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    // The head alone, as httpx writes it (the SDK's `{}` follows in a second
+    // write). A server that answers now drops the connection when the body
+    // arrives, and the client's next request on it fails.
+    tcp.write_all(
+        format!(
+            "POST /v1/leases/{id}/release HTTP/1.1\r\nhost: x\r\n\
+             content-type: application/json\r\ncontent-length: 2\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // A server that waits for the body cannot answer within any wait, so a
+    // slow machine cannot make this fail.
+    let early = tokio::time::timeout(Duration::from_millis(300), read_response(&mut tcp)).await;
+    assert!(
+        early.is_err(),
+        "answered before the body arrived: {early:?}"
+    );
+    tcp.write_all(b"{}").await.unwrap();
+    let (status, body) = read_response(&mut tcp).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}: {body}");
+    tcp.write_all(format!("GET /v1/leases/{id} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (status, body) = read_response(&mut tcp).await;
+    assert!(status.starts_with("HTTP/1.1 404"), "{status}: {body}");
+}

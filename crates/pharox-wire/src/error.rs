@@ -26,7 +26,8 @@ pub struct ErrorDetail {
     /// Why the field was rejected (else `null`).
     #[serde(default)]
     pub reason: Option<String>,
-    /// For `store_timeout`: how long the store was given, in milliseconds.
+    /// For `store_timeout` and `request_timeout`: how long the store or the
+    /// request was given, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_ms: Option<u64>,
 }
@@ -78,4 +79,10 @@ pub mod codes {
     /// 503: the store did not answer in time: it may have been applied;
     /// retry idempotent calls.
     pub const STORE_TIMEOUT: &str = "store_timeout";
+    /// 503: the request ran past the server's time budget: it may have been
+    /// applied; retry idempotent calls.
+    pub const REQUEST_TIMEOUT: &str = "request_timeout";
+    /// 503: the server is at its concurrency limit: nothing was done; retry
+    /// any call.
+    pub const OVERLOADED: &str = "overloaded";
 }

@@ -30,8 +30,9 @@ pub const DEFAULT_CLEANUP_LIMIT: usize = 500;
 /// Most proxies in one bulk import (`POST /v1/pools/{pool}/import`).
 pub const MAX_IMPORT_PROXIES: usize = 10_000;
 
-/// Longest `max_wait_ms` of `POST /v1/pools/{pool}/wait`.
-pub const MAX_WAIT_MS: u64 = 30_000;
+/// Longest `max_wait_ms` of `POST /v1/pools/{pool}/wait` (a server also
+/// cuts the wait to half its request time budget).
+pub const MAX_WAIT_MS: u64 = 10_000;
 
 /// Whether an answer carries proxy passwords (`?credentials=include`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

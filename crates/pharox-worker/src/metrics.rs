@@ -22,7 +22,6 @@
 //! round-trips through a Prometheus or OpenMetrics parser.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 
 use parking_lot::Mutex;
 use pharox_core::{PoolId, PoolStatsSnapshot, ProxyStatus};
@@ -45,23 +44,8 @@ struct PoolValue(PoolId);
 
 impl EncodeLabelValue for PoolValue {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
-        write_escaped(encoder, self.0.as_str())
+        pharox_core::exposition::write_label_value(encoder, self.0.as_str())
     }
-}
-
-/// Writes `value` as the inside of a quoted label value.
-fn write_escaped(out: &mut impl Write, value: &str) -> std::fmt::Result {
-    let mut rest = value;
-    while let Some(i) = rest.find(['\\', '"', '\n']) {
-        out.write_str(&rest[..i])?;
-        out.write_str(match rest.as_bytes()[i] {
-            b'\\' => r"\\",
-            b'"' => r#"\""#,
-            _ => r"\n",
-        })?;
-        rest = &rest[i + 1..];
-    }
-    out.write_str(rest)
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -294,16 +278,4 @@ fn follow(family: &Family<PoolLabel, Counter>, label: &PoolLabel, last: &mut u64
     }
     family.get_or_create(label).inc_by(now - *last);
     *last = now;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::write_escaped;
-
-    #[test]
-    fn label_values_escape_backslash_quote_and_newline_only() {
-        let mut out = String::new();
-        write_escaped(&mut out, "a\\b\"c\nd}{=,ü\\\"").unwrap();
-        assert_eq!(out, r#"a\\b\"c\nd}{=,ü\\\""#);
-    }
 }

@@ -9,12 +9,12 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pharox_core::testkit::Harness;
 use pharox_core::testkit::contract::HOSTILE_IDS;
+use pharox_core::testkit::{Harness, test_python};
 use pharox_core::{PoolId, PoolStatsSnapshot, ProxyStatus, Storage};
 use pharox_redis::testkit::RedisHarness;
 use pharox_worker::{CancellationToken, Metrics, SweepReport, Worker, WorkerConfig};
@@ -316,7 +316,7 @@ fn assert_stats(samples: &[Sample], stats: &PoolStatsSnapshot) {
 /// Runs tests/parse_metrics.py on `text` with the parser `format`.
 fn parse(format: &str, text: &str) -> Vec<Family> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parse_metrics.py");
-    let mut child = Command::new(python())
+    let mut child = Command::new(test_python("the metrics parse tests"))
         .arg(&script)
         .arg(format)
         .stdin(Stdio::piped())
@@ -336,25 +336,4 @@ fn parse(format: &str, text: &str) -> Vec<Family> {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("parse_metrics.py prints JSON")
-}
-
-/// The Python with the pinned parser: `$PHAROX_TEST_PYTHON`, else (outside
-/// CI only) the venv scripts/test.sh keeps. Never a skip.
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("PHAROX_TEST_PYTHON") {
-        return p.into();
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "PHAROX_TEST_PYTHON is not set: in CI the metrics parse tests must run; \
-         scripts/test.sh sets it up (a venv at target/py-venv)"
-    );
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/py-venv/bin/python");
-    assert!(
-        venv.exists(),
-        "PHAROX_TEST_PYTHON is not set and {} does not exist: \
-         run scripts/test.sh once (it makes the venv with scripts/requirements-test.txt)",
-        venv.display()
-    );
-    venv
 }

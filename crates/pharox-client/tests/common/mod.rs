@@ -23,7 +23,7 @@ pub struct TestServer {
 impl TestServer {
     /// Serves `store` with the test key.
     pub async fn start<S: Storage>(store: S) -> Self {
-        Self::with(store, ServerConfig::new(ApiKeys::from_list(KEY))).await
+        Self::with(store, ServerConfig::new(ApiKeys::admin([KEY]))).await
     }
 
     /// Serves `store` with `config`.

@@ -15,8 +15,10 @@ pub mod churn;
 pub mod contract;
 mod faulty;
 pub mod limits;
+mod python;
 
 pub use faulty::{Faults, FaultyStorage, Gate};
+pub use python::test_python;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,23 +1,25 @@
 //! `/v1/consumers`: register consumers by name and list them.
 
+use axum::Extension;
 use axum::extract::State;
-use pharox_core::{ConsumerName, Storage};
+use pharox_core::Storage;
 use pharox_wire::{ConsumerBody, EnsureConsumer};
 
 use super::AppState;
+use crate::auth::{Caller, consumer_for};
 use crate::error::ApiError;
 use crate::extract::Json;
 
 /// `POST /v1/consumers` `{name}`: registers the consumer, or finds it; 200
-/// with its id and name either way (idempotent).
+/// with its id and name either way (idempotent). A key bound to a consumer
+/// registers only that one (403 for another).
 pub(super) async fn ensure<S: Storage>(
     State(app): State<AppState<S>>,
+    caller: Option<Extension<Caller>>,
     Json(body): Json<EnsureConsumer>,
 ) -> Result<axum::Json<ConsumerBody>, ApiError> {
-    let consumer = app
-        .store
-        .ensure_consumer(&ConsumerName::from(body.name))
-        .await?;
+    let name = consumer_for(caller.as_deref(), Some(&body.name), "name")?;
+    let consumer = app.store.ensure_consumer(&name).await?;
     Ok(axum::Json(ConsumerBody::from(&consumer)))
 }
 

@@ -5,30 +5,38 @@
 //! releasing or renewing by id alone finds the pool in the in-process
 //! directory, then costs one store call, with no global lease index.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use pharox_core::{
-    AcquireRequest, ConsumerName, DEFAULT_CONSUMER, Error, Lease, LeaseRef, Storage,
-};
+use pharox_core::{AcquireRequest, Error, Lease, LeaseRef, Storage};
 use pharox_wire::{RenewByIdInput, ttl_seconds};
 
 use super::AppState;
 use super::pool_leases::{no_proxy_available, not_held, parse_id};
+use crate::auth::{Caller, consumer_for, visible};
 use crate::error::ApiError;
-use crate::extract::{Json, OptionalJson, Path};
+use crate::extract::{IgnoredBody, Json, OptionalJson, Path};
 use crate::wire::{AcquireBody, LeaseBody};
 
 /// `POST /v1/leases/`: 201 with the lease; 409 `no_proxy_available` when no
 /// proxy qualifies; 404 for an unknown pool.
+///
+/// A key bound to a consumer (`lease:NAME`) leases as that consumer: a body
+/// naming no consumer gets it, one naming another is 403.
 pub(super) async fn acquire<S: Storage>(
     State(app): State<AppState<S>>,
+    caller: Option<Extension<Caller>>,
     Json(body): Json<AcquireBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let duration = body.duration()?;
     let selector = body.selector()?;
+    let consumer = consumer_for(
+        caller.as_deref(),
+        body.consumer_id.as_deref(),
+        "consumer_id",
+    )?;
     let pool = app.resolve_pool(&body.pool_id).await?;
-    let consumer = ConsumerName::from(body.consumer_id.as_deref().unwrap_or(DEFAULT_CONSUMER));
     let filters = match body.filters {
         Some(f) => f.into_filters()?,
         None => Default::default(),
@@ -58,12 +66,17 @@ pub(super) async fn acquire<S: Storage>(
     }
 }
 
-/// `GET /v1/leases/{lease}`: 200 while the lease is live, 404 once it ended.
+/// `GET /v1/leases/{lease}`: 200 while the lease is live, 404 once it ended
+/// (and for a key bound to another consumer).
 pub(super) async fn get_one<S: Storage>(
     State(app): State<AppState<S>>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
     let lease = find(&app, &id).await?;
+    if !visible(caller.as_deref(), &lease) {
+        return Err(not_held());
+    }
     let consumer_id = app.dir.consumer_id(&app.store, &lease.consumer).await?;
     Ok(axum::Json(LeaseBody::new(&lease, consumer_id, false)))
 }
@@ -72,10 +85,26 @@ pub(super) async fn get_one<S: Storage>(
 /// released` (also for a lease past its deadline that this call reclaimed);
 /// 404 if nothing is held (released before, reclaimed, never existed).
 /// One store call ([`Storage::release_by_ref`]): the id finds the pool.
+/// A key bound to a consumer first reads the lease (a second call) and
+/// releases it only if it is that consumer's, by id and token.
+/// The body (`{}` from the SDK) is read and ignored.
 pub(super) async fn release<S: Storage>(
     State(app): State<AppState<S>>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
+    _body: IgnoredBody,
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
+    if caller.as_ref().and_then(|c| c.bound_consumer()).is_some() {
+        let held = find(&app, &id).await?;
+        if !visible(caller.as_deref(), &held) {
+            return Err(not_held());
+        }
+        if let Some((lease, _)) = app.store.release_by_ref(&LeaseRef::from(&held)).await? {
+            let consumer_id = app.dir.consumer_id(&app.store, &lease.consumer).await?;
+            return Ok(axum::Json(LeaseBody::new(&lease, consumer_id, true)));
+        }
+        return Err(not_held());
+    }
     let id = parse_id(&id)?;
     for pool in app.dir.pools_by_tag(&app.store, id.pool_tag()).await? {
         // Any outcome leaves the lease not held; capacity is freed at most once.
@@ -90,13 +119,28 @@ pub(super) async fn release<S: Storage>(
 /// `POST /v1/leases/{lease}/renew` `{ttl_seconds}` (optional, default
 /// 300): moves the deadline to now + `ttl_seconds` (store clock); 200 with
 /// the lease, 404 `lease_not_found` once it is lost. One store call
-/// ([`Storage::renew_by_ref`]): the id finds the pool.
+/// ([`Storage::renew_by_ref`]): the id finds the pool. A key bound to a
+/// consumer reads the lease first and renews only that consumer's.
 pub(super) async fn renew<S: Storage>(
     State(app): State<AppState<S>>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<RenewByIdInput>,
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
     let duration = ttl_seconds(body.ttl_seconds)?;
+    if caller.as_ref().and_then(|c| c.bound_consumer()).is_some() {
+        // As for a release: only that consumer's lease, by id and token.
+        let held = find(&app, &id).await?;
+        if !visible(caller.as_deref(), &held) {
+            return Err(not_held());
+        }
+        let lease = app
+            .store
+            .renew_by_ref(&LeaseRef::from(&held), duration)
+            .await?;
+        let consumer_id = app.dir.consumer_id(&app.store, &lease.consumer).await?;
+        return Ok(axum::Json(LeaseBody::new(&lease, consumer_id, false)));
+    }
     let id = parse_id(&id)?;
     for pool in app.dir.pools_by_tag(&app.store, id.pool_tag()).await? {
         match app

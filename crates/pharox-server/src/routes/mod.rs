@@ -14,6 +14,7 @@ mod pools;
 mod proxies;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -28,6 +29,9 @@ use crate::error::ApiError;
 pub(crate) struct App<S> {
     pub store: S,
     pub dir: Directory,
+    pub telemetry: Arc<crate::ops::Telemetry>,
+    /// Longest capacity long poll: well inside the request time budget.
+    pub max_wait: Duration,
 }
 
 pub(crate) type AppState<S> = Arc<App<S>>;

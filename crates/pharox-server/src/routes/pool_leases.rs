@@ -5,13 +5,17 @@
 //! Answers are [`LeaseRecord`]s. Acquire and renew answers always carry the
 //! proxy's password: the holder needs it to connect through the proxy.
 //! Every other answer carries it only with `?credentials=include`.
+//!
+//! A key bound to a consumer (`lease:NAME`) acquires only as that consumer
+//! and sees, renews and releases only that consumer's leases (reading the
+//! lease first: a second store call); others' are not found.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use pharox_core::{
-    AcquireRequest, ConsumerName, DEFAULT_CONSUMER, DEFAULT_LEASE_DURATION, LeaseId, LeaseRef,
-    ProxyFilters, Storage,
+    AcquireRequest, DEFAULT_LEASE_DURATION, LeaseId, LeaseRef, ProxyFilters, Storage,
 };
 use pharox_wire::{
     AcquireInput, FiltersBody, FindAnswer, FindInput, LeaseRecord, LeasesBody, ProxyRecord,
@@ -20,6 +24,7 @@ use pharox_wire::{
 use uuid::Uuid;
 
 use super::AppState;
+use crate::auth::{Caller, consumer_for, visible};
 use crate::error::ApiError;
 use crate::extract::{OptionalJson, Path, Query};
 
@@ -28,16 +33,17 @@ use crate::extract::{OptionalJson, Path, Query};
 /// 409 `no_proxy_available` when no proxy qualifies.
 pub(super) async fn acquire<S: Storage>(
     State(app): State<AppState<S>>,
+    caller: Option<Extension<Caller>>,
     Path(named): Path<String>,
     OptionalJson(body): OptionalJson<AcquireInput>,
 ) -> Result<impl IntoResponse, ApiError> {
     let duration = body.duration()?;
     let selector = strategy(body.strategy.as_deref())?;
     let filters = filters(body.filters)?;
+    let consumer = consumer_for(caller.as_deref(), body.consumer.as_deref(), "consumer")?;
     let pool = app.resolve_pool(&named).await?;
-    let consumer = body.consumer.as_deref().unwrap_or(DEFAULT_CONSUMER);
     let request = AcquireRequest::new(pool)
-        .consumer(ConsumerName::from(consumer))
+        .consumer(consumer)
         .duration(duration)
         .selector(selector)
         .filters(filters);
@@ -92,14 +98,17 @@ pub(super) async fn list<S: Storage>(
 /// the lease is live at the store's clock, else 404 `lease_not_found`.
 pub(super) async fn get_one<S: Storage>(
     State(app): State<AppState<S>>,
+    caller: Option<Extension<Caller>>,
     Path((named, id)): Path<(String, String)>,
     Query(query): Query<ReadQuery>,
 ) -> Result<axum::Json<LeaseRecord>, ApiError> {
     let id = parse_id(&id)?;
     let pool = app.resolve_pool(&named).await?;
     match app.store.get_lease(&pool, &id).await? {
-        Some(lease) => Ok(axum::Json(LeaseRecord::new(&lease, query.credentials()))),
-        None => Err(not_held()),
+        Some(lease) if visible(caller.as_deref(), &lease) => {
+            Ok(axum::Json(LeaseRecord::new(&lease, query.credentials())))
+        }
+        _ => Err(not_held()),
     }
 }
 
@@ -110,11 +119,12 @@ pub(super) async fn get_one<S: Storage>(
 /// existed). Idempotent: capacity is freed at most once.
 pub(super) async fn release<S: Storage>(
     State(app): State<AppState<S>>,
+    caller: Option<Extension<Caller>>,
     Path((named, id)): Path<(String, String)>,
     Query(query): Query<ReadQuery>,
     OptionalJson(body): OptionalJson<ReleaseInput>,
 ) -> Result<axum::Json<ReleaseAnswer>, ApiError> {
-    let lease = lease_ref(&app, &named, &id, body.token).await?;
+    let lease = lease_ref(&app, caller.as_deref(), &named, &id, body.token).await?;
     match app.store.release_by_ref(&lease).await? {
         Some((lease, outcome)) => Ok(axum::Json(ReleaseAnswer {
             outcome,
@@ -129,27 +139,38 @@ pub(super) async fn release<S: Storage>(
 /// lease (password included), 404 `lease_not_found` when it is lost.
 pub(super) async fn renew<S: Storage>(
     State(app): State<AppState<S>>,
+    caller: Option<Extension<Caller>>,
     Path((named, id)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<RenewInput>,
 ) -> Result<axum::Json<LeaseRecord>, ApiError> {
     let duration = duration_ms(body.duration_ms, DEFAULT_LEASE_DURATION)?;
-    let lease = lease_ref(&app, &named, &id, body.token).await?;
+    let lease = lease_ref(&app, caller.as_deref(), &named, &id, body.token).await?;
     let renewed = app.store.renew_by_ref(&lease, duration).await?;
     Ok(axum::Json(LeaseRecord::new(&renewed, true)))
 }
 
+/// The lease a call names, as the caller may act on it: by pool, id and
+/// (if given) token; for a key bound to a consumer, only a live lease of
+/// that consumer, read first (a second store call), else 404.
 async fn lease_ref<S: Storage>(
     app: &AppState<S>,
+    caller: Option<&Caller>,
     named: &str,
     id: &str,
     token: Option<u64>,
 ) -> Result<LeaseRef, ApiError> {
     let id = parse_id(id)?;
-    let lease = LeaseRef::new(app.resolve_pool(named).await?, id);
-    Ok(match token {
-        Some(t) => lease.with_token(t),
-        None => lease,
-    })
+    let mut lease = LeaseRef::new(app.resolve_pool(named).await?, id);
+    if let Some(t) = token {
+        lease = lease.with_token(t);
+    }
+    if caller.and_then(Caller::bound_consumer).is_none() {
+        return Ok(lease);
+    }
+    match app.store.get_lease(&lease.pool, &lease.id).await? {
+        Some(held) if lease.matches(&held) && visible(caller, &held) => Ok(LeaseRef::from(&held)),
+        _ => Err(not_held()),
+    }
 }
 
 fn filters(body: Option<FiltersBody>) -> Result<ProxyFilters, ApiError> {

@@ -139,6 +139,8 @@ pub(super) async fn cleanup<S: Storage>(
 /// `POST /v1/pools/{pool}/wait` `{max_wait_ms}`: answers 204 once capacity
 /// may have been freed in the pool, or when `max_wait_ms` passes (a long
 /// poll for `Storage::wait_for_capacity`; the answer does not say which).
+/// The wait is cut to half the request time budget, so the poll answers
+/// before the budget ends it with a 503.
 pub(super) async fn wait<S: Storage>(
     State(app): State<AppState<S>>,
     Path(named): Path<String>,
@@ -153,7 +155,10 @@ pub(super) async fn wait<S: Storage>(
     let pool = app.resolve_pool(&named).await?;
     validate::pool_id(&pool)?;
     app.store
-        .wait_for_capacity(&pool, Duration::from_millis(body.max_wait_ms))
+        .wait_for_capacity(
+            &pool,
+            Duration::from_millis(body.max_wait_ms).min(app.max_wait),
+        )
         .await;
     Ok(StatusCode::NO_CONTENT)
 }
