@@ -11,6 +11,8 @@
 //!   is always a 4xx, a store outage a 503 with `Retry-After`.
 //! - Auth: `X-API-Key`, checked against SHA-256 digests in constant time
 //!   (401 missing, 403 wrong); no keys configured turns it off.
+//! - Proxy hosts: writes of a host the [`ProxyHostPolicy`] refuses
+//!   (loopback, link-local, …) answer 400 `invalid_input`, field `host`.
 //!
 //! ```no_run
 //! use pharox_core::InMemoryStorage;
@@ -37,7 +39,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use pharox_core::Storage;
+use pharox_core::{ProxyHostPolicy, Storage};
 use tokio::net::TcpListener;
 
 pub use auth::{API_KEY_HEADER, ApiKeys};
@@ -54,14 +56,18 @@ pub struct ServerConfig {
     pub api_keys: ApiKeys,
     /// Largest request body in bytes.
     pub body_limit: usize,
+    /// Proxy hosts refused on writes (default: loopback, link-local,
+    /// unspecified, multicast, cloud metadata; private ranges accepted).
+    pub proxy_hosts: ProxyHostPolicy,
 }
 
 impl ServerConfig {
-    /// These keys and the default body limit.
+    /// These keys, the default body limit and the default proxy host policy.
     pub fn new(api_keys: ApiKeys) -> Self {
         Self {
             api_keys,
             body_limit: DEFAULT_BODY_LIMIT,
+            proxy_hosts: ProxyHostPolicy::default(),
         }
     }
 }
@@ -71,6 +77,7 @@ pub fn router<S: Storage>(store: S, config: ServerConfig) -> Router {
     let state = Arc::new(routes::App {
         store,
         dir: directory::Directory::default(),
+        proxy_hosts: config.proxy_hosts,
     });
     routes::sdk_routes::<S>()
         .fallback(error::no_route)
