@@ -47,3 +47,60 @@ async fn serve_answers_with_a_key_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_loopback_proxy_hosts_unless_allowed() {
+    let http = reqwest::Client::new();
+    for (args, want) in [
+        (&[][..], reqwest::StatusCode::BAD_REQUEST),
+        (
+            &["--allow-proxy-hosts", "127.0.0.0/8"][..],
+            reqwest::StatusCode::CREATED,
+        ),
+    ] {
+        let mut serve = Serve::start(args, None);
+        let base = serve.base().to_owned();
+        let pool: serde_json::Value = http
+            .post(format!("{base}/v1/pools/"))
+            .json(&json!({"name": "p", "description": ""}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let added = http
+            .post(format!(
+                "{base}/v1/pools/{}/proxies/",
+                pool["id"].as_str().unwrap()
+            ))
+            .json(&json!({"host": "127.0.0.1", "port": 3128}))
+            .send()
+            .await
+            .unwrap();
+        let status = added.status();
+        let body: serde_json::Value = added.json().await.unwrap();
+        assert_eq!(status, want, "{args:?}: {body}\n{}", serve.log_tail(20));
+        if status == reqwest::StatusCode::BAD_REQUEST {
+            assert_eq!(body["error"]["field"], "host", "{body}");
+        }
+        let stopped = tokio::task::spawn_blocking(move || serve.terminate())
+            .await
+            .unwrap();
+        assert!(stopped.success());
+    }
+}
+
+#[test]
+fn serve_names_a_bad_allow_list_entry() {
+    let out = pharox()
+        .args(["serve", "--allow-proxy-hosts", "localhost,::1/200"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`::1/200`: the prefix length is at most 128"),
+        "{stderr}"
+    );
+}
