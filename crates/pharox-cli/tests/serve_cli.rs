@@ -6,14 +6,17 @@ mod server;
 use serde_json::json;
 use server::{Serve, pharox};
 
+/// Runs `pharox serve args`, which must refuse to start (exit 2); its stderr.
+fn serve_refuses(args: &[&str]) -> String {
+    let out = pharox().arg("serve").args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    stderr
+}
+
 #[test]
 fn serve_refuses_a_public_address_without_keys() {
-    let out = pharox()
-        .args(["serve", "--listen", "0.0.0.0:0"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = serve_refuses(&["--listen", "0.0.0.0:0"]);
     assert!(stderr.contains("without API keys"), "{stderr}");
 }
 
@@ -60,20 +63,16 @@ async fn serve_refuses_loopback_proxy_hosts_unless_allowed() {
     ] {
         let mut serve = Serve::start(args, None);
         let base = serve.base().to_owned();
-        let pool: serde_json::Value = http
+        let pool = http
             .post(format!("{base}/v1/pools/"))
             .json(&json!({"name": "p", "description": ""}))
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
             .unwrap();
+        assert_eq!(pool.status(), reqwest::StatusCode::CREATED);
+        // The pool's name works where its id goes.
         let added = http
-            .post(format!(
-                "{base}/v1/pools/{}/proxies/",
-                pool["id"].as_str().unwrap()
-            ))
+            .post(format!("{base}/v1/pools/p/proxies/"))
             .json(&json!({"host": "127.0.0.1", "port": 3128}))
             .send()
             .await
@@ -93,12 +92,7 @@ async fn serve_refuses_loopback_proxy_hosts_unless_allowed() {
 
 #[test]
 fn serve_names_a_bad_allow_list_entry() {
-    let out = pharox()
-        .args(["serve", "--allow-proxy-hosts", "localhost,::1/200"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = serve_refuses(&["--allow-proxy-hosts", "localhost,::1/200"]);
     assert!(
         stderr.contains("`::1/200`: the prefix length is at most 128"),
         "{stderr}"
