@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use pharox_core::{ProxyId, Storage};
 
-use super::AppState;
 use super::pools::pool_not_found;
+use super::{App, AppState};
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
 use crate::wire::{CreateProxy, ProxyBody, UpdateProxy};
@@ -19,6 +19,7 @@ pub(super) async fn create<S: Storage>(
 ) -> Result<impl IntoResponse, ApiError> {
     let pool = app.resolve_pool(&named).await?;
     let proxy = body.into_proxy(pool)?;
+    app.check_proxy_host(&proxy.host)?;
     let stored = app
         .store
         .upsert_proxy(&proxy)
@@ -70,6 +71,19 @@ pub(super) async fn remove<S: Storage>(
         Err(pool_not_found(&named))
     } else {
         Err(proxy_not_found(&id))
+    }
+}
+
+impl<S> App<S> {
+    /// 400 `invalid_input`, field `host`, when the deployment's proxy host
+    /// policy refuses `host` (a loopback, link-local, … address in any
+    /// spelling, or a loopback name); the reason says why and how to allow
+    /// it. Every route that writes a proxy's host calls this before the store.
+    pub(crate) fn check_proxy_host(&self, host: &str) -> Result<(), ApiError> {
+        self.proxy_hosts
+            .check_host(host)
+            .map(drop)
+            .map_err(|refused| ApiError::invalid("host", refused.to_string()))
     }
 }
 
