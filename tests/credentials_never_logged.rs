@@ -671,6 +671,8 @@ async fn health_scenario(mut server: RedisServer, store: RedisStorage, seen: &mu
         cfg.timeout = Duration::from_secs(3);
         cfg.slow_threshold = cfg.timeout;
         cfg.failures_to_inactive = 1;
+        // The proxies above listen on loopback, refused unless allowed.
+        cfg.proxy_hosts = "127.0.0.0/8".parse().unwrap();
         let checker = HealthChecker::new(cfg)
             .unwrap()
             .with_metrics(metrics.clone());
@@ -716,6 +718,7 @@ async fn health_scenario(mut server: RedisServer, store: RedisStorage, seen: &mu
         .unwrap();
     let mut health = HealthConfig::new(format!("http://{target}/"));
     health.timeout = Duration::from_millis(300);
+    health.proxy_hosts = "127.0.0.0/8".parse().unwrap();
     let config = WorkerConfig {
         sweep_interval: Duration::from_millis(150),
         metrics_addr: Some(addr),

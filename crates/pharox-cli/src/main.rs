@@ -13,7 +13,7 @@ use pharox_cli::bench::{self, BenchOptions};
 use pharox_cli::demo::{self, DemoOptions};
 use pharox_cli::synthetic::Shape;
 use pharox_cli::{ops, serve};
-use pharox_core::{InMemoryStorage, PoolId, Selector, Storage};
+use pharox_core::{InMemoryStorage, PoolId, ProxyHostPolicy, Selector, Storage};
 use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage};
 use pharox_worker::{CancellationToken, HealthChecker, HealthConfig, Worker, WorkerConfig};
 
@@ -210,6 +210,33 @@ struct LogArgs {
     log_level: String,
 }
 
+#[derive(clap::Args, Clone)]
+struct ProxyHostArgs {
+    /// Proxy hosts to accept although refused by default (loopback,
+    /// link-local, unspecified, multicast, cloud metadata addresses in any
+    /// spelling, `localhost`): comma-separated CIDR ranges, addresses and
+    /// loopback names, e.g. `127.0.0.0/8,::1,localhost`. Private ranges
+    /// (10/8, 172.16/12, 192.168/16, fc00::/7) are always accepted.
+    #[arg(
+        long = "allow-proxy-hosts",
+        env = "PHAROX_ALLOW_PROXY_HOSTS",
+        value_name = "LIST",
+        value_parser = ProxyHostPolicy::with_allow_list
+    )]
+    allow_proxy_hosts: Option<ProxyHostPolicy>,
+}
+
+impl ProxyHostArgs {
+    /// The policy, logged when it allows more than the default.
+    fn policy(&self) -> ProxyHostPolicy {
+        let policy = self.allow_proxy_hosts.clone().unwrap_or_default();
+        if !policy.allow_list().is_empty() {
+            tracing::warn!(allowed = %policy, "proxy hosts refused by default are allowed");
+        }
+        policy
+    }
+}
+
 #[derive(clap::Args)]
 struct HealthArgs {
     /// Request made through each proxy (http:// or https://, the latter via CONNECT).
@@ -228,6 +255,10 @@ struct HealthArgs {
         default_value_t = 32
     )]
     concurrency: usize,
+    /// The checker resolves each proxy's host and connects only to
+    /// addresses this policy accepts.
+    #[command(flatten)]
+    hosts: ProxyHostArgs,
 }
 
 impl HealthArgs {
@@ -238,6 +269,7 @@ impl HealthArgs {
             slow_threshold: self.slow_threshold,
             failures_to_inactive: failures,
             concurrency: self.concurrency,
+            proxy_hosts: self.hosts.policy(),
         }
     }
 }
@@ -338,6 +370,9 @@ struct ServeArgs {
     /// Serve /metrics without an API key (it names every pool).
     #[arg(long, env = "PHAROX_PUBLIC_METRICS")]
     public_metrics: bool,
+    /// Proxy writes naming a host this policy refuses answer 400.
+    #[command(flatten)]
+    hosts: ProxyHostArgs,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -397,6 +432,7 @@ async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         request_timeout: args.request_timeout,
         concurrency_limit: args.concurrency_limit,
         public_metrics: args.public_metrics,
+        proxy_hosts: args.hosts.policy(),
         ..pharox_server::ServerConfig::new(keys.clone())
     };
     let (app, store) = match &args.redis_url {

@@ -12,8 +12,25 @@ use pharox_core::{PoolId, Proxy, ProxyProtocol, Storage};
 use pharox_redis::testkit::RedisServer;
 use pharox_redis::{RedisConfig, RedisStorage};
 
+/// The `pharox` binary, without the allow-list of the environment running
+/// the tests.
 fn pharox() -> Command {
-    Command::new(assert_cmd::cargo::cargo_bin!("pharox"))
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("pharox"));
+    cmd.env_remove("PHAROX_ALLOW_PROXY_HOSTS");
+    cmd
+}
+
+/// Runs `pharox args` with `PHAROX_ALLOW_PROXY_HOSTS=allow`, like [`run`].
+async fn run_allowing(allow: &'static str, args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        pharox()
+            .env("PHAROX_ALLOW_PROXY_HOSTS", allow)
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
 }
 
 /// Runs `pharox args` to completion off the async runtime (the test's own
@@ -127,7 +144,7 @@ async fn health_check_prints_a_table_and_stats_reads_the_history() {
         store.upsert_proxy(&p).await.unwrap();
     }
 
-    let out = run(vec![
+    let health_check: Vec<String> = vec![
         "health-check".into(),
         "--redis-url".into(),
         url.clone(),
@@ -140,8 +157,9 @@ async fn health_check_prints_a_table_and_stats_reads_the_history() {
         "10s".into(),
         "--slow-threshold".into(),
         "10s".into(),
-    ])
-    .await;
+    ];
+    // The test's proxies are on loopback, refused unless allowed.
+    let out = run_allowing("127.0.0.0/8", health_check.clone()).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
@@ -209,6 +227,18 @@ async fn health_check_prints_a_table_and_stats_reads_the_history() {
     .await;
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope"));
+
+    // Without the allow-list, loopback proxies fail their check unconnected.
+    let out = run(health_check).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let good = stdout.lines().find(|l| l.starts_with("good")).unwrap();
+    assert!(good.contains("active -> inactive"), "{stdout}");
+    assert!(
+        good.contains("`127.0.0.1` is a loopback address (127.0.0.0/8)")
+            && good.contains("allow them with --allow-proxy-hosts"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -217,6 +247,11 @@ fn worker_flags_are_checked_before_connecting() {
         (vec!["--sweep-interval", "soon"], "sweep-interval"),
         (vec!["--metrics-addr", "nowhere"], "--metrics-addr"),
         (vec!["--log-format", "xml"], "log-format"),
+        (
+            vec!["--allow-proxy-hosts", "127.0.0.1/8"],
+            "did you mean 127.0.0.0/8?",
+        ),
+        (vec!["--allow-proxy-hosts", "proxy.corp"], "list those"),
     ] {
         let out = pharox()
             .arg("worker")

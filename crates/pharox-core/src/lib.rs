@@ -6,6 +6,7 @@ mod clock;
 mod error;
 pub mod exposition;
 pub mod filter;
+pub mod host_policy;
 pub mod invariants;
 mod manager;
 mod memory;
@@ -20,6 +21,7 @@ pub mod testkit;
 pub use clock::{Clock, ManualClock, SystemClock, datetime_from_ms};
 pub use error::{BoxError, Error, Result};
 pub use filter::{GeoRadius, Predicate, ProxyFilters};
+pub use host_policy::{HostRefusal, ProxyHostPolicy};
 pub use manager::{AcquireEvent, ProxyManager, ReleaseEvent, RetryPolicy};
 pub use memory::InMemoryStorage;
 pub use model::{

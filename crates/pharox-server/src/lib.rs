@@ -18,6 +18,8 @@
 //!   `?credentials=include`; never in the SDK's shapes, logs or errors.
 //! - Auth: `X-API-Key`, checked against SHA-256 digests in constant time
 //!   (401 missing, 403 wrong); no keys configured turns it off.
+//! - Proxy hosts: writes of a host the [`ProxyHostPolicy`] refuses
+//!   (loopback, link-local, …) answer 400 `invalid_input`, field `host`.
 //!
 //! ```no_run
 //! use pharox_core::InMemoryStorage;
@@ -47,7 +49,7 @@ use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use pharox_core::Storage;
+use pharox_core::{ProxyHostPolicy, Storage};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 
@@ -90,13 +92,16 @@ pub struct ServerConfig {
     /// Serve `/metrics` without an API key (for scrapers that cannot send
     /// one). Off by default: it names every pool.
     pub public_metrics: bool,
+    /// Proxy hosts refused on writes (default: loopback, link-local,
+    /// unspecified, multicast, cloud metadata; private ranges accepted).
+    pub proxy_hosts: ProxyHostPolicy,
 }
 
 impl ServerConfig {
     /// These keys and the defaults: [`DEFAULT_BODY_LIMIT`],
     /// [`DEFAULT_IMPORT_BODY_LIMIT`], [`DEFAULT_POOL_REFRESH_INTERVAL`],
     /// [`DEFAULT_REQUEST_TIMEOUT`], [`DEFAULT_CONCURRENCY_LIMIT`], `/metrics`
-    /// behind the keys.
+    /// behind the keys, the default proxy host policy.
     pub fn new(api_keys: ApiKeys) -> Self {
         Self {
             api_keys,
@@ -106,6 +111,7 @@ impl ServerConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             concurrency_limit: DEFAULT_CONCURRENCY_LIMIT,
             public_metrics: false,
+            proxy_hosts: ProxyHostPolicy::default(),
         }
     }
 }
@@ -124,6 +130,7 @@ pub fn router<S: Storage>(store: S, config: ServerConfig) -> Router {
         dir: directory::Directory::new(config.pool_refresh_interval),
         telemetry: telemetry.clone(),
         max_wait: config.request_timeout / 2,
+        proxy_hosts: config.proxy_hosts,
     });
     let metrics = Router::new().route("/metrics", get(ops::metrics::<S>));
     let (guarded_metrics, public_metrics) = if config.public_metrics {

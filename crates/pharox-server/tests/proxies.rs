@@ -3,8 +3,10 @@
 mod common;
 
 use common::{TestServer, assert_error, is_canonical_uuid};
+use pharox_core::InMemoryStorage;
+use pharox_server::{ApiKeys, ServerConfig};
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn added_proxy_is_listed_with_every_field_but_the_password() {
@@ -156,4 +158,74 @@ async fn invalid_proxies_are_rejected_on_their_field() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_body",
     );
+}
+
+#[tokio::test]
+async fn refused_proxy_hosts_are_invalid_input_and_nothing_is_stored() {
+    let s = TestServer::start().await;
+    let pool = s.pool("ssrf").await;
+    let path = format!("/v1/pools/{}/proxies/", pool["id"].as_str().unwrap());
+    s.proxy(&pool, json!({"id": "kept", "host": "10.0.0.1", "port": 80}))
+        .await;
+    for (host, why) in [
+        ("127.0.0.1", "loopback addresses are refused"),
+        ("2130706433", "reads as 127.0.0.1"),
+        ("::ffff:127.0.0.1", "IPv4-mapped"),
+        ("[::1]", "loopback addresses are refused"),
+        ("localhost", "loopback names are refused"),
+        ("api.LOCALHOST.", "loopback names are refused"),
+        ("169.254.169.254", "link-local addresses are refused"),
+        ("fe80::1", "link-local addresses are refused"),
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.1", "multicast addresses are refused"),
+    ] {
+        // A new proxy, and an update of a stored one to that host.
+        for body in [
+            json!({"host": host, "port": 8080}),
+            json!({"id": "kept", "host": host, "port": 8080}),
+        ] {
+            let (status, resp) = s.call(Method::POST, &path, Some(body.clone())).await;
+            assert_error(status, &resp, StatusCode::BAD_REQUEST, "invalid_input");
+            assert_eq!(resp["error"]["field"], "host", "{body} -> {resp}");
+            let reason = resp["error"]["reason"].as_str().unwrap();
+            assert!(reason.contains(why), "{host}: {reason}");
+            assert!(reason.contains("--allow-proxy-hosts"), "{host}: {reason}");
+        }
+    }
+    let (_, list) = s.call(Method::GET, &path, None).await;
+    let hosts: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["host"])
+        .collect();
+    assert_eq!(hosts, [&json!("10.0.0.1")], "{list}");
+}
+
+#[tokio::test]
+async fn the_allow_list_admits_the_hosts_it_names_only() {
+    let config = ServerConfig {
+        proxy_hosts: "127.0.0.0/8,localhost".parse().unwrap(),
+        ..ServerConfig::new(ApiKeys::none())
+    };
+    let s = TestServer::with(InMemoryStorage::new(), config, None).await;
+    let pool = s.pool("lab").await;
+    for host in [
+        "127.0.0.1",
+        "127.1",
+        "localhost",
+        "10.1.2.3",
+        "192.168.0.9",
+        "fd00::1",
+    ] {
+        s.proxy(&pool, json!({"host": host, "port": 3128})).await;
+    }
+    let path = format!("/v1/pools/{}/proxies/", pool["id"].as_str().unwrap());
+    for host in ["169.254.169.254", "::1", "x.localhost"] {
+        let (status, resp) = s
+            .call(Method::POST, &path, Some(json!({"host": host, "port": 1})))
+            .await;
+        assert_error(status, &resp, StatusCode::BAD_REQUEST, "invalid_input");
+        assert_eq!(resp["error"]["field"], "host", "{host}: {resp}");
+    }
 }

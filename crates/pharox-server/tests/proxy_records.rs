@@ -288,3 +288,43 @@ async fn a_status_change_keeps_latency_and_marks_the_check() {
     );
     assert_eq!(p["checked_at"], "2999-01-01T00:00:00.000000+00:00");
 }
+
+#[tokio::test]
+async fn put_and_import_refuse_hosts_the_policy_refuses() {
+    let s = TestServer::start().await;
+    s.pool("hosts").await;
+    for host in [
+        "127.0.0.1",
+        "localhost",
+        "169.254.169.254",
+        "::ffff:127.0.0.1",
+    ] {
+        let (status, body) = s
+            .call(
+                Method::PUT,
+                "/v1/pools/hosts/proxies/p",
+                Some(json!({"host": host, "port": 80})),
+            )
+            .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+        assert_eq!(body["error"]["field"], "proxy.host", "{host}: {body}");
+    }
+    let (status, report) = s
+        .call(
+            Method::POST,
+            "/v1/pools/hosts/import",
+            Some(json!({"proxies": [
+                {"id": "ok", "host": "10.1.2.3", "port": 80},
+                {"id": "meta", "host": "169.254.169.254", "port": 80},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        (&report["imported"], &report["failed"]),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(report["results"][1]["error"]["field"], "host");
+    let (_, list) = s.call(Method::GET, "/v1/pools/hosts/proxies/", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+}

@@ -18,15 +18,45 @@
 //! streaks live in the checker (per process): a worker restart starts them
 //! again. Error texts never contain credentials (I8): they are built from
 //! the error kind and have the proxy's credentials masked.
+//!
+//! # Which hosts are connected to
+//!
+//! Proxy records may come from remote callers (`pharox serve`), so before
+//! connecting the checker reads the proxy's host as the connecting code
+//! would ([`ProxyHost`]), resolves a name (with [`ResolveHost`], the system
+//! resolver by default) and checks **every** address against
+//! [`HealthConfig::proxy_hosts`]. One refused address (loopback,
+//! link-local, …) fails the check with the policy's reason and nothing is
+//! connected to; a refusal counts towards the failure streak like any
+//! failure. Then it connects to the checked address, never to the name
+//! again, so a DNS answer that changes between check and connect (DNS
+//! rebinding) cannot redirect it:
+//!
+//! - `http`, `socks4`, `socks5` proxies: the proxy URL carries the checked
+//!   IP instead of the name (the proxy never sees the name: the target's
+//!   `Host` header and SOCKS request are unchanged);
+//! - `https` proxies: TLS needs the name (SNI and certificate check), so
+//!   the URL keeps it and the client is told to resolve it to the checked
+//!   addresses only ([`reqwest::ClientBuilder::resolve_to_addrs`]): no DNS
+//!   query is made for it. This relies on reqwest applying those overrides
+//!   to proxy connections, which the worker's tests check.
+//!
+//! The target URL is the operator's own setting and is not judged.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
-use pharox_core::{Error, HealthCheckResult, PoolId, Proxy, ProxyId, ProxyStatus, Result, Storage};
+use pharox_core::host_policy::ProxyHost;
+use pharox_core::{
+    Error, HealthCheckResult, PoolId, Proxy, ProxyHostPolicy, ProxyId, ProxyProtocol, ProxyStatus,
+    Result, Storage,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -44,10 +74,13 @@ pub struct HealthConfig {
     pub failures_to_inactive: u32,
     /// Checks in flight at once.
     pub concurrency: usize,
+    /// Proxy hosts never connected to (see the [module docs](self)).
+    pub proxy_hosts: ProxyHostPolicy,
 }
 
 impl HealthConfig {
-    /// Defaults (10 s timeout, 2 s slow threshold, 3 failures, 32 at once) for `target`.
+    /// Defaults (10 s timeout, 2 s slow threshold, 3 failures, 32 at once,
+    /// the default proxy host policy) for `target`.
     pub fn new(target: impl Into<String>) -> Self {
         Self {
             target: target.into(),
@@ -55,6 +88,7 @@ impl HealthConfig {
             slow_threshold: Duration::from_secs(2),
             failures_to_inactive: 3,
             concurrency: 32,
+            proxy_hosts: ProxyHostPolicy::default(),
         }
     }
 
@@ -107,11 +141,38 @@ struct Probe {
     error: Option<String>,
 }
 
+/// Resolves a proxy's host name to the addresses the checker judges and
+/// then connects to.
+pub trait ResolveHost: Send + Sync + 'static {
+    /// The addresses of `name` (lowercase, IDNA-mapped), with `port`.
+    fn resolve<'a>(
+        &'a self,
+        name: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, std::io::Result<Vec<SocketAddr>>>;
+}
+
+/// The system resolver ([`tokio::net::lookup_host`]: `getaddrinfo`, so
+/// `/etc/hosts` too).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+impl ResolveHost for SystemResolver {
+    fn resolve<'a>(
+        &'a self,
+        name: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, std::io::Result<Vec<SocketAddr>>> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((name, port)).await?.collect()) })
+    }
+}
+
 /// Runs health checks and remembers failure streaks between passes.
 pub struct HealthChecker {
     config: HealthConfig,
     streaks: Mutex<HashMap<(PoolId, ProxyId), u32>>,
     metrics: Option<Arc<Metrics>>,
+    resolver: Arc<dyn ResolveHost>,
 }
 
 impl HealthChecker {
@@ -122,12 +183,19 @@ impl HealthChecker {
             config,
             streaks: Mutex::new(HashMap::new()),
             metrics: None,
+            resolver: Arc::new(SystemResolver),
         })
     }
 
     /// Counts applied results in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Resolves proxy host names with `resolver` instead of the system's.
+    pub fn with_resolver(mut self, resolver: impl ResolveHost) -> Self {
+        self.resolver = Arc::new(resolver);
         self
     }
 
@@ -226,12 +294,61 @@ impl HealthChecker {
         }
     }
 
+    /// The addresses to connect to for `proxy`, every one accepted by the
+    /// policy; an error (the reason) when any is refused or none is found.
+    async fn admitted(&self, proxy: &Proxy) -> std::result::Result<Admitted, String> {
+        let policy = &self.config.proxy_hosts;
+        let host = policy.check_host(&proxy.host).map_err(|r| r.to_string())?;
+        let name = match host {
+            ProxyHost::Ip(ip) => {
+                return Ok(Admitted {
+                    addrs: vec![SocketAddr::new(ip, proxy.port)],
+                    name: None,
+                });
+            }
+            ProxyHost::Name(name) => name,
+        };
+        let resolving = self.resolver.resolve(&name, proxy.port);
+        let mut addrs = match tokio::time::timeout(self.config.timeout, resolving).await {
+            Ok(Ok(addrs)) => addrs,
+            Ok(Err(e)) => return Err(format!("cannot resolve `{}`: {e}", proxy.host)),
+            Err(_) => return Err(format!("resolving `{}` timed out", proxy.host)),
+        };
+        addrs.dedup();
+        if addrs.is_empty() {
+            return Err(format!("`{}` resolves to no address", proxy.host));
+        }
+        for a in &mut addrs {
+            policy
+                .check_resolved(&proxy.host, a.ip())
+                .map_err(|r| r.to_string())?;
+            a.set_port(proxy.port);
+        }
+        Ok(Admitted {
+            addrs,
+            name: Some(name),
+        })
+    }
+
     async fn request(&self, proxy: &Proxy) -> std::result::Result<(), String> {
+        let admitted = self.admitted(proxy).await?;
+        let mut client = reqwest::Client::builder();
         // The URL carries the credentials (percent-encoded): reqwest sends
         // them as Proxy-Authorization or in the SOCKS5 handshake. It is
         // never logged.
-        let via = reqwest::Proxy::all(proxy.url()).map_err(|e| describe(&e))?;
-        let client = reqwest::Client::builder()
+        let url = match (proxy.protocol, &admitted.name) {
+            (ProxyProtocol::Https, Some(name)) => {
+                client = client.resolve_to_addrs(name, &admitted.addrs);
+                proxy.url()
+            }
+            _ => Proxy {
+                host: admitted.addrs[0].ip().to_string(),
+                ..proxy.clone()
+            }
+            .url(),
+        };
+        let via = reqwest::Proxy::all(url).map_err(|e| describe(&e))?;
+        let client = client
             .proxy(via)
             .timeout(self.config.timeout)
             .connect_timeout(self.config.timeout)
@@ -249,6 +366,13 @@ impl HealthChecker {
         }
         Ok(())
     }
+}
+
+/// Where a check may connect: the checked addresses (port set) and, for a
+/// name, the name (an `https` proxy's TLS needs it).
+struct Admitted {
+    addrs: Vec<SocketAddr>,
+    name: Option<String>,
 }
 
 /// An error's kind and its chain of causes, without the request URL.

@@ -6,7 +6,8 @@
 //! - [`metrics`]: per-pool stats snapshots exported as Prometheus metrics,
 //!   with sweep counts and durations and health-check outcomes;
 //! - [`health`]: checks each proxy by a request through it and applies the
-//!   result with [`Storage::apply_health_check_result`];
+//!   result with [`Storage::apply_health_check_result`], connecting only to
+//!   addresses the proxy host policy accepts (no loopback, link-local, …);
 //! - [`Worker`]: runs all of it on intervals with jitter, serves `/metrics`
 //!   and `/healthz`, and stops gracefully when cancelled.
 //!
@@ -40,7 +41,7 @@ mod store;
 pub mod sweep;
 mod worker;
 
-pub use health::{CheckRow, HealthChecker, HealthConfig};
+pub use health::{CheckRow, HealthChecker, HealthConfig, ResolveHost, SystemResolver};
 pub use metrics::Metrics;
 pub use store::WorkerStore;
 pub use sweep::{SweepReport, sweep_pool};

@@ -16,6 +16,8 @@ use pharox_worker::{CancellationToken, HealthChecker, HealthConfig};
 use support::HttpProxy;
 
 const PASSWORD: &str = "s3cr3t-pw";
+/// The allow-list for proxies on this machine (refused by default).
+const LOOPBACK: &str = "127.0.0.0/8";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_mark_proxies_and_inactive_ones_are_never_leased() {
@@ -69,6 +71,8 @@ async fn checks_mark_proxies_and_inactive_ones_are_never_leased() {
         slow_threshold: Duration::from_millis(1500),
         failures_to_inactive: 1,
         concurrency: 4,
+        // The test's proxies listen on loopback: allowed here only.
+        proxy_hosts: LOOPBACK.parse().unwrap(),
     })
     .unwrap();
     let rows = checker
@@ -167,6 +171,7 @@ async fn failures_below_the_streak_keep_the_status() {
     let checker = HealthChecker::new(HealthConfig {
         failures_to_inactive: 3,
         timeout: Duration::from_secs(10),
+        proxy_hosts: LOOPBACK.parse().unwrap(),
         ..HealthConfig::new(format!("http://{target}/"))
     })
     .unwrap();

@@ -20,6 +20,7 @@ pub fn pharox() -> Command {
         "PHAROX_API_KEYS_FILE",
         "PHAROX_REDIS_URL",
         "PHAROX_LISTEN",
+        "PHAROX_ALLOW_PROXY_HOSTS",
     ] {
         cmd.env_remove(var);
     }

@@ -16,9 +16,9 @@ use crate::extract::{Json, Path, body_error};
 /// `{"proxies": [proxy, …]}`, each item the body of `POST
 /// /v1/pools/{pool}/proxies/`, at most [`MAX_IMPORT_PROXIES`] of them (and
 /// the import's own body limit). Items are stored in order, one store call
-/// each (`Storage::upsert_proxy`); an item the API or the store refuses is
-/// reported (`invalid_body`, `invalid_input`) and the others go on. 200 with
-/// one result per item.
+/// each (`Storage::upsert_proxy`); an item the API, the proxy host policy
+/// or the store refuses is reported (`invalid_body`, `invalid_input`) and
+/// the others go on. 200 with one result per item.
 ///
 /// A store failure (503, 500) or the pool's removal (404) ends the import
 /// at that item and answers that error alone: upserts are idempotent, so
@@ -45,7 +45,10 @@ pub(super) async fn import<S: Storage>(
     for (index, item) in body.proxies.into_iter().enumerate() {
         let parsed: Result<Object<CreateProxy>, _> = serde_path_to_error::deserialize(item);
         let proxy = match parsed {
-            Ok(Object(input)) => input.into_proxy(pool.clone()).map_err(ApiError::from),
+            Ok(Object(input)) => input
+                .into_proxy(pool.clone())
+                .map_err(ApiError::from)
+                .and_then(|p| app.check_proxy_host(&p.host).map(|()| p)),
             Err(e) => {
                 let path = e.path().to_string();
                 let at = match path.as_str() {

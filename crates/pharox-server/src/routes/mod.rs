@@ -19,19 +19,21 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use pharox_core::{PoolId, Storage};
+use pharox_core::{PoolId, ProxyHostPolicy, Storage};
 use uuid::Uuid;
 
 use crate::directory::Directory;
 use crate::error::ApiError;
 
-/// What every handler sees: the store and the id directory.
+/// What every handler sees: the store, the id directory and the proxy
+/// host policy (checked by [`App::check_proxy_host`], in `proxies.rs`).
 pub(crate) struct App<S> {
     pub store: S,
     pub dir: Directory,
     pub telemetry: Arc<crate::ops::Telemetry>,
     /// Longest capacity long poll: well inside the request time budget.
     pub max_wait: Duration,
+    pub proxy_hosts: ProxyHostPolicy,
 }
 
 pub(crate) type AppState<S> = Arc<App<S>>;

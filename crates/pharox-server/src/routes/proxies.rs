@@ -8,8 +8,8 @@ use chrono::Utc;
 use pharox_core::{HealthCheckResult, PoolId, ProxyId, Storage};
 use pharox_wire::{HealthInput, ProxyRecord, ReadQuery, View, codes};
 
-use super::AppState;
 use super::pools::pool_not_found;
+use super::{App, AppState};
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 use crate::wire::{CreateProxy, ProxyBody, UpdateProxy};
@@ -22,6 +22,7 @@ pub(super) async fn create<S: Storage>(
 ) -> Result<impl IntoResponse, ApiError> {
     let pool = app.resolve_pool(&named).await?;
     let proxy = body.into_proxy(pool)?;
+    app.check_proxy_host(&proxy.host)?;
     let stored = app
         .store
         .upsert_proxy(&proxy)
@@ -85,7 +86,11 @@ pub(super) async fn upsert<S: Storage>(
         _ => body.id = Some(proxy_id),
     }
     let pool = app.resolve_pool(&named).await?;
-    let stored = app.store.upsert_proxy(&body.into_proxy(pool)?).await?;
+    let proxy = body.into_proxy(pool)?;
+    // Named as the store names its fields, like every error of this route.
+    app.check_proxy_host(&proxy.host)
+        .map_err(|e| e.field_as(|_| Some("proxy.host".into())))?;
+    let stored = app.store.upsert_proxy(&proxy).await?;
     Ok(axum::Json(ProxyRecord::new(&stored, query.credentials())))
 }
 
@@ -156,6 +161,19 @@ pub(super) async fn health<S: Storage>(
     match app.store.apply_health_check_result(&result).await? {
         Some(proxy) => Ok(axum::Json(ProxyRecord::new(&proxy, query.credentials()))),
         None => Err(proxy_not_found(&result.proxy)),
+    }
+}
+
+impl<S> App<S> {
+    /// 400 `invalid_input`, field `host`, when the deployment's proxy host
+    /// policy refuses `host` (a loopback, link-local, … address in any
+    /// spelling, or a loopback name); the reason says why and how to allow
+    /// it. Every route that writes a proxy's host calls this before the store.
+    pub(crate) fn check_proxy_host(&self, host: &str) -> Result<(), ApiError> {
+        self.proxy_hosts
+            .check_host(host)
+            .map(drop)
+            .map_err(|refused| ApiError::invalid("host", refused.to_string()))
     }
 }
 

@@ -121,9 +121,14 @@ pub struct HttpProxy {
 }
 
 impl HttpProxy {
-    /// Starts the proxy; handles absolute-form requests and CONNECT.
+    /// Starts the proxy on a free port of 127.0.0.1; handles absolute-form
+    /// requests and CONNECT.
     pub async fn start(self) -> SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.serve_on(TcpListener::bind("127.0.0.1:0").await.unwrap())
+    }
+
+    /// Starts the proxy on `l`.
+    pub fn serve_on(self, l: TcpListener) -> SocketAddr {
         let addr = l.local_addr().unwrap();
         let me = Arc::new(self);
         tokio::spawn(serve(l, move |s| {
@@ -197,9 +202,14 @@ impl HttpProxy {
     }
 }
 
-/// A SOCKS5 proxy without authentication (IPv4, domain and IPv6 targets).
+/// A SOCKS5 proxy without authentication (IPv4, domain and IPv6 targets)
+/// on a free port of 127.0.0.1.
 pub async fn socks5() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    socks5_on(TcpListener::bind("127.0.0.1:0").await.unwrap())
+}
+
+/// The SOCKS5 proxy of [`socks5`] on `l`.
+pub fn socks5_on(l: TcpListener) -> SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(serve(l, |mut s| {
         Box::pin(async move {
