@@ -78,6 +78,9 @@ pub struct RedisServer {
     extra: Vec<String>,
 }
 
+/// Ports tried by [`RedisServer::start_with`] before it gives up.
+const START_ATTEMPTS: usize = 5;
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -104,21 +107,48 @@ impl RedisServer {
     }
 
     /// Starts a server with extra `redis-server` arguments (e.g. persistence).
+    ///
+    /// The free port is found by binding port 0 and letting it go, so
+    /// another process (a parallel test) may take it before redis-server
+    /// binds it: a server that exits before answering is started again on
+    /// another port, a few times.
     pub fn start_with(args: &[&str]) -> Self {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("pharox-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the server's directory");
-        let mut server = Self {
-            child: None,
-            port,
-            dir,
-            extra: args.iter().map(|s| (*s).to_owned()).collect(),
-        };
-        server.launch();
-        server
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port();
+            let dir =
+                std::env::temp_dir().join(format!("pharox-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("create the server's directory");
+            let mut server = Self {
+                child: None,
+                port,
+                dir,
+                extra: args.iter().map(|s| (*s).to_owned()).collect(),
+            };
+            if server.try_launch() {
+                return server;
+            }
+            // Dropping it removes its directory.
+        }
+        panic!(
+            "redis-server exited before answering PING {START_ATTEMPTS} times \
+             (arguments {args:?}): is the port range exhausted, or an argument wrong?"
+        );
     }
 
+    /// Starts the server on its port and waits until it answers; panics if
+    /// it does not (a restart must get the same port).
     fn launch(&mut self) {
+        assert!(
+            self.try_launch(),
+            "redis-server exited before answering PING on port {} (taken by another process?)",
+            self.port
+        );
+    }
+
+    /// Starts the server and waits until it answers PING: `true`; `false`
+    /// if it exited first (its port taken, say). Panics if it neither
+    /// answers nor exits within 30 s.
+    fn try_launch(&mut self) -> bool {
         let child = Command::new("redis-server")
             .arg("--port")
             .arg(self.port.to_string())
@@ -140,6 +170,14 @@ impl RedisServer {
         // Generous: a busy CI machine can take seconds to start a process.
         let deadline = Instant::now() + Duration::from_secs(30);
         while !ping(self.port) {
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited {
+                self.child = None;
+                return false;
+            }
             assert!(
                 Instant::now() < deadline,
                 "redis-server on port {} did not answer PING within 30 s",
@@ -147,6 +185,7 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+        true
     }
 
     /// The server's port.
@@ -635,4 +674,32 @@ async fn q<T: crate::redis::FromRedisValue>(storage: &RedisStorage, c: crate::re
         .raw_command::<T>(&c)
         .await
         .expect("read for index_problems")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port another process holds: redis-server exits, and the launch
+    /// says so (instead of waiting 30 s on a port it never bound).
+    #[test]
+    fn a_launch_on_a_taken_port_reports_the_exit() {
+        let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = holder.local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("pharox-redis-taken-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir,
+            extra: NO_PERSISTENCE.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let started = Instant::now();
+        assert!(!server.try_launch());
+        assert!(started.elapsed() < Duration::from_secs(30));
+        drop(holder);
+        // And a fresh start finds a free port.
+        let ok = RedisServer::start();
+        assert!(ping(ok.port()));
+    }
 }
