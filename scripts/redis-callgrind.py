@@ -63,7 +63,7 @@ return 1
 # As scripts.rs sends them: a shebang, layout.lua, lib.lua, then the rest.
 WRITES = "#!lua\n"
 LIB, LIBF = WRITES + lua("layout.lua", "lib.lua"), WRITES + lua("layout.lua", "lib.lua", "filter.lua")
-FULL_ACQUIRE, FULL_RELEASE = LIBF + lua("acquire.lua"), LIB + lua("release.lua")
+FULL_ACQUIRE, FULL_RELEASE = LIBF + lua("acquire.lua"), LIB + lua("lease_ref.lua", "release.lua")
 VARIANTS = [
     ("empty: return {16,1,1,1} / return 1", "return {16, 1, 1, 1}", "return 1"),
     ("bare commands", BARE_ACQUIRE, BARE_RELEASE),

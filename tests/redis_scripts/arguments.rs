@@ -127,7 +127,7 @@ fn refusals(k: &PoolKeys) -> Vec<Bad> {
         (1, "1.5", "duration"),
         (1, "-5", "duration"),
         (3, "-1", "nonce"),
-        (3, "17592186044416", "nonce"),
+        (3, "4398046511104", "nonce"),
         (3, "nonce", "nonce"),
         (3, "7.0", "nonce"),
         (4, "10001", "reclaim batch"),

@@ -746,6 +746,22 @@ async fn lease_references_find_their_member_and_nothing_else() {
     assert_eq!(gone, None);
     f.assert_sound(&pool, "after releases by reference").await;
 
+    // The largest nonce the scripts accept names its lease.
+    let top = (layout::NONCE_END - 1).to_string();
+    let acq = queries::acquire_keys(&k, &Plan::All);
+    let argv = crate::arguments::acquire_argv(&[], |v| v[3] = top.clone());
+    let got = array(
+        eval(&mut f.con, &scripts::ACQUIRE, acq, &refs(&argv))
+            .await
+            .unwrap(),
+    );
+    let at_limit = queries::lease_ref(u64::try_from(int(&got[1])).unwrap(), layout::NONCE_END - 1);
+    assert_eq!(
+        eval(&mut f.con, &scripts::RELEASE, lease_keys, &[&at_limit])
+            .await
+            .unwrap(),
+        Value::Int(1)
+    );
     // Removing b's proxy removes b's entry; removing the pool removes the hash.
     assert!(f.store.remove_proxy(&pool, &b.proxy.id).await.unwrap());
     let left: i64 = redis::cmd("HLEN")

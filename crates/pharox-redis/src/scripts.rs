@@ -1,6 +1,7 @@
 //! Every Lua script, loaded once. Each is a shebang line, `lua/layout.lua`,
 //! `lua/lib.lua` (and for selecting scripts `lua/filter.lua`, for scripts
-//! that change proxies `lua/admin.lua`) followed by the script's own file;
+//! that change proxies `lua/admin.lua`, for scripts that name a lease
+//! `lua/lease_ref.lua`) followed by the script's own file;
 //! the files in `lua/` carry the KEYS / ARGV / returns headers.
 //! `invoke_async` sends `EVALSHA` and reloads the script after `NOSCRIPT`
 //! (e.g. `SCRIPT FLUSH`).
@@ -35,8 +36,8 @@ pub mod source {
     #![allow(missing_docs)]
 
     pub const ACQUIRE: &str = lua!("#!lua", "filter.lua", "acquire.lua");
-    pub const RELEASE: &str = lua!("#!lua", "release.lua");
-    pub const RENEW: &str = lua!("#!lua", "renew.lua");
+    pub const RELEASE: &str = lua!("#!lua", "lease_ref.lua", "release.lua");
+    pub const RENEW: &str = lua!("#!lua", "lease_ref.lua", "renew.lua");
     pub const CLEANUP: &str = lua!("#!lua", "cleanup.lua");
     pub const STATS: &str = lua!("#!lua flags=no-writes", "stats.lua");
     pub const UPSERT_PROXY: &str = lua!("#!lua", "admin.lua", "upsert_proxy.lua");
@@ -46,7 +47,7 @@ pub mod source {
     pub const REMOVE_POOL: &str = lua!("#!lua", "remove_pool.lua");
     pub const GET_PROXY: &str = lua!("#!lua flags=no-writes", "get_proxy.lua");
     pub const LIST_PROXIES: &str = lua!("#!lua flags=no-writes", "list_proxies.lua");
-    pub const GET_LEASE: &str = lua!("#!lua flags=no-writes", "get_lease.lua");
+    pub const GET_LEASE: &str = lua!("#!lua flags=no-writes", "lease_ref.lua", "get_lease.lua");
     /// The shared files alone (read-only), for tests that append code of
     /// their own to check the layout and the helpers.
     pub const PRELUDE: &str = lua!("#!lua flags=no-writes", "filter.lua");
