@@ -317,9 +317,17 @@ impl Seen {
 
 // ---------------------------------------------------------------- scenarios
 
-/// A proxy of the manager pools, with the churn's credentials.
+/// A proxy of the manager pools, with the churn's credentials. Its host is
+/// `0.0.0.0`, which the health checker's host policy refuses without
+/// connecting: the worker below checks these pools too, and a private
+/// address (the testkit's `10.0.x.x`) would send connection attempts off
+/// the machine.
 fn guarded_proxy(pool: &PoolId, id: &str, n: u16) -> Proxy {
-    pharox_core::testkit::proxy(pool, id, n).with_credentials(PROXY_USER, PROXY_PW)
+    Proxy {
+        host: "0.0.0.0".into(),
+        ..pharox_core::testkit::proxy(pool, id, n)
+    }
+    .with_credentials(PROXY_USER, PROXY_PW)
 }
 
 /// Drives [`ProxyManager`] through every path that logs or returns
@@ -833,7 +841,7 @@ async fn credentials_never_appear_in_logs_debug_errors_or_metrics() {
     assert!(reqwest_debug > 5, "reqwest's `log` records are bridged");
     for redacted in [
         "redis://:***@127.0.0.1",
-        "churn:***@10.0.",
+        "churn:***@0.0.0.0",
         "health check failed",
         "retrying storage call",
         "sweep tick failed",

@@ -71,12 +71,87 @@ pub struct BenchReport {
     /// (EVALSHA `usec` delta over the window divided by cycles).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_usec_per_cycle: Option<f64>,
+    /// Redis only: CPU of the whole Redis process per cycle (`INFO cpu`,
+    /// user + system, network I/O included), in microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_cpu_us_per_cycle: Option<f64>,
+    /// HTTP only: CPU of the `pharox serve` process per cycle, in
+    /// microseconds (Linux: its threads' `schedstat`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_cycle: Option<f64>,
+    /// CPU of this process (the clients) per cycle, in microseconds
+    /// (Linux: its threads' `schedstat`; absent elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cpu_us_per_cycle: Option<f64>,
+    /// HTTP only: the same cycles against Redis directly, measured first in
+    /// the same run, and the ratios of this run to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versus_direct: Option<Comparison>,
 }
 
-/// Reads a server-side counter (e.g. microseconds of script CPU) at the
-/// start and end of the measured window.
+/// A run beside the direct-store run it is compared to.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// The direct run.
+    pub direct: Box<BenchReport>,
+    /// This run's cycles/s over the direct run's.
+    pub cycles_ratio: f64,
+    /// This run's acquire p50 over the direct run's.
+    pub acquire_p50_ratio: f64,
+}
+
+impl Comparison {
+    /// `run` compared to `direct`.
+    pub fn of(run: &BenchReport, direct: BenchReport) -> Self {
+        Self {
+            cycles_ratio: run.cycles_per_sec / direct.cycles_per_sec,
+            acquire_p50_ratio: run.acquire_p50_us / direct.acquire_p50_us,
+            direct: Box::new(direct),
+        }
+    }
+}
+
+/// Reads server-side running totals at the start and end of the measured
+/// window; the report gets their deltas per cycle.
 pub type WindowProbe =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<u64>> + Send>> + Send + Sync>;
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<ProbeSample>> + Send>> + Send + Sync>;
+
+/// What a [`WindowProbe`] reads; each field a running total, absent when
+/// the store or platform does not tell it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProbeSample {
+    /// Redis: microseconds of script CPU (`INFO commandstats`).
+    pub script_usec: Option<u64>,
+    /// Redis: microseconds of process CPU (`INFO cpu`).
+    pub redis_cpu_usec: Option<u64>,
+    /// Nanoseconds of CPU of a server process ([`process_cpu_ns`]).
+    pub server_cpu_ns: Option<u64>,
+}
+
+impl ProbeSample {
+    fn since(self, start: Self) -> Self {
+        let d = |a: Option<u64>, b: Option<u64>| Some(a?.saturating_sub(b?));
+        Self {
+            script_usec: d(self.script_usec, start.script_usec),
+            redis_cpu_usec: d(self.redis_cpu_usec, start.redis_cpu_usec),
+            server_cpu_ns: d(self.server_cpu_ns, start.server_cpu_ns),
+        }
+    }
+}
+
+/// Nanoseconds of CPU the threads of process `pid` (`"self"` for this
+/// one) have run, summed from `/proc/PID/task/*/schedstat`; `None` where
+/// that is not readable (not Linux, or no schedstats). Threads that have
+/// exited are not counted, so read it while the threads that matter run.
+pub fn process_cpu_ns(pid: &str) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0u64;
+    for task in tasks {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
 
 /// Creates `pool` and fills it with the first `n` synthetic proxies.
 pub async fn seed_pool<S: Storage>(storage: &S, pool: &PoolId, n: u64, shape: Shape) -> Result<()> {
@@ -117,20 +192,18 @@ pub async fn run<S: Storage + Clone>(
     pool: &PoolId,
     opts: &BenchOptions,
 ) -> Result<BenchReport> {
-    run_probed(backend, storage, pool, opts, None)
-        .await
-        .map(|(report, _)| report)
+    run_probed(backend, storage, pool, opts, None).await
 }
 
-/// [`run`], also reading `probe` as the window opens and after it closes;
-/// returns the report and the probe's delta.
+/// [`run`], also reading `probe` as the window opens and after it closes,
+/// and filling the report's per-cycle server figures from it.
 pub async fn run_probed<S: Storage + Clone>(
     backend: &str,
     storage: S,
     pool: &PoolId,
     opts: &BenchOptions,
     probe: Option<WindowProbe>,
-) -> Result<(BenchReport, Option<u64>)> {
+) -> Result<BenchReport> {
     anyhow::ensure!(opts.tasks > 0, "--tasks must be at least 1");
     anyhow::ensure!(
         opts.seconds.is_finite() && opts.seconds > 0.0,
@@ -177,6 +250,7 @@ pub async fn run_probed<S: Storage + Clone>(
     barrier.wait().await; // all tasks ready: warm-up starts
     barrier.wait().await; // warm-up over: the window starts
     let started = Instant::now();
+    let client_start = process_cpu_ns("self");
     let probe_start = match &probe {
         Some(p) => Some(p().await?),
         None => None,
@@ -191,10 +265,13 @@ pub async fn run_probed<S: Storage + Clone>(
         latencies.add(&r.latencies).expect("same histogram bounds");
     }
     let seconds = started.elapsed().as_secs_f64();
-    let probe_delta = match (&probe, probe_start) {
-        (Some(p), Some(start)) => Some(p().await?.saturating_sub(start)),
-        _ => None,
+    let client_ns =
+        client_start.and_then(|start| Some(process_cpu_ns("self")?.saturating_sub(start)));
+    let probed = match (&probe, probe_start) {
+        (Some(p), Some(start)) => p().await?.since(start),
+        _ => ProbeSample::default(),
     };
+    let per_cycle = |total_us: Option<f64>| total_us.map(|us| us / cycles.max(1) as f64);
     let report = BenchReport {
         backend: backend.to_owned(),
         proxies: opts.proxies,
@@ -209,9 +286,13 @@ pub async fn run_probed<S: Storage + Clone>(
         misses,
         ceiling_calls_per_sec: None,
         ceiling_p50_us: None,
-        redis_usec_per_cycle: None,
+        redis_usec_per_cycle: per_cycle(probed.script_usec.map(|u| u as f64)),
+        redis_cpu_us_per_cycle: per_cycle(probed.redis_cpu_usec.map(|u| u as f64)),
+        server_cpu_us_per_cycle: per_cycle(probed.server_cpu_ns.map(|n| n as f64 / 1e3)),
+        client_cpu_us_per_cycle: per_cycle(client_ns.map(|n| n as f64 / 1e3)),
+        versus_direct: None,
     };
-    Ok((report, probe_delta))
+    Ok(report)
 }
 
 /// The ceiling of a client: `tasks` tasks calling `call` in a loop for
@@ -288,7 +369,11 @@ async fn cycle_until<S: Storage>(
 impl BenchReport {
     /// A short human-readable summary.
     pub fn render(&self) -> String {
-        format!(
+        let mut out = String::new();
+        if let Some(c) = &self.versus_direct {
+            out = c.direct.render() + "\n\n";
+        }
+        out += &format!(
             "backend {}  proxies {}  tasks {}  selector {}{}\n\
              cycles {} in {:.2} s = {:.0} cycles/s\n\
              acquire p50 {:.2} µs  p99 {:.2} µs  misses {}",
@@ -306,7 +391,8 @@ impl BenchReport {
             self.acquire_p50_us,
             self.acquire_p99_us,
             self.misses
-        ) + &match (
+        );
+        out += &match (
             self.ceiling_calls_per_sec,
             self.ceiling_p50_us,
             self.redis_usec_per_cycle,
@@ -315,7 +401,26 @@ impl BenchReport {
                 "\nceiling (trivial EVALSHA) {c:.0} calls/s  p50 {p:.2} µs  \
                  redis CPU {u:.2} µs/cycle"
             ),
+            (None, None, Some(u)) => format!("\nredis CPU {u:.2} µs/cycle"),
             _ => String::new(),
+        };
+        let cpu: Vec<String> = [
+            ("client", self.client_cpu_us_per_cycle),
+            ("server", self.server_cpu_us_per_cycle),
+            ("redis process", self.redis_cpu_us_per_cycle),
+        ]
+        .into_iter()
+        .filter_map(|(who, us)| Some(format!("{who} {:.1}", us?)))
+        .collect();
+        if !cpu.is_empty() {
+            out += &format!("\nCPU µs/cycle: {}", cpu.join("  "));
         }
+        if let Some(c) = &self.versus_direct {
+            out += &format!(
+                "\n{} / {}: cycles/s {:.2}x  acquire p50 {:.2}x",
+                self.backend, c.direct.backend, c.cycles_ratio, c.acquire_p50_ratio
+            );
+        }
+        out
     }
 }

@@ -8,4 +8,5 @@ pub mod bench;
 pub mod demo;
 pub mod ops;
 pub mod serve;
+pub mod serve_child;
 pub mod synthetic;

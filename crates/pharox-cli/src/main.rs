@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use pharox_cli::bench::{self, BenchOptions};
 use pharox_cli::demo::{self, DemoOptions};
 use pharox_cli::synthetic::Shape;
-use pharox_cli::{ops, serve};
+use pharox_cli::{ops, serve, serve_child};
 use pharox_core::{InMemoryStorage, PoolId, ProxyHostPolicy, Selector, Storage};
 use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage};
 use pharox_worker::{CancellationToken, HealthChecker, HealthConfig, Worker, WorkerConfig};
@@ -53,6 +53,9 @@ enum Backend {
     Memory,
     /// Redis at --redis-url.
     Redis,
+    /// A `pharox serve` child process on Redis at --redis-url, through
+    /// pharox-client, beside the same run on Redis directly.
+    Http,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -117,6 +120,7 @@ impl Backend {
         match self {
             Self::Memory => "memory",
             Self::Redis => "redis",
+            Self::Http => "http",
         }
     }
 }
@@ -389,6 +393,12 @@ impl Command {
     }
 }
 
+/// mimalloc instead of the system allocator: the HTTP path (hyper, axum,
+/// reqwest) allocates and frees per request, and glibc's malloc spent about
+/// a tenth of the CPU of `pharox bench --backend http` (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -514,6 +524,7 @@ async fn run_bench(args: BenchArgs) -> Result<ExitCode> {
             bench::run(args.backend.name(), storage, &pool, &opts).await?
         }
         Backend::Redis => run_redis_bench(&args, &pool, &opts).await?,
+        Backend::Http => run_http_bench(&args, &pool, &opts).await?,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -528,6 +539,36 @@ async fn run_redis_bench(
     pool: &PoolId,
     opts: &BenchOptions,
 ) -> Result<bench::BenchReport> {
+    let storage = seeded_redis(args, pool, opts).await?;
+    let mut report = bench::run_probed(
+        "redis",
+        storage.clone(),
+        pool,
+        opts,
+        Some(cpu_probe(&storage, None)),
+    )
+    .await?;
+    let ceiling_storage = storage.clone();
+    let (calls, p50) = bench::ceiling(opts.tasks, opts.seconds, move || {
+        let s = ceiling_storage.clone();
+        async move { s.ping_script().await }
+    })
+    .await?;
+    report.ceiling_calls_per_sec = Some(calls);
+    report.ceiling_p50_us = Some(p50);
+    if !args.reuse_pool {
+        storage.remove_pool(pool).await?;
+    }
+    Ok(report)
+}
+
+/// A Redis store holding the bench pool: seeded anew, or reused with
+/// `--reuse-pool` when it already holds exactly `--proxies` idle proxies.
+async fn seeded_redis(
+    args: &BenchArgs,
+    pool: &PoolId,
+    opts: &BenchOptions,
+) -> Result<RedisStorage> {
     let storage = args.redis.connect(args.tasks).await?;
     let reusable = args.reuse_pool
         && storage
@@ -541,22 +582,62 @@ async fn run_redis_bench(
         bench::seed_pool(&storage, pool, opts.proxies, Shape::default()).await?;
         eprintln!("seeded in {:.1} s", started.elapsed().as_secs_f64());
     }
-    let probe_storage = storage.clone();
-    let probe: bench::WindowProbe = std::sync::Arc::new(move || {
-        let s = probe_storage.clone();
-        Box::pin(async move { Ok(s.script_cpu_usec().await?) })
-    });
-    let (mut report, usec) =
-        bench::run_probed("redis", storage.clone(), pool, opts, Some(probe)).await?;
-    let ceiling_storage = storage.clone();
-    let (calls, p50) = bench::ceiling(opts.tasks, opts.seconds, move || {
-        let s = ceiling_storage.clone();
-        async move { s.ping_script().await }
+    Ok(storage)
+}
+
+/// Redis's script and process CPU time, and the CPU time of the server
+/// process `server` (a pid), read as a bench window opens and closes.
+fn cpu_probe(storage: &RedisStorage, server: Option<u32>) -> bench::WindowProbe {
+    let storage = storage.clone();
+    std::sync::Arc::new(move || {
+        let s = storage.clone();
+        Box::pin(async move {
+            Ok(bench::ProbeSample {
+                server_cpu_ns: server.and_then(|pid| bench::process_cpu_ns(&pid.to_string())),
+                script_usec: Some(s.script_cpu_usec().await?),
+                redis_cpu_usec: Some(s.process_cpu_usec().await?),
+            })
+        })
     })
+}
+
+/// The cycles on Redis directly, then through a `pharox serve` child on the
+/// same Redis and pool, in one run; the HTTP report carries the direct one.
+async fn run_http_bench(
+    args: &BenchArgs,
+    pool: &PoolId,
+    opts: &BenchOptions,
+) -> Result<bench::BenchReport> {
+    let storage = seeded_redis(args, pool, opts).await?;
+    let direct = bench::run_probed(
+        "redis",
+        storage.clone(),
+        pool,
+        opts,
+        Some(cpu_probe(&storage, None)),
+    )
     .await?;
-    report.ceiling_calls_per_sec = Some(calls);
-    report.ceiling_p50_us = Some(p50);
-    report.redis_usec_per_cycle = usec.map(|u| u as f64 / report.cycles.max(1) as f64);
+    let key = serve_child::random_key();
+    let exe = std::env::current_exe().context("locating the pharox binary")?;
+    let server = serve_child::ServeChild::start(
+        &exe,
+        &serve_child::ServeTarget {
+            redis_url: &args.redis.redis_url,
+            redis_prefix: &args.redis.redis_prefix,
+            allow_eviction: args.redis.redis_allow_eviction,
+            api_key: &key,
+        },
+    )
+    .await?;
+    eprintln!("pharox serve (child) at {}", server.url());
+    let remote = pharox_client::RemoteStorage::builder(server.url())
+        .api_key(key)
+        .build()?;
+    let probe = cpu_probe(&storage, server.pid());
+    let measured = bench::run_probed("http", remote, pool, opts, Some(probe)).await;
+    server.stop().await?;
+    let mut report = measured?;
+    report.versus_direct = Some(bench::Comparison::of(&report, direct));
     if !args.reuse_pool {
         storage.remove_pool(pool).await?;
     }

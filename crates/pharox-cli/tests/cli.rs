@@ -250,6 +250,88 @@ fn redis_bench_reports_the_ceiling_and_redis_cpu() {
 }
 
 #[test]
+fn http_bench_runs_a_serve_child_beside_direct_redis() {
+    let server = pharox_redis::testkit::RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--requirepass",
+        "hunter2-secret",
+    ]);
+    let url = format!("redis://:hunter2-secret@127.0.0.1:{}", server.port());
+    let started = Instant::now();
+    for _ in 1u64.. {
+        let out = pharox()
+            .args([
+                "bench",
+                "--backend",
+                "http",
+                "--redis-url",
+                &url,
+                "--proxies",
+                "20",
+                "--tasks",
+                "4",
+                "--seconds",
+                "0.3",
+                "--warmup-seconds",
+                "0",
+                "--json",
+            ])
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("hunter2-secret"), "password printed: {all}");
+        let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        let direct = &report["versus_direct"]["direct"];
+        assert_eq!(report["backend"], "http", "{report}");
+        assert_eq!(direct["backend"], "redis", "{report}");
+        for r in [&report, direct] {
+            assert_eq!(r["misses"], 0, "{report}");
+            assert_eq!(r["proxies"], 20, "{report}");
+            assert_eq!(r["tasks"], 4, "{report}");
+        }
+        // The pool is removed afterwards (but for the token it retired: a
+        // pool made again under that name goes on from it).
+        let mut con = pharox_redis::redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .expect("a connection to the private redis-server");
+        let keys: Vec<String> = pharox_redis::redis::cmd("KEYS")
+            .arg("pharox:{bench}:*")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(keys, ["pharox:{bench}:retired_token"], "bench keys left");
+        let (h, d) = (report["cycles"].as_u64(), direct["cycles"].as_u64());
+        if h.unwrap_or(0) > 0 && d.unwrap_or(0) > 0 {
+            let ratio = report["versus_direct"]["cycles_ratio"].as_f64().unwrap();
+            let want = report["cycles_per_sec"].as_f64().unwrap()
+                / direct["cycles_per_sec"].as_f64().unwrap();
+            assert!((ratio - want).abs() < 1e-9, "{report}");
+            assert!(
+                report["server_cpu_us_per_cycle"].as_f64().is_some(),
+                "{report}"
+            );
+            assert!(
+                report["redis_cpu_us_per_cycle"].as_f64().is_some(),
+                "{report}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no cycle in a minute of runs: {report}"
+        );
+    }
+}
+
+#[test]
 fn redis_demo_passes_its_checks_and_never_prints_the_password() {
     let server = pharox_redis::testkit::RedisServer::start_with(&[
         "--save",

@@ -191,7 +191,10 @@ impl Conn {
         op: &'static str,
         after: Duration,
     ) -> Result<T> {
-        Self::within(op, after, async {
+        // Boxed: the driver's futures for both connection modes make this
+        // future about 15 KB, which every caller would otherwise hold and
+        // copy (BENCHMARKS.md, "over HTTP").
+        Box::pin(Self::within(op, after, async {
             match self {
                 Self::Multiplexed { cons, next } => {
                     Self::invoke_on(&mut Self::shared(cons, next), inv, op, after).await
@@ -204,7 +207,7 @@ impl Conn {
                     Self::invoke_on(&mut con, inv, op, after).await
                 }
             }
-        })
+        }))
         .await
     }
 
@@ -244,7 +247,7 @@ impl Conn {
         after: Duration,
     ) -> Result<T> {
         let sent = |r: redis::RedisResult<T>| r.map_err(|e| map_err(op, after, e));
-        Self::within(op, after, async {
+        Box::pin(Self::within(op, after, async {
             match self {
                 Self::Multiplexed { cons, next } => {
                     sent(request.send(&mut Self::shared(cons, next)).await)
@@ -257,7 +260,7 @@ impl Conn {
                     sent(request.send(&mut con).await)
                 }
             }
-        })
+        }))
         .await
     }
 }

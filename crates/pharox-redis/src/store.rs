@@ -1154,4 +1154,22 @@ impl RedisStorage {
             })
             .sum())
     }
+
+    /// Microseconds of CPU the Redis process has used (`used_cpu_user` +
+    /// `used_cpu_sys` of `INFO cpu`: all its work, network I/O included,
+    /// not only scripts), server-wide.
+    pub async fn process_cpu_usec(&self) -> Result<u64> {
+        let info: String = self.cmd(redis::cmd("INFO").arg("cpu"), "info").await?;
+        let secs = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        match (secs("used_cpu_user"), secs("used_cpu_sys")) {
+            (Some(user), Some(sys)) => Ok(((user + sys) * 1e6).round() as u64),
+            _ => Err(Error::Corrupt(
+                "INFO cpu has no used_cpu_user / used_cpu_sys".into(),
+            )),
+        }
+    }
 }
