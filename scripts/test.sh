@@ -82,7 +82,7 @@ elif python3 -c 'import yaml' >/dev/null 2>&1; then
 import yaml
 doc = yaml.safe_load(open("docker-compose.yml"))
 services = doc["services"]
-assert set(services) == {"redis", "worker", "serve", "demo"}, services
+assert set(services) == {"redis", "worker", "serve", "demo", "prometheus", "grafana"}, services
 for name in ("worker", "demo"):
     s = services[name]
     assert s["image"] == "pharox:local" and s["command"][0] in ("worker", "demo"), s
@@ -94,7 +94,20 @@ assert s["command"] == ["serve", "--listen", "0.0.0.0:8000", "--redis-url", "red
 assert s["ports"] == ["127.0.0.1:8000:8000"], s
 assert s["depends_on"]["redis"]["condition"] == "service_healthy", s
 # The keys come from the shell running compose: no secret in the file.
-assert s["environment"] == {"PHAROX_API_KEYS": None}, s
+assert s["environment"] == {"PHAROX_API_KEYS": None, "PHAROX_PUBLIC_METRICS": "true"}, s
+# Prometheus scrapes what the worker and serve listen on; Grafana mounts the
+# provisioning and the dashboard that exist in the repo.
+import os
+prom = yaml.safe_load(open("deploy/prometheus/prometheus.yml"))
+targets = {j["job_name"]: j["static_configs"][0]["targets"] for j in prom["scrape_configs"]}
+assert targets == {"pharox-worker": ["worker:9464"], "pharox-serve": ["serve:8000"]}, targets
+assert "0.0.0.0:9464" in services["worker"]["command"], services["worker"]
+for name in ("prometheus", "grafana"):
+    for v in services[name]["volumes"]:
+        src = v.split(":")[0]
+        assert os.path.exists(src), f"{name} mounts {src}, which is missing"
+ds = yaml.safe_load(open("deploy/grafana/provisioning/datasources/prometheus.yml"))
+assert ds["datasources"][0]["uid"] == "prometheus", ds
 print("docker-compose.yml: shape checked (docker compose is not installed)")
 PY
 else
