@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use pharox_cli::bench::{self, BenchOptions};
 use pharox_cli::demo::{self, DemoOptions};
 use pharox_cli::synthetic::Shape;
-use pharox_cli::{ops, serve, serve_child};
+use pharox_cli::{admin, ops, serve, serve_child};
 use pharox_core::{InMemoryStorage, PoolId, ProxyHostPolicy, Selector, Storage};
 use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage};
 use pharox_worker::{CancellationToken, HealthChecker, HealthConfig, Worker, WorkerConfig};
@@ -45,6 +45,116 @@ enum Command {
     /// in-memory store, or Redis with --redis-url; stops on SIGINT/SIGTERM
     /// after requests in flight finish.
     Serve(ServeArgs),
+    /// Create, list, show and remove pools (on Redis, or a server with --server).
+    Pool(AdminArgs<admin::PoolCommand>),
+    /// Import, list, remove proxies and set their status.
+    Proxy(AdminArgs<admin::ProxyCommand>),
+    /// Acquire, release, renew and list leases from a shell script.
+    Lease(AdminArgs<admin::LeaseCommand>),
+}
+
+/// An admin command and the store it runs against: a `pharox serve` with
+/// --server, else Redis at --redis-url. The options go anywhere on the line.
+#[derive(clap::Args)]
+struct AdminArgs<C: Subcommand> {
+    #[command(subcommand)]
+    command: C,
+    /// A `pharox serve` to talk to instead of Redis (e.g. http://127.0.0.1:8000).
+    #[arg(long, env = "PHAROX_SERVER", global = true)]
+    server: Option<String>,
+    /// The server's API key (prefer the environment variable: arguments are
+    /// visible to other users of the machine).
+    #[arg(long, env = "PHAROX_API_KEY", hide_env_values = true, global = true)]
+    api_key: Option<String>,
+    /// Redis URL (`redis://[user:password@]host:port[/db]`); the password is never printed.
+    #[arg(
+        long,
+        env = "PHAROX_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true,
+        global = true
+    )]
+    redis_url: String,
+    /// Key prefix in Redis.
+    #[arg(long, default_value = "pharox", global = true)]
+    redis_prefix: String,
+    /// Connect even under an allkeys-* maxmemory-policy (see `pharox worker --help`).
+    #[arg(long, env = "PHAROX_REDIS_ALLOW_EVICTION", global = true)]
+    redis_allow_eviction: bool,
+    /// Print one JSON object a line instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl<C: Subcommand> AdminArgs<C> {
+    /// Runs `f` on the store these arguments name.
+    async fn run<F>(self, f: F) -> Result<ExitCode>
+    where
+        F: AdminFn<C>,
+    {
+        let out = admin::Output { json: self.json };
+        match &self.server {
+            Some(url) => {
+                let mut builder = pharox_client::RemoteStorage::builder(url.clone());
+                if let Some(key) = &self.api_key {
+                    builder = builder.api_key(key.clone());
+                }
+                f.call(&builder.build()?, self.command, out).await
+            }
+            None => {
+                let config = RedisConfig::new(self.redis_url.clone())
+                    .prefix(self.redis_prefix.clone())
+                    .allow_eviction(self.redis_allow_eviction);
+                let store = RedisStorage::connect(config.clone())
+                    .await
+                    .with_context(|| format!("connecting to {}", config.redacted_url()))?;
+                f.call(&store, self.command, out).await
+            }
+        }
+    }
+}
+
+/// One admin entry point, callable on any store (`Storage` is not object safe).
+trait AdminFn<C> {
+    async fn call<S: Storage>(&self, store: &S, command: C, out: admin::Output)
+    -> Result<ExitCode>;
+}
+
+struct PoolFn;
+struct ProxyFn;
+struct LeaseFn;
+
+impl AdminFn<admin::PoolCommand> for PoolFn {
+    async fn call<S: Storage>(
+        &self,
+        store: &S,
+        command: admin::PoolCommand,
+        out: admin::Output,
+    ) -> Result<ExitCode> {
+        admin::pool(store, command, out).await
+    }
+}
+
+impl AdminFn<admin::ProxyCommand> for ProxyFn {
+    async fn call<S: Storage>(
+        &self,
+        store: &S,
+        command: admin::ProxyCommand,
+        out: admin::Output,
+    ) -> Result<ExitCode> {
+        admin::proxy(store, command, out).await
+    }
+}
+
+impl AdminFn<admin::LeaseCommand> for LeaseFn {
+    async fn call<S: Storage>(
+        &self,
+        store: &S,
+        command: admin::LeaseCommand,
+        out: admin::Output,
+    ) -> Result<ExitCode> {
+        admin::lease(store, command, out).await
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -423,6 +533,9 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::HealthCheck(args) => run_health_check(args).await,
         Command::Stats(args) => run_stats(args).await,
         Command::Serve(args) => run_serve(args).await,
+        Command::Pool(args) => args.run(PoolFn).await,
+        Command::Proxy(args) => args.run(ProxyFn).await,
+        Command::Lease(args) => args.run(LeaseFn).await,
     }
 }
 
