@@ -201,8 +201,8 @@ pub struct AcquireArgs {
     #[arg(long)]
     pub source: Option<String>,
     /// Wait up to this long for a proxy to come free (default: do not wait).
-    #[arg(long, default_value = "0s", value_parser = crate::ops::parse_duration)]
-    pub wait: Duration,
+    #[arg(long, value_parser = crate::ops::parse_duration)]
+    pub wait: Option<Duration>,
     /// Print the password in the URL (a client needs it to connect).
     #[arg(long)]
     pub show_credentials: bool,
@@ -483,10 +483,13 @@ async fn acquire<S: Storage>(store: &S, args: AcquireArgs, out: Output) -> Resul
         .selector(args.selector)
         .filters(filters);
     store.ensure_consumer(&request.consumer).await?;
-    let deadline = Instant::now() + args.wait;
+    let deadline = Instant::now() + args.wait.unwrap_or_default();
     let lease = loop {
-        if let Some(lease) = store.acquire(&request).await? {
-            break lease;
+        match store.acquire(&request).await {
+            Ok(Some(lease)) => break lease,
+            Ok(None) => {}
+            Err(pharox_core::Error::PoolNotFound(_)) => bail!(no_pool(&pool)),
+            Err(e) => return Err(e.into()),
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -539,27 +542,35 @@ async fn import<S: Storage>(store: &S, args: ImportArgs, out: Output) -> Result<
         .into_iter()
         .map(|p| (p.id.clone(), p))
         .collect();
-    parsed.proxies.retain(|(line, p)| {
-        let below = existing.get(&p.id).is_some_and(|old| {
-            p.max_concurrency
-                .is_some_and(|max| max < old.current_leases)
-        });
-        if below {
+    parsed.proxies.retain_mut(|entry| {
+        let Some(old) = existing.get(&entry.proxy.id) else {
+            return true;
+        };
+        let p = &mut entry.proxy;
+        if p.max_concurrency
+            .is_some_and(|max| max < old.current_leases)
+        {
             parsed.rejected.push(Rejected {
-                line: *line,
+                line: entry.line,
                 reason: format!(
                     "max_concurrency: below the {} live leases of proxy {}",
-                    existing[&p.id].current_leases, p.id
+                    old.current_leases, p.id
                 ),
             });
+            return false;
         }
-        !below
+        if !entry.status_given {
+            p.status = old.status;
+            p.checked_at = old.checked_at;
+            p.latency_ms = old.latency_ms;
+        }
+        true
     });
     parsed.rejected.sort_by_key(|r| r.line);
     let new = parsed
         .proxies
         .iter()
-        .filter(|(_, p)| !existing.contains_key(&p.id))
+        .filter(|e| !existing.contains_key(&e.proxy.id))
         .count();
     let limit = pharox_core::validate::MAX_PROXIES_PER_POOL;
     if existing.len() + new > limit {
@@ -595,7 +606,12 @@ async fn import<S: Storage>(store: &S, args: ImportArgs, out: Output) -> Result<
     let bar = progress_bar(valid as u64);
     let mut stored = 0usize;
     let mut writes = futures_util::stream::iter(parsed.proxies.iter())
-        .map(|(line, p)| async move { store.upsert_proxy(p).await.map_err(|e| (*line, e)) })
+        .map(|e| async move {
+            store
+                .upsert_proxy(&e.proxy)
+                .await
+                .map_err(|err| (e.line, err))
+        })
         .buffer_unordered(IMPORT_IN_FLIGHT);
     while let Some(result) = writes.next().await {
         match result {
@@ -691,9 +707,13 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
 async fn existing_pool<S: Storage>(store: &S, pool: &str) -> Result<PoolId> {
     let id = PoolId::from(pool);
     if store.get_pool(&id).await?.is_none() {
-        bail!("pool {id} does not exist (create it with `pharox pool create {id}`)");
+        bail!(no_pool(&id));
     }
     Ok(id)
+}
+
+fn no_pool(pool: &PoolId) -> String {
+    format!("pool {pool} does not exist (create it with `pharox pool create {pool}`)")
 }
 
 fn lease_id(text: &str) -> Result<LeaseId> {

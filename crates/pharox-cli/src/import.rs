@@ -80,11 +80,24 @@ pub struct Rejected {
     pub reason: String,
 }
 
+/// A proxy read from a line.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// 1-based line number.
+    pub line: usize,
+    /// The proxy.
+    pub proxy: Proxy,
+    /// Whether the line gave a status (CSV `status`, JSON `status`). If not,
+    /// an update keeps the stored proxy's health (status, last check,
+    /// latency): a provider's list says what exists, not what works.
+    pub status_given: bool,
+}
+
 /// Everything read from an input.
 #[derive(Debug, Default)]
 pub struct Parsed {
-    /// The proxies, in input order, with the line each came from.
-    pub proxies: Vec<(usize, Proxy)>,
+    /// The proxies, in input order.
+    pub proxies: Vec<Entry>,
     /// The lines that were refused, in input order.
     pub rejected: Vec<Rejected>,
     /// Lines read, blank lines and comments included.
@@ -130,7 +143,10 @@ pub fn parse(
     Ok(parsed)
 }
 
-type LineParser = fn(&str, &PoolId, &Defaults) -> Result<Proxy, String>;
+/// A proxy and whether its line gave a status.
+type Read = (Proxy, bool);
+
+type LineParser = fn(&str, &PoolId, &Defaults) -> Result<Read, String>;
 
 fn parse_lines(
     input: impl BufRead,
@@ -146,8 +162,12 @@ fn parse_lines(
         if text.is_empty() || text.starts_with('#') {
             continue;
         }
-        match line_parser(text, pool, defaults).and_then(|p| finish(p, defaults)) {
-            Ok(proxy) => parsed.proxies.push((index + 1, proxy)),
+        match line_parser(text, pool, defaults).and_then(|r| finish(r, defaults)) {
+            Ok((proxy, status_given)) => parsed.proxies.push(Entry {
+                line: index + 1,
+                proxy,
+                status_given,
+            }),
             Err(reason) => parsed.rejected.push(Rejected {
                 line: index + 1,
                 reason,
@@ -158,7 +178,7 @@ fn parse_lines(
 }
 
 /// Defaults, the derived id, and the checks every store applies.
-fn finish(mut proxy: Proxy, defaults: &Defaults) -> Result<Proxy, String> {
+fn finish((mut proxy, status_given): Read, defaults: &Defaults) -> Result<Read, String> {
     if proxy.country.is_none() {
         proxy.country.clone_from(&defaults.country);
     }
@@ -175,22 +195,30 @@ fn finish(mut proxy: Proxy, defaults: &Defaults) -> Result<Proxy, String> {
         .hosts
         .check_host(&proxy.host)
         .map_err(|refused| format!("host: {refused}"))?;
-    pharox_core::validate::proxy(&proxy).map_err(|e| e.to_string())?;
-    Ok(proxy)
+    pharox_core::validate::proxy(&proxy).map_err(reason)?;
+    Ok((proxy, status_given))
+}
+
+/// A store's refusal as `field: reason`, the form of every import reason.
+fn reason(e: pharox_core::Error) -> String {
+    match e {
+        pharox_core::Error::InvalidInput { field, reason } => format!("{field}: {reason}"),
+        other => other.to_string(),
+    }
 }
 
 fn reject_duplicates(parsed: &mut Parsed) {
     let mut first: HashMap<ProxyId, usize> = HashMap::with_capacity(parsed.proxies.len());
     let mut kept = Vec::with_capacity(parsed.proxies.len());
-    for (line, proxy) in std::mem::take(&mut parsed.proxies) {
-        match first.get(&proxy.id) {
+    for entry in std::mem::take(&mut parsed.proxies) {
+        match first.get(&entry.proxy.id) {
             Some(&earlier) => parsed.rejected.push(Rejected {
-                line,
-                reason: format!("the same proxy as line {earlier} (id {})", proxy.id),
+                line: entry.line,
+                reason: format!("the same proxy as line {earlier} (id {})", entry.proxy.id),
             }),
             None => {
-                first.insert(proxy.id.clone(), line);
-                kept.push((line, proxy));
+                first.insert(entry.proxy.id.clone(), entry.line);
+                kept.push(entry);
             }
         }
     }
@@ -212,7 +240,11 @@ fn endpoint(
     proxy
 }
 
-fn url_line(text: &str, pool: &PoolId, defaults: &Defaults) -> Result<Proxy, String> {
+fn url_line(text: &str, pool: &PoolId, defaults: &Defaults) -> Result<Read, String> {
+    Ok((url_proxy(text, pool, defaults)?, false))
+}
+
+fn url_proxy(text: &str, pool: &PoolId, defaults: &Defaults) -> Result<Proxy, String> {
     if text.contains("://") {
         return proxy_url(text, pool);
     }
@@ -290,7 +322,7 @@ fn proxy_url(text: &str, pool: &PoolId) -> Result<Proxy, String> {
     Ok(endpoint(pool, host, port, protocol, credentials))
 }
 
-fn json_line(text: &str, pool: &PoolId, _: &Defaults) -> Result<Proxy, String> {
+fn json_line(text: &str, pool: &PoolId, _: &Defaults) -> Result<Read, String> {
     let mut de = serde_json::Deserializer::from_str(text);
     let body: pharox_wire::CreateProxy =
         serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -301,11 +333,12 @@ fn json_line(text: &str, pool: &PoolId, _: &Defaults) -> Result<Proxy, String> {
         })?;
     de.end().map_err(|e| e.to_string())?;
     let given_id = body.id.is_some();
-    let mut proxy = body.into_proxy(pool.clone()).map_err(|e| e.to_string())?;
+    let status_given = body.status.is_some();
+    let mut proxy = body.into_proxy(pool.clone()).map_err(reason)?;
     if !given_id {
         proxy.id = ProxyId::from("");
     }
-    Ok(proxy)
+    Ok((proxy, status_given))
 }
 
 /// CSV columns (header names, case-insensitive).
@@ -378,8 +411,12 @@ fn parse_csv(input: impl BufRead, pool: &PoolId, defaults: &Defaults) -> std::io
                     .zip(record.iter())
                     .map(|(&i, v)| (CSV_COLUMNS[i], v))
                     .filter(|(_, v)| !v.is_empty());
-                match csv_row(row, pool, defaults).and_then(|p| finish(p, defaults)) {
-                    Ok(proxy) => parsed.proxies.push((line, proxy)),
+                match csv_row(row, pool, defaults).and_then(|r| finish(r, defaults)) {
+                    Ok((proxy, status_given)) => parsed.proxies.push(Entry {
+                        line,
+                        proxy,
+                        status_given,
+                    }),
                     Err(reason) => parsed.rejected.push(Rejected { line, reason }),
                 }
             }
@@ -425,7 +462,7 @@ fn csv_row<'a>(
     row: impl Iterator<Item = (&'a str, &'a str)>,
     pool: &PoolId,
     defaults: &Defaults,
-) -> Result<Proxy, String> {
+) -> Result<Read, String> {
     let cells: HashMap<&str, &str> = row.collect();
     let get = |c: &str| cells.get(c).copied();
     let mut proxy = match get("url") {
@@ -436,13 +473,13 @@ fn csv_row<'a>(
             if get("protocol").is_some() {
                 return Err("protocol: the url gives it".into());
             }
-            url_line(url, pool, defaults)?
+            url_proxy(url, pool, defaults)?
         }
         None => {
             let host = get("host").ok_or("host: missing")?;
             let port = parse_port(get("port").ok_or("port: missing")?)?;
             let protocol = match get("protocol") {
-                Some(p) => ProxyProtocol::from_str(p).map_err(|e| e.to_string())?,
+                Some(p) => ProxyProtocol::from_str(p).map_err(reason)?,
                 None => defaults.protocol,
             };
             endpoint(pool, host.to_owned(), port, protocol, None)
@@ -481,7 +518,7 @@ fn csv_row<'a>(
         (None, None) => {}
         _ => return Err("latitude and longitude must be given together".into()),
     }
-    Ok(proxy)
+    Ok((proxy, get("status").is_some()))
 }
 
 fn number<T: FromStr>(cell: Option<&str>, column: &str) -> Result<Option<T>, String> {
@@ -523,7 +560,7 @@ mod tests {
         let ids: Vec<_> = parsed
             .proxies
             .iter()
-            .map(|(l, p)| (*l, p.id.as_str().to_owned()))
+            .map(|e| (e.line, e.proxy.id.as_str().to_owned()))
             .collect();
         assert_eq!(
             ids,
@@ -535,13 +572,13 @@ mod tests {
                 (7, "https://proxy.example.net:443".to_owned()),
             ]
         );
-        let alice = &parsed.proxies[0].1;
+        let alice = &parsed.proxies[0].proxy;
         let creds = alice.credentials.as_ref().unwrap();
         assert_eq!(
             (creds.username.as_str(), creds.password.expose()),
             ("alice", "s@cret")
         );
-        assert_eq!(parsed.proxies[1].1.host, "2001:db8::1");
+        assert_eq!(parsed.proxies[1].proxy.host, "2001:db8::1");
     }
 
     #[test]
@@ -595,12 +632,12 @@ mod tests {
         let lines: Vec<_> = parsed.rejected.iter().map(|r| r.line).collect();
         assert_eq!(lines, vec![4, 5, 6, 7, 8], "{:?}", parsed.rejected);
         assert_eq!(parsed.proxies.len(), 2);
-        let (_, de) = &parsed.proxies[0];
+        let de = &parsed.proxies[0].proxy;
         assert_eq!(de.protocol, ProxyProtocol::Socks5);
         assert_eq!((de.latitude, de.longitude), (Some(52.5), Some(13.4)));
         assert_eq!((de.max_concurrency, de.asn), (Some(4), Some(3320)));
         assert_eq!(de.id.as_str(), "socks5://u@203.0.113.1:8080");
-        assert_eq!(parsed.proxies[1].1.country.as_deref(), Some("US"));
+        assert_eq!(parsed.proxies[1].proxy.country.as_deref(), Some("US"));
     }
 
     #[test]
@@ -620,8 +657,11 @@ mod tests {
             Format::Csv,
         );
         assert_eq!(parsed.rejected, vec![]);
-        assert_eq!(parsed.proxies[0].1.id.as_str(), "mine");
-        assert_eq!(parsed.proxies[1].1.id.as_str(), "socks5://203.0.113.2:2");
+        assert_eq!(parsed.proxies[0].proxy.id.as_str(), "mine");
+        assert_eq!(
+            parsed.proxies[1].proxy.id.as_str(),
+            "socks5://203.0.113.2:2"
+        );
     }
 
     #[test]
@@ -641,8 +681,8 @@ mod tests {
             "{:?}",
             parsed.rejected[0]
         );
-        assert_eq!(parsed.proxies[0].1.id.as_str(), "http://203.0.113.1:1");
-        assert_eq!(parsed.proxies[1].1.id.as_str(), "x");
+        assert_eq!(parsed.proxies[0].proxy.id.as_str(), "http://203.0.113.1:1");
+        assert_eq!(parsed.proxies[1].proxy.id.as_str(), "x");
     }
 
     #[test]
@@ -664,7 +704,8 @@ mod tests {
         let got: Vec<_> = parsed
             .proxies
             .iter()
-            .map(|(_, p)| {
+            .map(|e| {
+                let p = &e.proxy;
                 (
                     p.protocol,
                     p.country.clone(),
