@@ -93,13 +93,15 @@ impl<C: Subcommand> AdminArgs<C> {
         F: AdminFn<C>,
     {
         let out = admin::Output { json: self.json };
-        match &self.server {
+        // An empty variable (PHAROX_SERVER=) means unset, as for a shell default.
+        match self.server.as_deref().filter(|s| !s.is_empty()) {
             Some(url) => {
-                let mut builder = pharox_client::RemoteStorage::builder(url.clone());
-                if let Some(key) = &self.api_key {
+                let mut builder = pharox_client::RemoteStorage::builder(url);
+                if let Some(key) = self.api_key.as_ref().filter(|k| !k.is_empty()) {
                     builder = builder.api_key(key.clone());
                 }
-                f.call(&builder.build()?, self.command, out).await
+                let store = builder.build().with_context(|| format!("--server {url}"))?;
+                f.call(&store, self.command, out).await
             }
             None => {
                 let config = RedisConfig::new(self.redis_url.clone())

@@ -59,6 +59,7 @@ fn readme_http_examples_print_what_the_readme_shows() {
         &shell,
         &[(README_ADDR, &addr)],
         &[("PHAROX_API_KEY", &key)],
+        None,
         LIMIT,
     )) {
         check_output(ex, &got, &mut names);
@@ -92,6 +93,11 @@ fn normalizing_keeps_everything_but_ids_and_times() {
     assert_eq!(
         normalize(text, &mut names),
         "a <uuid 0> b <time> <uuid 0> <uuid 1> <time>\ndate: <date>\n"
+    );
+    // Durations in seconds, as the admin commands print them; not versions.
+    assert_eq!(
+        normalize("in 0.01 s, 29.5 s left; v1.2 sec 3.4s", &mut names),
+        "in <seconds> s, <seconds> s left; v1.2 sec 3.4s\n"
     );
     // Not ids: too short, or glued to other characters.
     let kept = "12dd0a25-7677-55bc-a155-e57b45175f1 x12dd0a25-7677-55bc-a155-e57b45175f1a";

@@ -265,6 +265,7 @@ pub fn run_shell(
     examples: &[Example],
     replace: &[(&str, &str)],
     env: &[(&str, &str)],
+    dir: Option<&std::path::Path>,
     limit: Duration,
 ) -> Vec<String> {
     let mut script = String::new();
@@ -281,6 +282,9 @@ pub fn run_shell(
     bash.args(["--noprofile", "--norc", "-c", &script]);
     for (k, v) in env {
         bash.env(k, v);
+    }
+    if let Some(dir) = dir {
+        bash.current_dir(dir);
     }
     let out = output_within(&mut bash, limit, "the README's sh blocks");
     let stdout = String::from_utf8_lossy(&out.stdout);
