@@ -391,7 +391,7 @@ fn parse_csv(input: impl BufRead, pool: &PoolId, defaults: &Defaults) -> std::io
         }
     }
     let has = |c: &str| columns.iter().any(|&i| CSV_COLUMNS[i] == c);
-    if !has("url") && !(has("host") && has("port")) {
+    if !(has("url") || (has("host") && has("port"))) {
         return reject_header(
             parsed,
             "the header needs a url column, or host and port".into(),
