@@ -12,6 +12,7 @@ mod leases;
 mod pool_leases;
 mod pools;
 mod proxies;
+mod traced;
 
 use std::sync::Arc;
 use std::time::Duration;
