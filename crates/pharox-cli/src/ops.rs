@@ -78,7 +78,11 @@ impl Drop for TelemetryGuard {
 }
 
 /// The spans exported over OTLP: the lease calls, sweeps and health passes.
-const EXPORTED_TARGETS: [&str; 3] = [pharox_core::spans::TARGET, "pharox::sweep", "pharox::health"];
+const EXPORTED_TARGETS: [&str; 3] = [
+    pharox_core::spans::TARGET,
+    "pharox::sweep",
+    "pharox::health",
+];
 
 /// Installs the global `tracing` subscriber: log lines on standard error
 /// (`filter` is an `EnvFilter` directive such as `info` or
@@ -121,10 +125,11 @@ pub fn init_logging(
                 .with_batch_exporter(exporter)
                 .with_resource(resource.build())
                 .build();
-            let targets = EXPORTED_TARGETS.iter().fold(
-                tracing_subscriber::filter::Targets::new(),
-                |t, target| t.with_target(*target, tracing::Level::INFO),
-            );
+            let targets = EXPORTED_TARGETS
+                .iter()
+                .fold(tracing_subscriber::filter::Targets::new(), |t, target| {
+                    t.with_target(*target, tracing::Level::INFO)
+                });
             let layer = tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer("pharox"))
                 .with_filter(targets);
@@ -239,4 +244,56 @@ pub fn render_stats(s: &PoolStatsSnapshot) -> String {
         s.released_leases,
         s.expired_leases
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TraceExport;
+
+    fn resolve(flag: Option<&str>, vars: &[(&str, &str)]) -> Option<String> {
+        TraceExport::resolve(flag, "svc", |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .traces_url
+    }
+
+    #[test]
+    fn the_traces_url_follows_the_otlp_conventions() {
+        assert_eq!(resolve(None, &[]), None);
+        assert_eq!(
+            resolve(Some(""), &[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")]),
+            None
+        );
+        assert_eq!(
+            resolve(
+                Some("http://c:4318/"),
+                &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x")]
+            ),
+            Some("http://c:4318/v1/traces".into())
+        );
+        assert_eq!(
+            resolve(None, &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")]),
+            Some("http://c:4318/v1/traces".into())
+        );
+        assert_eq!(
+            resolve(
+                None,
+                &[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t/custom"),
+                ]
+            ),
+            Some("http://t/custom".into())
+        );
+    }
+
+    #[test]
+    fn endpoints_are_logged_without_credentials() {
+        assert_eq!(
+            super::redacted_endpoint("https://user:tok3n@c.example/v1/traces"),
+            "https://c.example/v1/traces"
+        );
+    }
 }
