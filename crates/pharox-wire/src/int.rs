@@ -80,10 +80,7 @@ impl<'de, T: TryFrom<u64>> Visitor<'de> for Whole<T> {
     fn visit_i64<E: Error>(self, v: i64) -> Result<T, E> {
         match u64::try_from(v) {
             Ok(v) => self.visit_u64(v),
-            Err(_) => Err(E::invalid_value(
-                Unexpected::Signed(v),
-                &&*Self::expected(),
-            )),
+            Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &&*Self::expected())),
         }
     }
 

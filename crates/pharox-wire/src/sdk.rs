@@ -124,7 +124,7 @@ pub struct CreateProxy {
     #[serde(default)]
     pub isp: Option<String>,
     /// Autonomous system number.
-    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4_294_967_295_u64))]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64))]
     #[serde(default, deserialize_with = "crate::int::whole_opt")]
     pub asn: Option<u32>,
     /// Most leases at once; none means no limit of its own.
@@ -132,7 +132,7 @@ pub struct CreateProxy {
     #[serde(default, deserialize_with = "crate::int::whole_opt")]
     pub max_concurrency: Option<u32>,
     /// Last measured latency.
-    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4_294_967_295_u64))]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64))]
     #[serde(default, deserialize_with = "crate::int::whole_opt")]
     pub latency_ms: Option<u32>,
     /// When the last health check ran (ISO-8601).
@@ -251,6 +251,7 @@ pub struct ProxyBody {
     #[serde(with = "iso_opt")]
     pub checked_at: Option<DateTime<Utc>>,
     /// Last measured latency.
+    #[cfg_attr(feature = "openapi", schema(format = Int64))]
     pub latency_ms: Option<u32>,
     /// Provider or feed.
     pub source: Option<String>,
@@ -265,6 +266,7 @@ pub struct ProxyBody {
     /// Internet service provider.
     pub isp: Option<String>,
     /// Autonomous system number.
+    #[cfg_attr(feature = "openapi", schema(format = Int64))]
     pub asn: Option<u32>,
     /// Most leases at once (none: no limit of its own).
     pub max_concurrency: Option<u32>,
@@ -315,8 +317,12 @@ pub struct FiltersBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isp: Option<String>,
     /// Autonomous system number.
-    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4_294_967_295_u64))]
-    #[serde(default, deserialize_with = "crate::int::whole_opt", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64))]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::whole_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub asn: Option<u32>,
     /// Centre latitude (with `longitude`).
     #[cfg_attr(feature = "openapi", schema(minimum = -90, maximum = 90))]

@@ -300,7 +300,11 @@ pub struct AcquireInput {
     pub consumer: Option<String>,
     /// Lease duration in milliseconds, 1 to 86,400,000 (default 300,000).
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86400000))]
-    #[serde(default, deserialize_with = "crate::int::whole_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::whole_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub duration_ms: Option<u64>,
     /// The selector, as in `POST /v1/leases/` (default `first_available`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -365,8 +369,15 @@ impl AcquireInput {
 pub struct ReleaseInput {
     /// The fencing token, if the caller kept it: a lease with another token
     /// is not the one named, and nothing is released.
-    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64))]
-    #[serde(default, deserialize_with = "crate::int::whole_opt", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)
+    )]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::whole_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub token: Option<u64>,
 }
 
@@ -387,12 +398,23 @@ pub struct ReleaseAnswer {
 #[serde(deny_unknown_fields)]
 pub struct RenewInput {
     /// The fencing token, if the caller kept it.
-    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64))]
-    #[serde(default, deserialize_with = "crate::int::whole_opt", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)
+    )]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::whole_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub token: Option<u64>,
     /// The new deadline is now + this, in milliseconds (default 300,000).
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86400000))]
-    #[serde(default, deserialize_with = "crate::int::whole_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::whole_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub duration_ms: Option<u64>,
 }
 
@@ -403,7 +425,11 @@ pub struct RenewInput {
 pub struct RenewByIdInput {
     /// The new deadline is now + this, in seconds, 1 to 86400 (default 300).
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86400))]
-    #[serde(default, deserialize_with = "crate::int::whole_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::whole_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ttl_seconds: Option<u64>,
 }
 
@@ -414,7 +440,11 @@ pub struct RenewByIdInput {
 pub struct CleanupInput {
     /// Most expired leases to reclaim (default [`DEFAULT_CLEANUP_LIMIT`]).
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
-    #[serde(default, deserialize_with = "crate::int::whole_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::whole_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub limit: Option<usize>,
 }
 
@@ -436,7 +466,7 @@ pub struct HealthInput {
     /// The status to record.
     pub status: ProxyStatus,
     /// Measured round trip; missing keeps the last value.
-    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4_294_967_295_u64))]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64))]
     #[serde(default, deserialize_with = "crate::int::whole_opt")]
     pub latency_ms: Option<u32>,
     /// When the check ran; a result older than the proxy's is ignored.
