@@ -127,6 +127,19 @@ async fn call(
     (status, answer)
 }
 
+fn collect_refs(v: &Value, into: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("$ref") {
+                into.push(r.clone());
+            }
+            map.values().for_each(|v| collect_refs(v, into));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, into)),
+        _ => {}
+    }
+}
+
 #[tokio::test]
 async fn the_document_is_openapi_3_1_with_the_api_key_scheme() {
     let doc = pharox_server::openapi();
@@ -156,6 +169,14 @@ async fn the_document_is_openapi_3_1_with_the_api_key_scheme() {
     }
     let text = v.to_string();
     assert!(text.contains(r##""$ref":"#/components/schemas/ProxyStatus""##));
+    // Every reference resolves (parameters included, which no answer checks).
+    let mut refs = Vec::new();
+    collect_refs(&v, &mut refs);
+    assert!(refs.len() > 50, "{}", refs.len());
+    for r in refs {
+        let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("external $ref {r}"));
+        assert!(v.pointer(pointer).is_some(), "unresolvable $ref {r}");
+    }
     // Integer ranges are what the server accepts.
     let port = &v["components"]["schemas"]["CreateProxy"]["properties"]["port"];
     assert_eq!(

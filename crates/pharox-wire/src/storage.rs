@@ -65,9 +65,11 @@ pub enum View {
 pub struct ReadQuery {
     /// `include` adds passwords.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(inline))]
     pub credentials: CredentialsMode,
     /// `full` for the full records on the SDK's proxy list.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(inline))]
     pub view: View,
 }
 
@@ -543,6 +545,8 @@ pub struct ImportResult {
 #[serde(deny_unknown_fields)]
 pub struct WaitInput {
     /// Longest wait in milliseconds, at most [`MAX_WAIT_MS`].
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10_000))]
+    #[serde(deserialize_with = "crate::int::whole")]
     pub max_wait_ms: u64,
 }
 
