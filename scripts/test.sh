@@ -134,4 +134,10 @@ fi
 step "cargo test --workspace"
 cargo test --workspace --all-features
 
+# Written by crates/pharox-cli/tests/admin_cli.rs (the 100,000-line import).
+if [ -f target/tmp/import-100k.txt ]; then
+    step "proxy import at size"
+    cat target/tmp/import-100k.txt
+fi
+
 printf '\nAll checks passed in %ds.\n' "$((SECONDS - started))"

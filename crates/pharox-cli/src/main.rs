@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use pharox_cli::bench::{self, BenchOptions};
 use pharox_cli::demo::{self, DemoOptions};
 use pharox_cli::synthetic::Shape;
-use pharox_cli::{ops, serve, serve_child};
+use pharox_cli::{admin, ops, serve, serve_child};
 use pharox_core::{InMemoryStorage, PoolId, ProxyHostPolicy, Selector, Storage};
 use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage};
 use pharox_worker::{CancellationToken, HealthChecker, HealthConfig, Worker, WorkerConfig};
@@ -45,6 +45,118 @@ enum Command {
     /// in-memory store, or Redis with --redis-url; stops on SIGINT/SIGTERM
     /// after requests in flight finish.
     Serve(ServeArgs),
+    /// Create, list, show and remove pools (on Redis, or a server with --server).
+    Pool(AdminArgs<admin::PoolCommand>),
+    /// Import, list, remove proxies and set their status.
+    Proxy(AdminArgs<admin::ProxyCommand>),
+    /// Acquire, release, renew and list leases from a shell script.
+    Lease(AdminArgs<admin::LeaseCommand>),
+}
+
+/// An admin command and the store it runs against: a `pharox serve` with
+/// --server, else Redis at --redis-url. The options go anywhere on the line.
+#[derive(clap::Args)]
+struct AdminArgs<C: Subcommand> {
+    #[command(subcommand)]
+    command: C,
+    /// A `pharox serve` to talk to instead of Redis (e.g. http://127.0.0.1:8000).
+    #[arg(long, env = "PHAROX_SERVER", global = true)]
+    server: Option<String>,
+    /// The server's API key (prefer the environment variable: arguments are
+    /// visible to other users of the machine).
+    #[arg(long, env = "PHAROX_API_KEY", hide_env_values = true, global = true)]
+    api_key: Option<String>,
+    /// Redis URL (`redis://[user:password@]host:port[/db]`); the password is never printed.
+    #[arg(
+        long,
+        env = "PHAROX_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true,
+        global = true
+    )]
+    redis_url: String,
+    /// Key prefix in Redis.
+    #[arg(long, default_value = "pharox", global = true)]
+    redis_prefix: String,
+    /// Connect even under an allkeys-* maxmemory-policy (see `pharox worker --help`).
+    #[arg(long, env = "PHAROX_REDIS_ALLOW_EVICTION", global = true)]
+    redis_allow_eviction: bool,
+    /// Print one JSON object a line instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl<C: Subcommand> AdminArgs<C> {
+    /// Runs `f` on the store these arguments name.
+    async fn run<F>(self, f: F) -> Result<ExitCode>
+    where
+        F: AdminFn<C>,
+    {
+        let out = admin::Output { json: self.json };
+        // An empty variable (PHAROX_SERVER=) means unset, as for a shell default.
+        match self.server.as_deref().filter(|s| !s.is_empty()) {
+            Some(url) => {
+                let mut builder = pharox_client::RemoteStorage::builder(url);
+                if let Some(key) = self.api_key.as_ref().filter(|k| !k.is_empty()) {
+                    builder = builder.api_key(key.clone());
+                }
+                let store = builder.build().with_context(|| format!("--server {url}"))?;
+                f.call(&store, self.command, out).await
+            }
+            None => {
+                let config = RedisConfig::new(self.redis_url.clone())
+                    .prefix(self.redis_prefix.clone())
+                    .allow_eviction(self.redis_allow_eviction);
+                let store = RedisStorage::connect(config.clone())
+                    .await
+                    .with_context(|| format!("connecting to {}", config.redacted_url()))?;
+                f.call(&store, self.command, out).await
+            }
+        }
+    }
+}
+
+/// One admin entry point, callable on any store (`Storage` is not object safe).
+trait AdminFn<C> {
+    async fn call<S: Storage>(&self, store: &S, command: C, out: admin::Output)
+    -> Result<ExitCode>;
+}
+
+struct PoolFn;
+struct ProxyFn;
+struct LeaseFn;
+
+impl AdminFn<admin::PoolCommand> for PoolFn {
+    async fn call<S: Storage>(
+        &self,
+        store: &S,
+        command: admin::PoolCommand,
+        out: admin::Output,
+    ) -> Result<ExitCode> {
+        admin::pool(store, command, out).await
+    }
+}
+
+impl AdminFn<admin::ProxyCommand> for ProxyFn {
+    async fn call<S: Storage>(
+        &self,
+        store: &S,
+        command: admin::ProxyCommand,
+        out: admin::Output,
+    ) -> Result<ExitCode> {
+        admin::proxy(store, command, out).await
+    }
+}
+
+impl AdminFn<admin::LeaseCommand> for LeaseFn {
+    async fn call<S: Storage>(
+        &self,
+        store: &S,
+        command: admin::LeaseCommand,
+        out: admin::Output,
+    ) -> Result<ExitCode> {
+        admin::lease(store, command, out).await
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -212,6 +324,22 @@ struct LogArgs {
     /// Log filter, e.g. `info` or `pharox_worker=debug,info`.
     #[arg(long, env = "PHAROX_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Export spans (acquire, release, renew, sweep, health checks) over
+    /// OTLP/HTTP to the collector at this base URL (e.g.
+    /// http://127.0.0.1:4318); also OTEL_EXPORTER_OTLP_ENDPOINT or
+    /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT. Off when none is set.
+    #[arg(long, env = "PHAROX_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+}
+
+impl LogArgs {
+    /// Installs logging (and trace export, if configured) for `service`.
+    fn init(&self, service: &'static str) -> Result<ops::TelemetryGuard> {
+        let export = ops::TraceExport::resolve(self.otlp_endpoint.as_deref(), service, |v| {
+            std::env::var(v).ok()
+        });
+        ops::init_logging(self.log_format, &self.log_level, &export)
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -384,6 +512,15 @@ struct ServeArgs {
 impl Command {
     /// Worker threads for the runtime: all cores, except for a bench with
     /// fewer tasks than cores.
+    /// The logging options and service name of the long-running commands.
+    fn logging(&self) -> Option<(&LogArgs, &'static str)> {
+        match self {
+            Self::Serve(args) => Some((&args.log, "pharox-serve")),
+            Self::Worker(args) => Some((&args.log, "pharox-worker")),
+            _ => None,
+        }
+    }
+
     fn threads(&self) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         match self {
@@ -401,18 +538,31 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before the runtime: the OTLP exporter's client blocks, and must be
+    // made and dropped outside it (the guard outlives the runtime).
+    let telemetry = match cli.command.logging().map(|(log, name)| log.init(name)) {
+        Some(Err(e)) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+        Some(Ok(guard)) => Some(guard),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.command.threads())
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    match runtime.block_on(run(cli.command)) {
+    let code = match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
-    }
+    };
+    drop(runtime);
+    drop(telemetry);
+    code
 }
 
 async fn run(command: Command) -> Result<ExitCode> {
@@ -423,11 +573,13 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::HealthCheck(args) => run_health_check(args).await,
         Command::Stats(args) => run_stats(args).await,
         Command::Serve(args) => run_serve(args).await,
+        Command::Pool(args) => args.run(PoolFn).await,
+        Command::Proxy(args) => args.run(ProxyFn).await,
+        Command::Lease(args) => args.run(LeaseFn).await,
     }
 }
 
 async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
-    ops::init_logging(args.log.log_format, &args.log.log_level)?;
     let env_keys = std::env::var(serve::API_KEYS_ENV).ok();
     let keys = serve::load_api_keys(env_keys.as_deref(), args.api_keys_file.as_deref())?;
     serve::check_exposure(args.listen, &keys)?;
@@ -645,7 +797,6 @@ async fn run_http_bench(
 }
 
 async fn run_worker(args: WorkerArgs) -> Result<ExitCode> {
-    ops::init_logging(args.log.log_format, &args.log.log_level)?;
     let metrics_addr = match args.metrics_addr.as_str() {
         "off" | "" => None,
         a => Some(

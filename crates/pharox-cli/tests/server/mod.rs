@@ -3,6 +3,8 @@
 //! killed on drop.
 #![allow(dead_code)] // each test file uses part of it
 
+pub mod readme;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
@@ -21,6 +23,9 @@ pub fn pharox() -> Command {
         "PHAROX_REDIS_URL",
         "PHAROX_LISTEN",
         "PHAROX_ALLOW_PROXY_HOSTS",
+        "PHAROX_SERVER",
+        "PHAROX_API_KEY",
+        "PHAROX_CONSUMER",
     ] {
         cmd.env_remove(var);
     }

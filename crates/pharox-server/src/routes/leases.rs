@@ -71,7 +71,7 @@ pub(super) async fn acquire<S: Storage>(
     // Before the acquire: a lease must not be granted and then lost to a
     // failed consumer lookup.
     let consumer_id = app.dir.consumer_id(&app.store, &consumer).await?;
-    match app.store.acquire(&request).await? {
+    match app.acquire(&request).await? {
         Some(lease) => Ok((
             StatusCode::CREATED,
             axum::Json(LeaseBody::new(&lease, consumer_id, false)),
@@ -135,7 +135,7 @@ pub(super) async fn release<S: Storage>(
         if !visible(caller.as_deref(), &held) {
             return Err(not_held());
         }
-        if let Some((lease, _)) = app.store.release_by_ref(&LeaseRef::from(&held)).await? {
+        if let Some((lease, _)) = app.release_by_ref(&LeaseRef::from(&held)).await? {
             let consumer_id = app.dir.consumer_id(&app.store, &lease.consumer).await?;
             return Ok(axum::Json(LeaseBody::new(&lease, consumer_id, true)));
         }
@@ -144,7 +144,7 @@ pub(super) async fn release<S: Storage>(
     let id = parse_id(&id)?;
     for pool in app.dir.pools_by_tag(&app.store, id.pool_tag()).await? {
         // Any outcome leaves the lease not held; capacity is freed at most once.
-        if let Some((lease, _)) = app.store.release_by_ref(&LeaseRef::new(pool, id)).await? {
+        if let Some((lease, _)) = app.release_by_ref(&LeaseRef::new(pool, id)).await? {
             let consumer_id = app.dir.consumer_id(&app.store, &lease.consumer).await?;
             return Ok(axum::Json(LeaseBody::new(&lease, consumer_id, true)));
         }

@@ -13,6 +13,7 @@ mod params;
 mod pool_leases;
 mod pools;
 mod proxies;
+mod traced;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -62,7 +62,7 @@ pub(super) async fn acquire<S: Storage>(
         .duration(duration)
         .selector(selector)
         .filters(filters);
-    match app.store.acquire(&request).await? {
+    match app.acquire(&request).await? {
         Some(lease) => Ok((
             StatusCode::CREATED,
             axum::Json(LeaseRecord::new(&lease, true)),
@@ -192,7 +192,7 @@ pub(super) async fn release<S: Storage>(
     OptionalJson(body): OptionalJson<ReleaseInput>,
 ) -> Result<axum::Json<ReleaseAnswer>, ApiError> {
     let lease = lease_ref(&app, caller.as_deref(), &named, &id, body.token).await?;
-    match app.store.release_by_ref(&lease).await? {
+    match app.release_by_ref(&lease).await? {
         Some((lease, outcome)) => Ok(axum::Json(ReleaseAnswer {
             outcome,
             lease: LeaseRecord::new(&lease, query.credentials()),
@@ -227,7 +227,7 @@ pub(super) async fn renew<S: Storage>(
 ) -> Result<axum::Json<LeaseRecord>, ApiError> {
     let duration = duration_ms(body.duration_ms, DEFAULT_LEASE_DURATION)?;
     let lease = lease_ref(&app, caller.as_deref(), &named, &id, body.token).await?;
-    let renewed = app.store.renew_by_ref(&lease, duration).await?;
+    let renewed = app.renew_by_ref(&lease, duration).await?;
     Ok(axum::Json(LeaseRecord::new(&renewed, true)))
 }
 
