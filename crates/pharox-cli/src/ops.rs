@@ -78,7 +78,11 @@ impl Drop for TelemetryGuard {
 }
 
 /// The spans exported over OTLP: the lease calls, sweeps and health passes.
-const EXPORTED_TARGETS: [&str; 3] = [pharox_core::spans::TARGET, "pharox::sweep", "pharox::health"];
+const EXPORTED_TARGETS: [&str; 3] = [
+    pharox_core::spans::TARGET,
+    "pharox::sweep",
+    "pharox::health",
+];
 
 /// Installs the global `tracing` subscriber: log lines on standard error
 /// (`filter` is an `EnvFilter` directive such as `info` or
@@ -121,10 +125,11 @@ pub fn init_logging(
                 .with_batch_exporter(exporter)
                 .with_resource(resource.build())
                 .build();
-            let targets = EXPORTED_TARGETS.iter().fold(
-                tracing_subscriber::filter::Targets::new(),
-                |t, target| t.with_target(*target, tracing::Level::INFO),
-            );
+            let targets = EXPORTED_TARGETS
+                .iter()
+                .fold(tracing_subscriber::filter::Targets::new(), |t, target| {
+                    t.with_target(*target, tracing::Level::INFO)
+                });
             let layer = tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer("pharox"))
                 .with_filter(targets);

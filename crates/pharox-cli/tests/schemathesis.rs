@@ -44,5 +44,8 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
         out.status,
         serve.log_tail(40)
     );
-    println!("{}", stdout.lines().rev().take(3).collect::<Vec<_>>().join("\n"));
+    println!(
+        "{}",
+        stdout.lines().rev().take(3).collect::<Vec<_>>().join("\n")
+    );
 }

@@ -18,6 +18,9 @@
 //!   `?credentials=include`; never in the SDK's shapes, logs or errors.
 //! - Auth: `X-API-Key`, checked against SHA-256 digests in constant time
 //!   (401 missing, 403 wrong); no keys configured turns it off.
+//! - OpenAPI: `/openapi.json` (no key) answers the OpenAPI 3.1 document
+//!   of this server ([`openapi()`]), generated from the handlers and the
+//!   [`wire`] types by the same route table that builds the router.
 //! - Proxy hosts: writes of a host the [`ProxyHostPolicy`] refuses
 //!   (loopback, link-local, …) answer 400 `invalid_input`, field `host`.
 //!

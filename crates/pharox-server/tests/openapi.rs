@@ -174,7 +174,9 @@ async fn the_document_is_openapi_3_1_with_the_api_key_scheme() {
     collect_refs(&v, &mut refs);
     assert!(refs.len() > 50, "{}", refs.len());
     for r in refs {
-        let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("external $ref {r}"));
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("external $ref {r}"));
         assert!(v.pointer(pointer).is_some(), "unresolvable $ref {r}");
     }
     // Integer ranges are what the server accepts.

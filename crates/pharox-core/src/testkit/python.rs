@@ -43,7 +43,9 @@ fn venv_program(var: &str, program: &str, requirements: &str, needed_by: &str) -
         "{var} is not set: in CI {needed_by} must run; scripts/test.sh sets it up \
          (a venv made with {requirements})"
     );
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(program);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(program);
     assert!(
         path.exists(),
         "{var} is not set and {} does not exist, so {needed_by} cannot run: \
