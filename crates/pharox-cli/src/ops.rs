@@ -87,7 +87,7 @@ const EXPORTED_TARGETS: [&str; 3] = [
 /// Installs the global `tracing` subscriber: log lines on standard error
 /// (`filter` is an `EnvFilter` directive such as `info` or
 /// `pharox_worker=debug,info`), and, when `export` names a collector, the
-/// spans of [`EXPORTED_TARGETS`] over OTLP/HTTP in batches. Call it
+/// lease, sweep and health-check spans (`EXPORTED_TARGETS`) over OTLP/HTTP in batches. Call it
 /// outside any async runtime, and drop the guard after the runtime stops.
 pub fn init_logging(
     format: LogFormat,
