@@ -22,7 +22,6 @@
 //! and in the README's "Running on Redis" section.
 #![forbid(unsafe_code)]
 
-mod cache;
 mod config;
 mod conn;
 mod geo;
