@@ -70,6 +70,11 @@ pub const STALLABLE: &[&str] = &[
 
 /// A `redis-server` child process on a free local port, without persistence
 /// unless asked. Killed (and its directory removed) on drop.
+///
+/// The server logs to `redis.log` in its directory ([`log_path`](Self::log_path)).
+/// When it is dropped because a test is failing (while panicking), the
+/// log's last lines are printed to stderr and the directory is kept, so a
+/// failure shows what the server saw.
 #[derive(Debug)]
 pub struct RedisServer {
     child: Option<Child>,
@@ -80,6 +85,16 @@ pub struct RedisServer {
 
 /// Ports tried by [`RedisServer::start_with`] before it gives up.
 const START_ATTEMPTS: usize = 5;
+
+/// Lines of the server's log printed when a test fails.
+const LOG_TAIL_LINES: usize = 40;
+
+/// The last `lines` lines of the file at `path` (empty if unreadable).
+fn tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -113,6 +128,7 @@ impl RedisServer {
     /// binds it: a server that exits before answering is started again on
     /// another port, a few times.
     pub fn start_with(args: &[&str]) -> Self {
+        let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
             let dir =
@@ -127,11 +143,13 @@ impl RedisServer {
             if server.try_launch() {
                 return server;
             }
+            last_log = server.log_tail(LOG_TAIL_LINES);
             // Dropping it removes its directory.
         }
         panic!(
             "redis-server exited before answering PING {START_ATTEMPTS} times \
-             (arguments {args:?}): is the port range exhausted, or an argument wrong?"
+             (arguments {args:?}): is the port range exhausted, or an argument wrong? \
+             The last attempt logged:\n{last_log}"
         );
     }
 
@@ -156,6 +174,8 @@ impl RedisServer {
             .arg("127.0.0.1")
             .arg("--dir")
             .arg(&self.dir)
+            .arg("--logfile")
+            .arg(self.log_path())
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -186,6 +206,16 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(5));
         }
         true
+    }
+
+    /// The server's log file (kept, with its directory, when a test fails).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("redis.log")
+    }
+
+    /// The last `lines` lines of the server's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log_path(), lines)
     }
 
     /// The server's port.
@@ -272,6 +302,16 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            // A failing test: show what the server saw, and keep its log.
+            eprintln!(
+                "--- redis-server on port {} (log kept at {}), last {LOG_TAIL_LINES} lines:\n{}\n---",
+                self.port,
+                self.log_path().display(),
+                self.log_tail(LOG_TAIL_LINES)
+            );
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
