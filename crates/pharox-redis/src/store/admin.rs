@@ -13,7 +13,7 @@ use super::RedisStorage;
 use super::plan::{index_keys, latency_key};
 use crate::keys::PoolKeys;
 use crate::layout;
-use crate::queries::{self, UpsertArgs, UpsertReply};
+use crate::queries::{self, HealthReply, RemoveReply, UpsertArgs, UpsertReply};
 use crate::reply::{corrupt, parse_proxy, text, unparsable};
 
 /// Optimistic admin updates retried this often before giving up.
@@ -150,7 +150,8 @@ pub(super) async fn remove_pool(store: &RedisStorage, pool: &PoolId) -> Result<b
         let r: i64 = store
             .run(&queries::remove_pool(&k, &ix), "remove_pool")
             .await?;
-        if r == -2 {
+        let reply = RemoveReply::decode(r);
+        if reply == RemoveReply::Changed {
             continue;
         }
         let _: i64 = store
@@ -161,7 +162,7 @@ pub(super) async fn remove_pool(store: &RedisStorage, pool: &PoolId) -> Result<b
                 "remove_pool",
             )
             .await?;
-        return Ok(r == 1);
+        return Ok(reply == RemoveReply::Removed);
     }
     Err(gave_up("remove_pool", "pool"))
 }
@@ -272,10 +273,10 @@ pub(super) async fn remove_proxy(
         };
         let inv = queries::remove_proxy(&k, proxy.as_str(), &raw, &index_keys(&k, &old));
         let r: i64 = store.run(&inv, "remove_proxy").await?;
-        match r {
-            -2 => continue,
-            1 => return Ok(true),
-            _ => return Ok(false),
+        match RemoveReply::decode(r) {
+            RemoveReply::Changed => continue,
+            RemoveReply::Removed => return Ok(true),
+            RemoveReply::Absent => return Ok(false),
         }
     }
     Err(gave_up("remove_proxy", "proxy"))
@@ -315,10 +316,10 @@ pub(super) async fn apply_health_check_result(
             updated.capacity(),
             latency_key(&updated),
         );
-        match queries::health_applied(store.run(&inv, "health").await?)? {
-            Ok(None) => return Ok(None),
-            Err(()) => continue,
-            Ok(Some(load)) => {
+        match HealthReply::decode(store.run(&inv, "health").await?)? {
+            HealthReply::NoProxy => return Ok(None),
+            HealthReply::Changed => continue,
+            HealthReply::Applied { load } => {
                 updated.current_leases = u32::try_from(load).map_err(|_| corrupt("lease count"))?;
                 return Ok(Some(updated));
             }

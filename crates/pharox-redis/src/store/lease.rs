@@ -13,7 +13,7 @@ use pharox_core::{
 use super::RedisStorage;
 use crate::layout::LeaseMember;
 use crate::lease_id::LeaseParts;
-use crate::queries;
+use crate::queries::{self, CleanupReply};
 use crate::reply::{corrupt, parse_proxy};
 
 pub(super) fn lease_member(
@@ -181,8 +181,8 @@ pub(super) async fn cleanup_expired(
     validate::cleanup_limit(limit)?;
     let k = store.keys(pool);
     let r: i64 = store.run(&queries::cleanup(&k, limit), "cleanup").await?;
-    if r < 0 {
-        return Err(Error::PoolNotFound(pool.clone()));
+    match CleanupReply::decode(r)? {
+        CleanupReply::NoPool => Err(Error::PoolNotFound(pool.clone())),
+        CleanupReply::Reclaimed(n) => Ok(n),
     }
-    usize::try_from(r).map_err(|_| corrupt("cleanup count"))
 }

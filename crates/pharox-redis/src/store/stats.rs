@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use deadpool_redis::redis::{self, Value};
+use deadpool_redis::redis::{self};
 use pharox_core::{
     ConsumerName, Error, LeasedProxy, PoolId, PoolSnapshot, PoolStatsSnapshot, Proxy, ProxyPool,
     Result, Storage, datetime_from_ms, validate,
@@ -12,34 +12,10 @@ use super::RedisStorage;
 use super::admin::{ADMIN_ATTEMPTS, gave_up};
 use crate::layout::{self, LeaseMember};
 use crate::lease_id::LeaseParts;
-use crate::queries;
-use crate::reply::{array, corrupt, int, u64_of, unparsable};
+use crate::queries::{self, StatsReply};
+use crate::reply::{corrupt, u64_of, unparsable};
 
 impl RedisStorage {
-    pub(super) fn stats_from(pool: &PoolId, v: &[Value]) -> Result<PoolStatsSnapshot> {
-        if v.len() != 8 {
-            return Err(corrupt("stats reply"));
-        }
-        let n = |i: usize, what| int(&v[i]).and_then(|x| u64_of(x, what));
-        let (total_leases, active_leases, expired) =
-            (n(6, "tokens")?, n(5, "leases")?, n(7, "expired")?);
-        let released = total_leases
-            .checked_sub(active_leases + expired)
-            .ok_or_else(|| corrupt("lease counters"))?;
-        Ok(PoolStatsSnapshot {
-            pool: pool.clone(),
-            total: n(1, "total")?,
-            active: n(2, "active")?,
-            available: n(3, "available")?,
-            leased: n(4, "leased")?,
-            active_leases,
-            total_leases,
-            released_leases: released,
-            expired_leases: expired,
-            collected_at: datetime_from_ms(int(&v[0])?),
-        })
-    }
-
     /// A [`PoolSnapshot`] from what one transaction read: the counters
     /// string (up to the highest live sequence), every proxy record by
     /// sequence, the live leases with their deadlines, the proxy count, the
@@ -128,11 +104,10 @@ impl RedisStorage {
 pub(super) async fn pool_stats(store: &RedisStorage, pool: &PoolId) -> Result<PoolStatsSnapshot> {
     validate::pool_id(pool)?;
     let k = store.keys(pool);
-    let r = array(store.run(&queries::stats(&k), "pool_stats").await?)?;
-    if r.len() == 1 {
-        return Err(Error::PoolNotFound(pool.clone()));
+    match StatsReply::decode(pool, store.run(&queries::stats(&k), "pool_stats").await?)? {
+        StatsReply::NoPool => Err(Error::PoolNotFound(pool.clone())),
+        StatsReply::Stats(stats) => Ok(stats),
     }
-    RedisStorage::stats_from(pool, &r)
 }
 
 pub(super) async fn pool_snapshot(store: &RedisStorage, pool: &PoolId) -> Result<PoolSnapshot> {
