@@ -33,6 +33,7 @@ mod lease;
 mod plan;
 mod stats;
 
+#[cfg(feature = "testkit")]
 pub(crate) use plan::index_keys;
 
 /// A pharox store on Redis. Cheap to clone (shares its connections).
