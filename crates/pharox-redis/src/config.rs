@@ -36,7 +36,14 @@ impl Default for ConnectionMode {
 #[derive(Clone)]
 pub struct RedisConfig {
     /// `redis://[[user]:password@]host:port[/db]`, or `rediss://…` for TLS
-    /// (see [`tls`](Self#structfield.tls)).
+    /// (see [`tls`](Self#structfield.tls)); or, through Redis Sentinel,
+    /// `redis+sentinel://[[user]:password@]HOST[:PORT][,HOST[:PORT]…]/SERVICE[/DB]`
+    /// `[?sentinel_username=U&sentinel_password=P]` (`rediss+sentinel://`
+    /// for TLS to the sentinels and the data nodes): the store connects to
+    /// the primary the sentinels name, and asks them again after a failure
+    /// (see the README's "Redis Sentinel"). The user and password are the
+    /// data nodes'; the sentinels' own go in the query; a port left out is
+    /// 26379.
     pub url: String,
     /// CA and client-certificate files of a `rediss://` URL (default:
     /// verify against the system's trust store, no client certificate).
@@ -154,8 +161,24 @@ impl RedisConfig {
     }
 }
 
-/// Replaces the password of a `scheme://user:password@host` URL with `***`.
+/// Replaces the password of a `scheme://user:password@host` URL with `***`,
+/// and the value of a `sentinel_password=` query option.
 pub(crate) fn redact_url(url: &str) -> String {
+    let shown = redact_userinfo(url);
+    let Some((base, query)) = shown.split_once('?') else {
+        return shown;
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("sentinel_password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };
@@ -202,6 +225,14 @@ mod tests {
             ("redis://alice:s3cret@h:1", "redis://alice:***@h:1"),
             ("rediss://s3cret@h", "rediss://***@h"),
             ("redis://a:p@ss@h", "redis://a:***@h"),
+            (
+                "redis+sentinel://u:s3cret@h:1,h:2/svc?sentinel_password=s3cret",
+                "redis+sentinel://u:***@h:1,h:2/svc?sentinel_password=***",
+            ),
+            (
+                "rediss+sentinel://h/svc?sentinel_username=x&sentinel_password=s3cret",
+                "rediss+sentinel://h/svc?sentinel_username=x&sentinel_password=***",
+            ),
         ] {
             assert_eq!(redact_url(url), shown);
         }

@@ -1,5 +1,6 @@
 //! Connections and the mapping of driver errors to pharox errors.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -12,8 +13,17 @@ use deadpool_redis::{Manager, Pool, PoolConfig, PoolError, Runtime, TimeoutType,
 use pharox_core::{Error, Result};
 
 use crate::config::{ConnectionMode, RedisConfig};
+use crate::sentinel::SentinelConn;
 
+/// The store's connections: to one server, or to the primary the sentinels
+/// name (followed across failovers).
 pub(crate) enum Conn {
+    Direct(Direct),
+    Sentinel(Arc<SentinelConn>),
+}
+
+/// Connections to one server, in the configured mode.
+pub(crate) enum Direct {
     Multiplexed {
         cons: Vec<ConnectionManager>,
         next: AtomicUsize,
@@ -37,7 +47,9 @@ pub(crate) fn map_err(op: &'static str, after: Duration, e: RedisError) -> Error
             after,
         };
     }
-    if e.is_connection_refusal() {
+    // A replica (a demoted primary, after a failover) refuses every write
+    // before applying anything: certainly not applied, retry elsewhere.
+    if e.is_connection_refusal() || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly) {
         return Error::Unavailable {
             source: Box::new(e),
         };
@@ -59,9 +71,102 @@ pub(crate) fn map_err(op: &'static str, after: Duration, e: RedisError) -> Error
 }
 
 impl Conn {
+    /// Opens the connections of `cfg`: through the sentinels for a
+    /// `redis+sentinel://` URL, else to the server of the URL.
     pub async fn open(cfg: &RedisConfig) -> Result<Self> {
+        if crate::sentinel::is_sentinel_url(&cfg.url) {
+            return Ok(Self::Sentinel(SentinelConn::open(cfg).await?));
+        }
         // Plain or TLS: every mode opens its connections from this client.
         let client = crate::tls::client(cfg)?;
+        Ok(Self::Direct(Direct::open(cfg, client).await?))
+    }
+
+    /// `call` bounded by `after`, as a `Timeout` of `op`.
+    async fn within<T>(
+        op: &'static str,
+        after: Duration,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout(after, call).await.unwrap_or_else(|_| {
+            Err(Error::Timeout {
+                operation: op,
+                after,
+            })
+        })
+    }
+
+    /// Runs a script (EVALSHA, reloading after NOSCRIPT) within `after`.
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+        op: &'static str,
+        after: Duration,
+    ) -> Result<T> {
+        // Boxed: the driver's futures for both connection modes make this
+        // future about 15 KB, which every caller would otherwise hold and
+        // copy (BENCHMARKS.md, "over HTTP").
+        Box::pin(Self::within(op, after, async {
+            match self {
+                Self::Direct(d) => d.invoke(inv, op, after).await,
+                Self::Sentinel(s) => {
+                    let target = s.target();
+                    let r = target.conn.invoke(inv, op, after).await;
+                    if let Err(e) = &r {
+                        s.after_failure(e).await;
+                    }
+                    r
+                }
+            }
+        }))
+        .await
+    }
+
+    /// Runs one command or pipeline (`MULTI`/`EXEC` when it is atomic)
+    /// within `after`.
+    pub async fn query<T: FromRedisValue, R: Request>(
+        &self,
+        request: &R,
+        op: &'static str,
+        after: Duration,
+    ) -> Result<T> {
+        Box::pin(Self::within(op, after, async {
+            match self {
+                Self::Direct(d) => d.query(request, op, after).await,
+                Self::Sentinel(s) => {
+                    let target = s.target();
+                    let r = target.conn.query(request, op, after).await;
+                    if let Err(e) = &r {
+                        s.after_failure(e).await;
+                    }
+                    r
+                }
+            }
+        }))
+        .await
+    }
+
+    /// `host:port` of the primary a Sentinel store sends its calls to now.
+    pub fn sentinel_primary(&self) -> Option<String> {
+        match self {
+            Self::Direct(_) => None,
+            Self::Sentinel(s) => Some(s.primary()),
+        }
+    }
+
+    /// How many failovers a Sentinel store followed to another primary.
+    pub fn sentinel_switches(&self) -> u64 {
+        match self {
+            Self::Direct(_) => 0,
+            Self::Sentinel(s) => s.switches(),
+        }
+    }
+}
+
+impl Direct {
+    /// Opens the connections of `cfg.mode` from `client` (the URL's server,
+    /// or the primary the sentinels named).
+    pub async fn open(cfg: &RedisConfig, client: redis::Client) -> Result<Self> {
         match cfg.mode {
             ConnectionMode::Multiplexed { connections } => {
                 if connections == 0 {
@@ -82,7 +187,7 @@ impl Conn {
                             .await
                             .map_err(|e| map_err("connect", cfg.connect_timeout, e))
                     };
-                    cons.push(Self::within("connect", cfg.connect_timeout, open).await?);
+                    cons.push(Conn::within("connect", cfg.connect_timeout, open).await?);
                 }
                 Ok(Self::Multiplexed {
                     cons,
@@ -135,8 +240,12 @@ impl Conn {
                     pool,
                     connect_timeout: cfg.connect_timeout,
                 };
-                con.query::<String, _>(&redis::cmd("PING"), "connect", cfg.connect_timeout)
-                    .await?;
+                Conn::within(
+                    "connect",
+                    cfg.connect_timeout,
+                    con.query::<String, _>(&redis::cmd("PING"), "connect", cfg.connect_timeout),
+                )
+                .await?;
                 Ok(con)
             }
         }
@@ -150,20 +259,6 @@ impl Conn {
             next.fetch_add(1, Ordering::Relaxed) % cons.len()
         };
         cons[i].clone()
-    }
-
-    /// `call` bounded by `after`, as a `Timeout` of `op`.
-    async fn within<T>(
-        op: &'static str,
-        after: Duration,
-        call: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
-        tokio::time::timeout(after, call).await.unwrap_or_else(|_| {
-            Err(Error::Timeout {
-                operation: op,
-                after,
-            })
-        })
     }
 
     async fn pooled(
@@ -189,31 +284,26 @@ impl Conn {
         })
     }
 
-    /// Runs a script (EVALSHA, reloading after NOSCRIPT) within `after`.
+    /// Runs a script (EVALSHA, reloading after NOSCRIPT); unbounded (the
+    /// caller, [`Conn::invoke`], bounds it).
     pub async fn invoke<T: FromRedisValue>(
         &self,
         inv: &ScriptInvocation<'_>,
         op: &'static str,
         after: Duration,
     ) -> Result<T> {
-        // Boxed: the driver's futures for both connection modes make this
-        // future about 15 KB, which every caller would otherwise hold and
-        // copy (BENCHMARKS.md, "over HTTP").
-        Box::pin(Self::within(op, after, async {
-            match self {
-                Self::Multiplexed { cons, next } => {
-                    Self::invoke_on(&mut Self::shared(cons, next), inv, op, after).await
-                }
-                Self::Pooled {
-                    pool,
-                    connect_timeout,
-                } => {
-                    let mut con = Self::pooled(pool, *connect_timeout, after).await?;
-                    Self::invoke_on(&mut con, inv, op, after).await
-                }
+        match self {
+            Self::Multiplexed { cons, next } => {
+                Self::invoke_on(&mut Self::shared(cons, next), inv, op, after).await
             }
-        }))
-        .await
+            Self::Pooled {
+                pool,
+                connect_timeout,
+            } => {
+                let mut con = Self::pooled(pool, *connect_timeout, after).await?;
+                Self::invoke_on(&mut con, inv, op, after).await
+            }
+        }
     }
 
     /// `invoke_async` reloads a script once after NOSCRIPT; a flush landing
@@ -243,8 +333,8 @@ impl Conn {
         }
     }
 
-    /// Runs one command or pipeline (`MULTI`/`EXEC` when it is atomic)
-    /// within `after`.
+    /// Runs one command or pipeline; unbounded (the caller, [`Conn::query`],
+    /// bounds it).
     pub async fn query<T: FromRedisValue, R: Request>(
         &self,
         request: &R,
@@ -252,21 +342,18 @@ impl Conn {
         after: Duration,
     ) -> Result<T> {
         let sent = |r: redis::RedisResult<T>| r.map_err(|e| map_err(op, after, e));
-        Box::pin(Self::within(op, after, async {
-            match self {
-                Self::Multiplexed { cons, next } => {
-                    sent(request.send(&mut Self::shared(cons, next)).await)
-                }
-                Self::Pooled {
-                    pool,
-                    connect_timeout,
-                } => {
-                    let mut con = Self::pooled(pool, *connect_timeout, after).await?;
-                    sent(request.send(&mut con).await)
-                }
+        match self {
+            Self::Multiplexed { cons, next } => {
+                sent(request.send(&mut Self::shared(cons, next)).await)
             }
-        }))
-        .await
+            Self::Pooled {
+                pool,
+                connect_timeout,
+            } => {
+                let mut con = Self::pooled(pool, *connect_timeout, after).await?;
+                sent(request.send(&mut con).await)
+            }
+        }
     }
 }
 

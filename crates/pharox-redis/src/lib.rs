@@ -31,6 +31,7 @@ mod lease_id;
 pub mod queries;
 mod reply;
 pub mod scripts;
+mod sentinel;
 mod settings;
 mod store;
 #[cfg(feature = "testkit")]

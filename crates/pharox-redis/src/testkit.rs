@@ -18,6 +18,9 @@ use pharox_core::testkit::Harness;
 
 use crate::{RedisConfig, RedisStorage};
 
+mod sentinel;
+pub use sentinel::{SentinelHarness, SentinelTopology};
+
 /// Faults a [`RedisStorage`] injects between its acquire script and what
 /// follows it ([`RedisStorage::after_grant_faults`]): the moment where a
 /// lease is granted but not yet handed to the caller. Each counter says how
@@ -82,6 +85,8 @@ pub struct RedisServer {
     dir: PathBuf,
     extra: Vec<String>,
     tls: Option<ServerTls>,
+    /// A sentinel's configuration (`redis-server sentinel.conf --sentinel`).
+    sentinel_conf: Option<String>,
 }
 
 /// The TLS files of a test server that listens for TLS only
@@ -158,6 +163,17 @@ impl RedisServer {
     }
 
     fn start_on(args: &[&str], tls: Option<ServerTls>) -> Self {
+        Self::start_as(args, tls, None)
+    }
+
+    /// Starts a Redis Sentinel (`redis-server sentinel.conf --sentinel`)
+    /// with this configuration, on a free port. Its log and rewritten
+    /// configuration stay in its directory like a server's.
+    pub fn start_sentinel(conf: &str) -> Self {
+        Self::start_as(&[], None, Some(conf.to_owned()))
+    }
+
+    fn start_as(args: &[&str], tls: Option<ServerTls>, sentinel_conf: Option<String>) -> Self {
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
@@ -170,6 +186,7 @@ impl RedisServer {
                 dir,
                 extra: args.iter().map(|s| (*s).to_owned()).collect(),
                 tls: tls.clone(),
+                sentinel_conf: sentinel_conf.clone(),
             };
             if server.try_launch() {
                 return server;
@@ -199,6 +216,14 @@ impl RedisServer {
     /// answers nor exits within 30 s.
     fn try_launch(&mut self) -> bool {
         let mut cmd = Command::new("redis-server");
+        if let Some(conf) = &self.sentinel_conf {
+            let path = self.dir.join("sentinel.conf");
+            // A restarted sentinel keeps the configuration it rewrote.
+            if !path.exists() {
+                std::fs::write(&path, conf).expect("write sentinel.conf");
+            }
+            cmd.arg(&path).arg("--sentinel");
+        }
         match &self.tls {
             None => cmd.arg("--port").arg(self.port.to_string()),
             Some(tls) => cmd
@@ -815,6 +840,7 @@ mod tests {
             dir,
             extra: NO_PERSISTENCE.iter().map(|s| (*s).to_owned()).collect(),
             tls: None,
+            sentinel_conf: None,
         };
         let started = Instant::now();
         assert!(!server.try_launch());

@@ -111,6 +111,49 @@ fn private_key(path: &Path) -> Result<Vec<u8>> {
     Ok(pem)
 }
 
+/// The CA and client certificate of `tls` for the driver (`None` when no
+/// file is set: verify against the system's trust store, no client
+/// certificate). Installs the crypto provider TLS needs.
+///
+/// # Errors
+///
+/// `InvalidInput` for a certificate without its key (or a key without its
+/// certificate), and a file that cannot be read or holds no certificate or key.
+pub(crate) fn certificates_of(tls: &RedisTls) -> Result<Option<TlsCertificates>> {
+    install_crypto_provider();
+    let client_tls = match (&tls.cert_file, &tls.key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: certificates("redis tls certificate", cert)?,
+            client_key: private_key(key)?,
+        }),
+        (Some(_), None) => {
+            return Err(Error::invalid(
+                "redis tls key",
+                "a client certificate needs its private key (--redis-key)",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(Error::invalid(
+                "redis tls certificate",
+                "a private key needs its client certificate (--redis-cert)",
+            ));
+        }
+    };
+    let root_cert = tls
+        .ca_file
+        .as_deref()
+        .map(|ca| certificates("redis tls ca", ca))
+        .transpose()?;
+    if client_tls.is_none() && root_cert.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(TlsCertificates {
+        client_tls,
+        root_cert,
+    }))
+}
+
 /// The client of `cfg`: TLS with its files for `rediss://`, plain
 /// otherwise. Every connection mode opens its connections from it.
 ///
@@ -140,41 +183,10 @@ pub(crate) fn client(cfg: &RedisConfig) -> Result<redis::Client> {
         }
         return redis::Client::open(cfg.url.as_str()).map_err(bad_url);
     }
-    install_crypto_provider();
-    let client_tls = match (&tls.cert_file, &tls.key_file) {
-        (None, None) => None,
-        (Some(cert), Some(key)) => Some(ClientTlsConfig {
-            client_cert: certificates("redis tls certificate", cert)?,
-            client_key: private_key(key)?,
-        }),
-        (Some(_), None) => {
-            return Err(Error::invalid(
-                "redis tls key",
-                "a client certificate needs its private key (--redis-key)",
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(Error::invalid(
-                "redis tls certificate",
-                "a private key needs its client certificate (--redis-cert)",
-            ));
-        }
-    };
-    let root_cert = tls
-        .ca_file
-        .as_deref()
-        .map(|ca| certificates("redis tls ca", ca))
-        .transpose()?;
-    if client_tls.is_none() && root_cert.is_none() {
+    let Some(certs) = certificates_of(tls)? else {
         return redis::Client::open(cfg.url.as_str()).map_err(bad_url);
-    }
-    redis::Client::build_with_tls(
-        cfg.url.as_str(),
-        TlsCertificates {
-            client_tls,
-            root_cert,
-        },
-    )
+    };
+    redis::Client::build_with_tls(cfg.url.as_str(), certs)
     .map_err(|e| {
         // The files parsed above, so this is the URL or rustls refusing the
         // key for the certificate: say which without quoting either.

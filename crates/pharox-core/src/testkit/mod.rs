@@ -275,10 +275,23 @@ pub async fn assert_invariants<H: Harness>(h: &H, pool: &PoolId, after_cleanup: 
 
 /// Expands to one `#[tokio::test]` per contract case, each on a fresh harness
 /// built by the given expression (it may `.await`).
+///
+/// `storage_contract_tests!(sequential NAME, SETUP, HARNESS)` expands
+/// instead to one test `NAME` that evaluates `SETUP` once (it may `.await`;
+/// dropped when the test ends) and runs every case in turn, each on a fresh
+/// harness `HARNESS(&setup).await`: for a backend too costly to start once
+/// per case (a Sentinel topology the cases share under prefixes of their
+/// own, say).
 #[macro_export]
 macro_rules! storage_contract_tests {
+    (sequential $name:ident, $setup:expr, $harness:expr) => {
+        $crate::storage_contract_tests!(@list (@sequence $name, $setup, $harness;));
+    };
     ($harness:expr) => {
-        $crate::storage_contract_tests!(@cases $harness;
+        $crate::storage_contract_tests!(@list (@cases $harness;));
+    };
+    (@list ($($head:tt)*)) => {
+        $crate::storage_contract_tests!($($head)*
             consumer_round_trip,
             pool_round_trip,
             proxy_round_trip,
@@ -319,6 +332,19 @@ macro_rules! storage_contract_tests {
             hostile_ids_work_or_get_typed_errors_and_never_collide,
             unknown_pool_gets_pool_not_found,
         );
+    };
+    (@sequence $name:ident, $setup:expr, $harness:expr; $($case:ident),* $(,)?) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let setup = $setup;
+            $(
+                {
+                    let harness = $harness(&setup).await;
+                    eprintln!("contract case {}", stringify!($case));
+                    $crate::testkit::contract::$case(&harness).await;
+                }
+            )*
+        }
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
         $(

@@ -136,6 +136,18 @@ impl RedisStorage {
         self.inner.conn.query(cmd, op, self.timeout()).await
     }
 
+    /// `host:port` of the primary a `redis+sentinel://` store sends its
+    /// calls to now (`None` for a store on one server's URL).
+    pub fn sentinel_primary(&self) -> Option<String> {
+        self.inner.conn.sentinel_primary()
+    }
+
+    /// How many times a `redis+sentinel://` store has followed a failover
+    /// to another primary since it connected (0 for one server's URL).
+    pub fn sentinel_switches(&self) -> u64 {
+        self.inner.conn.sentinel_switches()
+    }
+
     /// Runs a raw command on the store's connections (admin and tests).
     pub async fn raw_command<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
         self.cmd(cmd, "command").await

@@ -1,0 +1,235 @@
+//! A Sentinel topology on loopback for tests: a primary, a replica
+//! (`--replicaof`) and 3 sentinels (`sentinel monitor SERVICE … 2`, a
+//! 1 s `down-after-milliseconds`), each a [`RedisServer`] on a free port,
+//! stopped on drop, its log kept (and its tail printed) when a test fails.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use pharox_core::testkit::Harness;
+
+use super::{NO_PERSISTENCE, RedisServer, index_problems};
+use crate::redis::{self, Commands};
+use crate::{RedisConfig, RedisStorage};
+
+/// How long the sentinels wait before they call a silent primary down.
+pub const DOWN_AFTER_MS: u64 = 1_000;
+
+/// Readiness and failover waits: generous, CI machines are busy.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A primary, a replica and 3 sentinels monitoring them as one service.
+#[derive(Debug)]
+pub struct SentinelTopology {
+    /// The data nodes: the primary at start, then the replica.
+    pub nodes: Vec<RedisServer>,
+    /// The 3 sentinels.
+    pub sentinels: Vec<RedisServer>,
+    service: String,
+}
+
+/// A blocking connection to the server on `port` (tests only).
+fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))?
+        .get_connection_with_timeout(Duration::from_secs(2))
+}
+
+impl SentinelTopology {
+    /// Starts the topology for `service` and returns once it is ready:
+    /// the replica is in sync, and every sentinel sees the replica and
+    /// the two other sentinels (so it can vote a failover). Blocks the
+    /// calling thread (for up to a minute on a busy machine).
+    pub fn start(service: &str) -> Self {
+        let primary = RedisServer::start();
+        let port = primary.port().to_string();
+        let mut args = NO_PERSISTENCE.to_vec();
+        args.extend(["--replicaof", "127.0.0.1", &port]);
+        let replica = RedisServer::start_with(&args);
+        let conf = format!(
+            "sentinel monitor {service} 127.0.0.1 {port} 2\n\
+             sentinel down-after-milliseconds {service} {DOWN_AFTER_MS}\n\
+             sentinel failover-timeout {service} 10000\n\
+             sentinel parallel-syncs {service} 1\n"
+        );
+        let sentinels = (0..3).map(|_| RedisServer::start_sentinel(&conf)).collect();
+        let topology = Self {
+            nodes: vec![primary, replica],
+            sentinels,
+            service: service.to_owned(),
+        };
+        topology.wait_until_ready();
+        topology
+    }
+
+    /// The monitored service's name.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// `redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/SERVICE`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port()))
+            .collect();
+        format!("redis+sentinel://{}/{}", hosts.join(","), self.service)
+    }
+
+    /// `SENTINEL <args…>` on sentinel `i`.
+    fn ask<T: redis::FromRedisValue>(&self, i: usize, args: &[&str]) -> redis::RedisResult<T> {
+        let mut con = connect(self.sentinels[i].port())?;
+        redis::cmd("SENTINEL").arg(args).query(&mut con)
+    }
+
+    fn wait_until_ready(&self) {
+        let deadline = Instant::now() + WAIT;
+        let replica_port = self.nodes[1].port().to_string();
+        loop {
+            let synced = connect(self.nodes[1].port())
+                .and_then(|mut c| redis::cmd("INFO").arg("replication").query::<String>(&mut c))
+                .is_ok_and(|info| info.contains("master_link_status:up"));
+            let seen = (0..self.sentinels.len()).all(|i| {
+                let replicas: Vec<HashMap<String, String>> = self
+                    .ask(i, &["replicas", &self.service])
+                    .unwrap_or_default();
+                let master: HashMap<String, String> = self
+                    .ask(i, &["master", &self.service])
+                    .unwrap_or_default();
+                replicas.iter().any(|r| {
+                    r.get("port") == Some(&replica_port)
+                        && r.get("flags").is_some_and(|f| !f.contains("down"))
+                }) && master.get("num-other-sentinels").map(String::as_str) == Some("2")
+            });
+            if synced && seen {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sentinel topology was not ready within {WAIT:?} (replica in sync: {synced})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The port the sentinels name as the primary now (by a majority of
+    /// those that answer), if they agree on one.
+    pub fn primary_port(&self) -> Option<u16> {
+        let mut votes: HashMap<u16, usize> = HashMap::new();
+        for i in 0..self.sentinels.len() {
+            let addr: redis::RedisResult<Option<(String, u16)>> =
+                self.ask(i, &["get-master-addr-by-name", &self.service]);
+            if let Ok(Some((_, port))) = addr {
+                *votes.entry(port).or_default() += 1;
+            }
+        }
+        votes.into_iter().find(|(_, n)| *n >= 2).map(|(p, _)| p)
+    }
+
+    /// The data node on `port`.
+    pub fn node(&self, port: u16) -> Option<&RedisServer> {
+        self.nodes.iter().find(|n| n.port() == port)
+    }
+
+    /// Kills the current primary (SIGKILL, as a crash would) and returns
+    /// its port. Blocks the calling thread briefly.
+    pub fn kill_primary(&mut self) -> u16 {
+        let port = self.primary_port().expect("the sentinels agree on a primary");
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port() == port)
+            .expect("the primary is one of the topology's nodes");
+        node.kill();
+        port
+    }
+
+    /// Waits until a majority of sentinels name a primary other than `old`
+    /// and that node answers `ROLE` as a master; returns its port. Panics
+    /// after a minute.
+    pub fn wait_for_new_primary(&self, old: u16) -> u16 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(port) = self.primary_port().filter(|p| *p != old) {
+                let is_master = connect(port)
+                    .and_then(|mut c| redis::cmd("ROLE").query::<redis::Value>(&mut c))
+                    .is_ok_and(|v| format!("{v:?}").contains("master"));
+                if is_master {
+                    return port;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sentinels did not promote a new primary within {WAIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Asks the sentinels for a failover without killing anything
+    /// (`SENTINEL FAILOVER`): the primary is demoted to a replica.
+    pub fn force_failover(&self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            // Refused (`INPROG`, `NOGOODSLAVE`) while an earlier failover
+            // settles or the replica is not yet in sync: try again.
+            match self.ask::<String>(0, &["failover", &self.service]) {
+                Ok(_) => return,
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "SENTINEL FAILOVER was refused for {WAIT:?}: {e}"
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sets `key` on the primary directly (to tell which node is which).
+    pub fn set_on(&self, port: u16, key: &str, value: &str) -> redis::RedisResult<()> {
+        connect(port)?.set(key, value)
+    }
+}
+
+/// A store through a [`SentinelTopology`] it shares with other harnesses,
+/// under a key prefix of its own (for the contract suite).
+#[derive(Debug)]
+pub struct SentinelHarness {
+    storage: RedisStorage,
+}
+
+impl SentinelHarness {
+    /// A store on `topology`'s service with a fresh prefix and a 30 s
+    /// response timeout, configured further by `adjust`.
+    pub async fn on(
+        topology: &SentinelTopology,
+        adjust: impl FnOnce(RedisConfig) -> RedisConfig,
+    ) -> Self {
+        let base = RedisConfig::new(topology.url())
+            .prefix(format!("pharox-sentinel-{:08x}", fastrand::u32(..)))
+            .response_timeout(Duration::from_secs(30));
+        let storage = RedisStorage::connect(adjust(base))
+            .await
+            .expect("connect through the sentinels");
+        Self { storage }
+    }
+}
+
+impl Harness for SentinelHarness {
+    type Storage = RedisStorage;
+
+    fn storage(&self) -> &RedisStorage {
+        &self.storage
+    }
+
+    async fn advance(&self, by: Duration) {
+        tokio::time::sleep(by).await;
+    }
+
+    fn supports_predicates(&self) -> bool {
+        false
+    }
+
+    async fn store_problems(&self, pool: &pharox_core::PoolId) -> Vec<String> {
+        index_problems(&self.storage, pool).await
+    }
+}
