@@ -66,7 +66,8 @@ struct AdminArgs<C: Subcommand> {
     /// visible to other users of the machine).
     #[arg(long, env = "PHAROX_API_KEY", hide_env_values = true, global = true)]
     api_key: Option<String>,
-    /// Redis URL (`redis://[user:password@]host:port[/db]`); the password is never printed.
+    /// Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://…` for TLS,
+    /// `redis+sentinel://[user:password@]host:port[,host:port…]/SERVICE`); the password is never printed.
     #[arg(
         long,
         env = "PHAROX_REDIS_URL",
@@ -212,7 +213,8 @@ impl RedisTlsArgs {
 
 #[derive(clap::Args, Clone)]
 struct RedisArgs {
-    /// Redis URL (`redis://[user:password@]host:port[/db]`); the password is never printed.
+    /// Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://…` for TLS,
+    /// `redis+sentinel://[user:password@]host:port[,host:port…]/SERVICE`); the password is never printed.
     #[arg(
         long,
         env = "PHAROX_REDIS_URL",

@@ -98,7 +98,12 @@ fn decode(what: &str, part: &str, shown: &str) -> Result<String> {
     percent_decode_str(part)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| bad(shown, format!("its {what} is not valid percent-encoded UTF-8")))
+        .map_err(|_| {
+            bad(
+                shown,
+                format!("its {what} is not valid percent-encoded UTF-8"),
+            )
+        })
 }
 
 fn bad(shown: &str, reason: impl std::fmt::Display) -> Error {
@@ -116,7 +121,10 @@ fn host_port(item: &str, shown: &str) -> Result<(String, u16)> {
             p => (
                 host,
                 Some(p.strip_prefix(':').ok_or_else(|| {
-                    bad(shown, format!("sentinel `{item}`: expected `:PORT` after `]`"))
+                    bad(
+                        shown,
+                        format!("sentinel `{item}`: expected `:PORT` after `]`"),
+                    )
                 })?),
             ),
         }
@@ -149,12 +157,8 @@ fn host_port(item: &str, shown: &str) -> Result<(String, u16)> {
 pub(crate) fn parse(url: &str) -> Result<SentinelUrl> {
     let shown = crate::config::redact_url(url);
     let shown = shown.as_str();
-    let tls = sentinel_scheme(url).ok_or_else(|| {
-        bad(
-            shown,
-            "not a redis+sentinel:// or rediss+sentinel:// URL",
-        )
-    })?;
+    let tls = sentinel_scheme(url)
+        .ok_or_else(|| bad(shown, "not a redis+sentinel:// or rediss+sentinel:// URL"))?;
     let rest = &url[url.find("://").map_or(0, |i| i + 3)..];
     if rest.contains('#') {
         return Err(bad(shown, "a fragment (`#…`) has no meaning here"));
@@ -516,7 +520,10 @@ mod tests {
         assert_eq!(u.sentinel_password.as_deref(), Some("pw"));
         assert!(u.tls);
         let shown = format!("{u:?}");
-        assert!(!shown.contains("s@cret") && !shown.contains("\"pw\""), "{shown}");
+        assert!(
+            !shown.contains("s@cret") && !shown.contains("\"pw\""),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -540,10 +547,19 @@ mod tests {
             ("redis+sentinel://u:hunter2@h:1,,h:2/svc", "has no host"),
             ("redis+sentinel://u:hunter2@[::1/svc", "no closing"),
             ("redis+sentinel://u:hunter2@h:1/svc/x", "not a number"),
-            ("redis+sentinel://u:hunter2@h:1/svc/1/2", "too many path segments"),
-            ("redis+sentinel://u:hunter2@h:1/svc?db=1", "unknown option `db`"),
+            (
+                "redis+sentinel://u:hunter2@h:1/svc/1/2",
+                "too many path segments",
+            ),
+            (
+                "redis+sentinel://u:hunter2@h:1/svc?db=1",
+                "unknown option `db`",
+            ),
             ("redis+sentinel://u:hunter2@h:1/svc#x", "fragment"),
-            ("redis+sentinel://u:hunter2%FF@h:1/svc", "password is not valid"),
+            (
+                "redis+sentinel://u:hunter2%FF@h:1/svc",
+                "password is not valid",
+            ),
             (
                 "redis+sentinel://h:1/svc?sentinel_password=hunter2&x=1",
                 "unknown option `x`",

@@ -186,8 +186,7 @@ pub(crate) fn client(cfg: &RedisConfig) -> Result<redis::Client> {
     let Some(certs) = certificates_of(tls)? else {
         return redis::Client::open(cfg.url.as_str()).map_err(bad_url);
     };
-    redis::Client::build_with_tls(cfg.url.as_str(), certs)
-    .map_err(|e| {
+    redis::Client::build_with_tls(cfg.url.as_str(), certs).map_err(|e| {
         // The files parsed above, so this is the URL or rustls refusing the
         // key for the certificate: say which without quoting either.
         if e.kind() == redis::ErrorKind::InvalidClientConfig {

@@ -78,7 +78,9 @@ async fn client(store: RedisStorage, pool: PoolId, stop: Arc<AtomicBool>, seen: 
                 match released {
                     Ok(ReleaseOutcome::Released) => {}
                     Ok(_) => s.lost_releases += 1,
-                    Err(e) => s.errors.push((Instant::now(), e.is_retryable(), e.to_string())),
+                    Err(e) => s
+                        .errors
+                        .push((Instant::now(), e.is_retryable(), e.to_string())),
                 }
             }
             Ok(None) => {}
@@ -106,7 +108,11 @@ async fn clients_carry_on_across(
     let admin = SentinelHarness::on(&topology, |c| c.mode(mode)).await;
     let pool = new_pool(&admin, "failover").await;
     for i in 0..32 {
-        add(&admin, proxy(&pool, &format!("p{i}"), i).with_max_concurrency(2)).await;
+        add(
+            &admin,
+            proxy(&pool, &format!("p{i}"), i).with_max_concurrency(2),
+        )
+        .await;
     }
     let prefix = admin.storage().config().prefix.clone();
     let stop = Arc::new(AtomicBool::new(false));
@@ -120,7 +126,12 @@ async fn clients_carry_on_across(
         let s = Arc::new(Mutex::new(Seen::default()));
         stores.push(store.clone());
         seen.push(Arc::clone(&s));
-        tasks.push(tokio::spawn(client(store, pool.clone(), Arc::clone(&stop), s)));
+        tasks.push(tokio::spawn(client(
+            store,
+            pool.clone(),
+            Arc::clone(&stop),
+            s,
+        )));
     }
     // Under way before the failover.
     let deadline = Instant::now() + PATIENCE;
@@ -200,8 +211,7 @@ async fn clients_carry_on_across(
     }
     // The admin store has been idle: its first call finds the old primary
     // gone (retryable) and asks the sentinels again.
-    let (stats, _) =
-        retry_while_retryable(PATIENCE, || admin.storage().pool_stats(&pool)).await;
+    let (stats, _) = retry_while_retryable(PATIENCE, || admin.storage().pool_stats(&pool)).await;
     let stats = stats.expect("stats on the new primary");
     let regressions = grants_after.iter().filter(|t| **t <= before_tokens).count();
     let resumed_max = resumed.iter().max().copied().unwrap_or_default();
@@ -229,7 +239,10 @@ async fn clients_carry_on_across(
         "a call took {longest:?}, beyond its {CALL_TIMEOUT:?} budget"
     );
     for s in &stores {
-        assert!(s.sentinel_switches() >= 1, "a client never switched primaries");
+        assert!(
+            s.sentinel_switches() >= 1,
+            "a client never switched primaries"
+        );
     }
     // The topology stops on drop; keep the admin store until then.
     drop(admin);
@@ -248,7 +261,12 @@ fn demote(t: &mut SentinelTopology) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn multiplexed_clients_follow_a_killed_primary_to_the_new_one() {
-    clients_carry_on_across(ConnectionMode::Multiplexed { connections: 1 }, "SIGKILL", kill).await;
+    clients_carry_on_across(
+        ConnectionMode::Multiplexed { connections: 1 },
+        "SIGKILL",
+        kill,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -268,7 +286,12 @@ async fn multiplexed_clients_leave_a_demoted_primary_for_the_new_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pooled_clients_leave_a_demoted_primary_for_the_new_one() {
-    clients_carry_on_across(ConnectionMode::Pooled { size: 4 }, "SENTINEL FAILOVER", demote).await;
+    clients_carry_on_across(
+        ConnectionMode::Pooled { size: 4 },
+        "SENTINEL FAILOVER",
+        demote,
+    )
+    .await;
 }
 
 /// READONLY (a replica refusing a write) is `Unavailable`: retryable, and
@@ -308,9 +331,7 @@ async fn a_write_on_a_replica_is_unavailable() {
         "{acquire:?}"
     );
     let upsert = on_replica
-        .upsert_pool(&pharox_core::ProxyPool::new(
-            PoolId::new("another"),
-        ))
+        .upsert_pool(&pharox_core::ProxyPool::new(PoolId::new("another")))
         .await;
     assert!(
         matches!(&upsert, Err(e) if e.request_not_sent()),

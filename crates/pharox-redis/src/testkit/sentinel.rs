@@ -87,15 +87,18 @@ impl SentinelTopology {
         let replica_port = self.nodes[1].port().to_string();
         loop {
             let synced = connect(self.nodes[1].port())
-                .and_then(|mut c| redis::cmd("INFO").arg("replication").query::<String>(&mut c))
+                .and_then(|mut c| {
+                    redis::cmd("INFO")
+                        .arg("replication")
+                        .query::<String>(&mut c)
+                })
                 .is_ok_and(|info| info.contains("master_link_status:up"));
             let seen = (0..self.sentinels.len()).all(|i| {
                 let replicas: Vec<HashMap<String, String>> = self
                     .ask(i, &["replicas", &self.service])
                     .unwrap_or_default();
-                let master: HashMap<String, String> = self
-                    .ask(i, &["master", &self.service])
-                    .unwrap_or_default();
+                let master: HashMap<String, String> =
+                    self.ask(i, &["master", &self.service]).unwrap_or_default();
                 replicas.iter().any(|r| {
                     r.get("port") == Some(&replica_port)
                         && r.get("flags").is_some_and(|f| !f.contains("down"))
@@ -134,7 +137,9 @@ impl SentinelTopology {
     /// Kills the current primary (SIGKILL, as a crash would) and returns
     /// its port. Blocks the calling thread briefly.
     pub fn kill_primary(&mut self) -> u16 {
-        let port = self.primary_port().expect("the sentinels agree on a primary");
+        let port = self
+            .primary_port()
+            .expect("the sentinels agree on a primary");
         let node = self
             .nodes
             .iter_mut()
