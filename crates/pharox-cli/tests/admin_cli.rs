@@ -29,11 +29,12 @@ struct Target {
 
 impl Target {
     fn redis(redis: &RedisServer, name: &str) -> Self {
+        Self::url(format!("redis://127.0.0.1:{}", redis.port()), name)
+    }
+
+    fn url(url: String, name: &str) -> Self {
         Self {
-            args: vec![
-                "--redis-url".into(),
-                format!("redis://127.0.0.1:{}", redis.port()),
-            ],
+            args: vec!["--redis-url".into(), url],
             env: vec![],
             dir: scratch(name),
         }
@@ -322,6 +323,13 @@ fn scenario(t: &Target) {
 fn admin_commands_on_redis() {
     let redis = RedisServer::start();
     scenario(&Target::redis(&redis, "redis"));
+}
+
+/// The same commands through Redis Sentinel (`redis+sentinel://`).
+#[test]
+fn admin_commands_through_sentinel() {
+    let topology = pharox_redis::testkit::SentinelTopology::start("pharox-admin");
+    scenario(&Target::url(topology.url(), "sentinel"));
 }
 
 #[test]

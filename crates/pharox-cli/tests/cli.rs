@@ -249,6 +249,43 @@ fn redis_bench_reports_the_ceiling_and_redis_cpu() {
     }
 }
 
+/// `bench` (like every command with `--redis-url`) through Redis Sentinel.
+#[test]
+fn redis_bench_runs_through_sentinel() {
+    let topology = pharox_redis::testkit::SentinelTopology::start("pharox-bench");
+    let url = topology.url();
+    for mode in ["multiplexed", "pooled"] {
+        json_until(
+            |_| {
+                strings(&[
+                    "bench",
+                    "--backend",
+                    "redis",
+                    "--redis-url",
+                    &url,
+                    "--redis-mode",
+                    mode,
+                    "--proxies",
+                    "50",
+                    "--tasks",
+                    "4",
+                    "--seconds",
+                    "0.3",
+                    "--warmup-seconds",
+                    "0",
+                    "--json",
+                ])
+            },
+            |report| {
+                assert_eq!(report["backend"], "redis");
+                assert_eq!(report["misses"], 0, "{report}");
+            },
+            // A 0.3 s window may pass without a cycle on a loaded machine.
+            |report| report["cycles"].as_u64().unwrap_or(0) > 0,
+        );
+    }
+}
+
 #[test]
 fn http_bench_runs_a_serve_child_beside_direct_redis() {
     let server = pharox_redis::testkit::RedisServer::start_with(&[
