@@ -60,7 +60,10 @@ fn assert_refusal(e: &Error, what: &str) {
     let text = format!("{e} / {e:?}");
     assert!(!e.is_retryable(), "a refusal is not retryable: {text}");
     assert!(text.contains(what), "names {what}: {text}");
-    assert!(text.contains("Redis ACL users"), "points at the README: {text}");
+    assert!(
+        text.contains("Redis ACL users"),
+        "points at the README: {text}"
+    );
     assert!(text.contains("NOPERM"), "{text}");
     assert!(!text.contains(PASSWORD), "never the password: {text}");
     let source = std::error::Error::source(e).expect("a source");
@@ -103,7 +106,10 @@ async fn the_acl_setuser_form_grants_the_same_rule() {
         ("pharox-worker", acl::worker_rule("pharox")),
     ] {
         let mut cmd = redis::cmd("ACL");
-        cmd.arg("SETUSER").arg(user).arg("on").arg(format!(">{PASSWORD}"));
+        cmd.arg("SETUSER")
+            .arg(user)
+            .arg("on")
+            .arg(format!(">{PASSWORD}"));
         for word in rule.split(' ') {
             cmd.arg(word);
         }
