@@ -151,15 +151,16 @@ fn what_was_refused(detail: &str) -> String {
     }
     // Redis: "this user has no permissions to run the 'evalsha' command".
     let mut quoted = detail.split('\'');
-    if let (Some(_), Some(command)) = (quoted.next(), quoted.next()) {
-        if !command.is_empty() && command.len() <= 64 {
-            let inside = if lower.contains("script") {
-                " inside a script"
-            } else {
-                ""
-            };
-            return format!("the `{}` command{inside}", command.to_ascii_lowercase());
-        }
+    if let (Some(_), Some(command)) = (quoted.next(), quoted.next())
+        && !command.is_empty()
+        && command.len() <= 64
+    {
+        let inside = if lower.contains("script") {
+            " inside a script"
+        } else {
+            ""
+        };
+        return format!("the `{}` command{inside}", command.to_ascii_lowercase());
     }
     if lower.contains("script") {
         // Redis 7.0 does not name a command a script was refused.
