@@ -150,11 +150,14 @@ fn what_was_refused(detail: &str) -> String {
         return "a channel".into();
     }
     // Redis: "this user has no permissions to run the 'evalsha' command".
-    let mut quoted = detail.split('\'');
-    if let (Some(_), Some(command)) = (quoted.next(), quoted.next())
-        && !command.is_empty()
-        && command.len() <= 64
-    {
+    // A command name is one word; an apostrophe ("can't") is not a quote.
+    let is_name = |w: &str| {
+        !w.is_empty()
+            && w.len() <= 64
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '|' | '_' | '-' | '.'))
+    };
+    if let Some(command) = detail.split('\'').skip(1).step_by(2).find(|w| is_name(w)) {
         let inside = if lower.contains("script") {
             " inside a script"
         } else {
