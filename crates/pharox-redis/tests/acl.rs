@@ -149,6 +149,9 @@ async fn a_user_without_evalsha_is_told_so_in_both_modes() {
             .unwrap();
         let e = workload(&store).await.unwrap_err();
         assert_refusal(&e, "`evalsha`");
+        // The README quotes this very message.
+        let readme = include_str!("../../../README.md");
+        assert!(readme.contains(&e.to_string()), "the README quotes: {e}");
     }
 }
 
