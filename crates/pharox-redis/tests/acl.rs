@@ -203,6 +203,10 @@ async fn a_wrong_password_fails_the_connect_without_showing_it() {
             .unwrap_err();
         let text = format!("{e} / {e:?}");
         assert!(!e.is_retryable(), "{mode:?}: {text}");
+        assert!(
+            text.to_lowercase().contains("authentication failed"),
+            "{mode:?}: {text}"
+        );
         assert!(!text.contains(PASSWORD), "{mode:?}: {text}");
     }
 }
