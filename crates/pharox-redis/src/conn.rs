@@ -41,6 +41,9 @@ pub(crate) fn map_err(op: &'static str, after: Duration, e: RedisError) -> Error
     if let Some(tls) = crate::tls::handshake_error(&e) {
         return tls;
     }
+    if let Some(refused) = crate::acl::refusal(op, &e) {
+        return refused;
+    }
     if e.is_timeout() {
         return Error::Timeout {
             operation: op,

@@ -22,6 +22,7 @@
 //! and in the README's "Running on Redis" section.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 mod config;
 mod conn;
 mod geo;

@@ -1,0 +1,17 @@
+//! The shared storage contract suite on RedisStorage as an ACL user with
+//! exactly pharox's documented client rule (`pharox_redis::acl::client_rule`,
+//! the README's "Redis ACL users"), the default user disabled, each case on
+//! its own private redis-server.
+
+mod acl_support;
+
+use pharox_redis::testkit::RedisHarness;
+use pharox_redis::{RedisConfig, acl};
+
+async fn acl_harness() -> RedisHarness {
+    let server = acl_support::server(&[("pharox", &acl::client_rule("pharox"))]);
+    let url = acl_support::url(&server, "pharox");
+    RedisHarness::on_server(server, |c| RedisConfig { url, ..c }).await
+}
+
+pharox_core::storage_contract_tests!(acl_harness().await);
