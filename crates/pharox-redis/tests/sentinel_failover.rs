@@ -9,7 +9,10 @@
 //!   a replica and answers writes with `READONLY`, which must lead the
 //!   clients to the new primary rather than wedge them;
 //! - a write on a replica is `Unavailable` (nothing applied), not a
-//!   non-retryable backend error.
+//!   non-retryable backend error;
+//! - `connect` through sentinels that cannot name a primary (an unknown
+//!   service, no sentinel listening) fails retryably, in bounded time,
+//!   without quoting a password.
 //!
 //! Replication is asynchronous, so a failover may lose the last acquires
 //! and hand out fencing tokens again (I1/I5 across a lossy failover are
@@ -337,4 +340,37 @@ async fn a_write_on_a_replica_is_unavailable() {
         matches!(&upsert, Err(e) if e.request_not_sent()),
         "{upsert:?}"
     );
+}
+
+/// `connect` through sentinels that cannot help fails clearly, in bounded
+/// time, retryably (a failover may be under way), and never quotes a
+/// password: a service they do not monitor, and no sentinel listening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_fails_clearly_when_the_sentinels_cannot_name_a_primary() {
+    let topology = tokio::task::block_in_place(|| SentinelTopology::start("pharox-known"));
+    let unknown = topology.url().replace("/pharox-known", "/no-such-service");
+    let unknown = unknown.replace("redis+sentinel://", "redis+sentinel://u:hunter2@");
+    let nobody = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = free.local_addr().expect("addr").port();
+        drop(free);
+        format!("redis+sentinel://u:hunter2@127.0.0.1:{port}/svc?sentinel_password=hunter2")
+    };
+    for (url, says) in [(unknown, "no-such-service"), (nobody, "")] {
+        let started = Instant::now();
+        let got = RedisStorage::connect(
+            RedisConfig::new(url.clone()).connect_timeout(Duration::from_secs(1)),
+        )
+        .await;
+        let took = started.elapsed();
+        let e = got.expect_err("no primary to connect to");
+        let text = format!("{e} {e:?}");
+        assert!(e.is_retryable(), "{url}: {text}");
+        assert!(text.contains(says), "{url}: {text}");
+        assert!(!text.contains("hunter2"), "{url}: {text}");
+        assert!(
+            took < Duration::from_secs(1) + SLACK,
+            "{url}: took {took:?}"
+        );
+    }
 }
