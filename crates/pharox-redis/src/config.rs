@@ -80,6 +80,13 @@ pub struct RedisConfig {
     /// behave like `noeviction`. If neither command is allowed (an ACL, a
     /// renamed command) the check is skipped with a warning.
     pub allow_eviction: bool,
+    /// How often a `redis+sentinel://` store asks the sentinels for the
+    /// primary even when no call failed (default 1 s; `None`: only after a
+    /// failure). Without it, a graceful failover (`SENTINEL FAILOVER`)
+    /// is followed only once the sentinels demote the old primary (up to
+    /// ~10 s later) and it answers `READONLY`; it takes writes until then,
+    /// and they are lost.
+    pub sentinel_check_interval: Option<Duration>,
 }
 
 impl RedisConfig {
@@ -94,7 +101,16 @@ impl RedisConfig {
             connect_timeout: Duration::from_secs(2),
             reclaim_batch: 64,
             allow_eviction: false,
+            sentinel_check_interval: Some(Duration::from_secs(1)),
         }
+    }
+
+    /// Sets how often a `redis+sentinel://` store asks the sentinels for
+    /// the primary when nothing failed (`None`: only after a failure); see
+    /// the [field](Self#structfield.sentinel_check_interval).
+    pub fn sentinel_check_interval(mut self, every: Option<Duration>) -> Self {
+        self.sentinel_check_interval = every;
+        self
     }
 
     /// Verifies the server of a `rediss://` URL against the CA certificates
@@ -209,6 +225,7 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("reclaim_batch", &self.reclaim_batch)
             .field("allow_eviction", &self.allow_eviction)
+            .field("sentinel_check_interval", &self.sentinel_check_interval)
             .finish()
     }
 }

@@ -10,7 +10,7 @@
 //! A port left out is Sentinel's default, 26379.
 //!
 //! The store asks the sentinels for the primary at connect, every second
-//! in the background ([`CHECK_INTERVAL`]), and after any retryable failure
+//! in the background (`RedisConfig::sentinel_check_interval`), and after any retryable failure
 //! (a refused or broken connection, a timeout, a `READONLY` reply from a
 //! demoted primary): the failing call waits for that lookup (within its own
 //! timeout) and returns its retryable error; if the sentinels name another
@@ -31,13 +31,6 @@ use crate::conn::{Direct, map_err};
 
 /// Sentinel's default port.
 const DEFAULT_PORT: u16 = 26379;
-
-/// How often a store asks the sentinels for the primary even when nothing
-/// failed: a graceful failover (`SENTINEL FAILOVER`, or a primary that is
-/// partitioned from the sentinels but not from the clients) leaves the old
-/// primary taking writes until the sentinels reconfigure it, up to ~10 s
-/// later; the writes it takes meanwhile are lost.
-pub(crate) const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a `redis+sentinel://` URL says.
 #[derive(Clone, PartialEq, Eq)]
@@ -405,15 +398,17 @@ impl SentinelConn {
             switches: AtomicU64::new(0),
         });
         // Checks in the background until the store is dropped.
-        let weak = Arc::downgrade(&conn);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(CHECK_INTERVAL).await;
-                let Some(conn) = weak.upgrade() else { return };
-                let seen = conn.lookups.load(Ordering::Acquire);
-                conn.rediscover(seen).await;
-            }
-        });
+        if let Some(every) = cfg.sentinel_check_interval {
+            let weak = Arc::downgrade(&conn);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let Some(conn) = weak.upgrade() else { return };
+                    let seen = conn.lookups.load(Ordering::Acquire);
+                    conn.rediscover(seen).await;
+                }
+            });
+        }
         Ok(conn)
     }
 

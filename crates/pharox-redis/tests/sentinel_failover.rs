@@ -37,6 +37,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Scheduling slack on a loaded machine, on top of a call's budget.
 const SLACK: Duration = Duration::from_secs(3);
 
+/// The stores' default background check.
+const EVERY_SECOND: Option<Duration> = Some(Duration::from_secs(1));
+
 /// Clients, each with its own store (its own connections).
 const CLIENTS: usize = 4;
 
@@ -52,11 +55,14 @@ struct Seen {
     longest: Duration,
     /// Releases of a granted lease that did not find it (lost in the failover).
     lost_releases: usize,
+    /// Acquires that found no free proxy.
+    empty: usize,
 }
 
-fn config(url: String, mode: ConnectionMode) -> RedisConfig {
+fn config(url: String, mode: ConnectionMode, check: Option<Duration>) -> RedisConfig {
     RedisConfig::new(url)
         .mode(mode)
+        .sentinel_check_interval(check)
         .response_timeout(CALL_TIMEOUT)
         .connect_timeout(Duration::from_secs(1))
 }
@@ -86,7 +92,7 @@ async fn client(store: RedisStorage, pool: PoolId, stop: Arc<AtomicBool>, seen: 
                         .push((Instant::now(), e.is_retryable(), e.to_string())),
                 }
             }
-            Ok(None) => {}
+            Ok(None) => s.empty += 1,
             Err(e) => {
                 s.errors
                     .push((Instant::now(), e.is_retryable(), e.to_string()));
@@ -104,6 +110,7 @@ async fn client(store: RedisStorage, pool: PoolId, stop: Arc<AtomicBool>, seen: 
 /// retryable. Prints what was measured.
 async fn clients_carry_on_across(
     mode: ConnectionMode,
+    check: Option<Duration>,
     what: &str,
     fail: impl FnOnce(&mut SentinelTopology) -> u16,
 ) {
@@ -123,9 +130,10 @@ async fn clients_carry_on_across(
     let mut tasks = Vec::new();
     let mut seen = Vec::new();
     for _ in 0..CLIENTS {
-        let store = RedisStorage::connect(config(topology.url(), mode).prefix(prefix.clone()))
-            .await
-            .expect("connect a client through the sentinels");
+        let store =
+            RedisStorage::connect(config(topology.url(), mode, check).prefix(prefix.clone()))
+                .await
+                .expect("connect a client through the sentinels");
         let s = Arc::new(Mutex::new(Seen::default()));
         stores.push(store.clone());
         seen.push(Arc::clone(&s));
@@ -166,12 +174,19 @@ async fn clients_carry_on_across(
                 resumed.push(at.duration_since(failed_at));
                 break;
             }
-            assert!(
-                failed_at.elapsed() < PATIENCE,
-                "client {i} did not resume on the new primary {new_addr} within {PATIENCE:?} \
-                 (it sends to {:?})",
-                stores[i].sentinel_primary()
-            );
+            if failed_at.elapsed() >= PATIENCE {
+                let s = s.lock().await;
+                let last: Vec<_> = s.errors.iter().rev().take(5).map(|e| &e.2).collect();
+                panic!(
+                    "client {i} did not resume on the new primary {new_addr} within {PATIENCE:?} \
+                     (it sends to {:?}; {} grants, {} errors, {} empty acquires, the last \
+                     errors: {last:?})",
+                    stores[i].sentinel_primary(),
+                    s.grants.len(),
+                    s.errors.len(),
+                    s.empty,
+                );
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -220,7 +235,7 @@ async fn clients_carry_on_across(
     let resumed_max = resumed.iter().max().copied().unwrap_or_default();
     let resumed_min = resumed.iter().min().copied().unwrap_or_default();
     eprintln!(
-        "sentinel failover ({what}, {mode:?}): sentinels promoted 127.0.0.1:{promoted} \
+        "sentinel failover ({what}, {mode:?}, background check {check:?}): sentinels promoted 127.0.0.1:{promoted} \
          {promoted_after:?} after the failure began; clients resumed on it after \
          {resumed_min:?}..{resumed_max:?}; {errors} errors in the gap ({readonly} READONLY), \
          all retryable: {}; longest call {longest:?} (budget {CALL_TIMEOUT:?}); \
@@ -266,6 +281,7 @@ fn demote(t: &mut SentinelTopology) -> u16 {
 async fn multiplexed_clients_follow_a_killed_primary_to_the_new_one() {
     clients_carry_on_across(
         ConnectionMode::Multiplexed { connections: 1 },
+        EVERY_SECOND,
         "SIGKILL",
         kill,
     )
@@ -274,13 +290,20 @@ async fn multiplexed_clients_follow_a_killed_primary_to_the_new_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pooled_clients_follow_a_killed_primary_to_the_new_one() {
-    clients_carry_on_across(ConnectionMode::Pooled { size: 4 }, "SIGKILL", kill).await;
+    clients_carry_on_across(
+        ConnectionMode::Pooled { size: 4 },
+        EVERY_SECOND,
+        "SIGKILL",
+        kill,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn multiplexed_clients_leave_a_demoted_primary_for_the_new_one() {
     clients_carry_on_across(
         ConnectionMode::Multiplexed { connections: 1 },
+        EVERY_SECOND,
         "SENTINEL FAILOVER",
         demote,
     )
@@ -291,6 +314,7 @@ async fn multiplexed_clients_leave_a_demoted_primary_for_the_new_one() {
 async fn pooled_clients_leave_a_demoted_primary_for_the_new_one() {
     clients_carry_on_across(
         ConnectionMode::Pooled { size: 4 },
+        EVERY_SECOND,
         "SENTINEL FAILOVER",
         demote,
     )
@@ -373,4 +397,30 @@ async fn connect_fails_clearly_when_the_sentinels_cannot_name_a_primary() {
             "{url}: took {took:?}"
         );
     }
+}
+
+/// Without the background check, only a failure sends a store to the
+/// sentinels: once they demote the old primary (it drops its clients and
+/// answers `READONLY`), the clients must find the new one, not wedge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multiplexed_clients_without_the_check_leave_a_demoted_primary_on_failure() {
+    clients_carry_on_across(
+        ConnectionMode::Multiplexed { connections: 1 },
+        None,
+        "SENTINEL FAILOVER",
+        demote,
+    )
+    .await;
+}
+
+/// As above, pooled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pooled_clients_without_the_check_leave_a_demoted_primary_on_failure() {
+    clients_carry_on_across(
+        ConnectionMode::Pooled { size: 4 },
+        None,
+        "SENTINEL FAILOVER",
+        demote,
+    )
+    .await;
 }
