@@ -347,6 +347,19 @@ pub trait Storage: Send + Sync + 'static {
     /// A consistent view of the whole pool (for invariant checks and admin).
     fn pool_snapshot(&self, pool: &PoolId) -> impl Future<Output = Result<PoolSnapshot>> + Send;
 
+    /// The newest `count` snapshots of the pool's stats history, newest
+    /// first, as `pharox worker` records them. The default (a store that
+    /// keeps no history, like [`InMemoryStorage`](crate::InMemoryStorage))
+    /// answers an empty list.
+    fn stats_history(
+        &self,
+        pool: &PoolId,
+        count: usize,
+    ) -> impl Future<Output = Result<Vec<PoolStatsSnapshot>>> + Send {
+        let _ = (pool, count);
+        std::future::ready(Ok(Vec::new()))
+    }
+
     /// Records a health check: status, `checked_at` and latency together. A
     /// proxy that is not `active` stops being leased at once. Unknown proxy:
     /// `Ok(None)`.

@@ -1026,6 +1026,12 @@ impl Storage for RedisStorage {
         Self::stats_from(pool, &r)
     }
 
+    /// The capped stream `record_stats` appends to (see the inherent
+    /// [`RedisStorage::stats_history`]).
+    async fn stats_history(&self, pool: &PoolId, count: usize) -> Result<Vec<PoolStatsSnapshot>> {
+        RedisStorage::stats_history(self, pool, count).await
+    }
+
     async fn pool_snapshot(&self, pool: &PoolId) -> Result<PoolSnapshot> {
         validate::pool_id(pool)?;
         let k = self.keys(pool);

@@ -35,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod dashboard;
 mod directory;
 mod error;
 mod extract;
@@ -121,8 +122,9 @@ impl ServerConfig {
 /// Layers, outermost first: the access log and request metrics; the
 /// concurrency limit (503 `overloaded` past it) and the request time budget
 /// (503 `request_timeout`), for every route but `/healthz`; the body limit
-/// (413); then, except for `/healthz` and `/readyz` (and `/metrics` when
-/// [`ServerConfig::public_metrics`]), the API key check.
+/// (413); then, except for `/healthz`, `/readyz`, the dashboard's static
+/// files (`/`, `/dashboard.js`, `/dashboard.css`) and `/metrics` when
+/// [`ServerConfig::public_metrics`], the API key check.
 pub fn router<S: Storage>(store: S, config: ServerConfig) -> Router {
     let telemetry = Arc::new(ops::Telemetry::new());
     let state = Arc::new(routes::App {
@@ -140,6 +142,7 @@ pub fn router<S: Storage>(store: S, config: ServerConfig) -> Router {
     };
     let public = Router::new()
         .route("/readyz", get(ops::readyz::<S>))
+        .merge(dashboard::router(!config.api_keys.is_empty()))
         .merge(public_metrics);
     let budget = config.request_timeout;
     let protect = ServiceBuilder::new()

@@ -96,6 +96,7 @@ pub(crate) fn all<S: Storage>(import_body_limit: usize) -> Router<AppState<S>> {
         .route("/v1/consumers", post(c::ensure::<S>).get(c::list::<S>))
         // The Storage trait: per pool.
         .route("/v1/pools/{pool}/stats", get(p::stats::<S>))
+        .route("/v1/pools/{pool}/stats/history", get(p::stats_history::<S>))
         .route("/v1/pools/{pool}/snapshot", get(p::snapshot::<S>))
         .route("/v1/pools/{pool}/cleanup", post(p::cleanup::<S>))
         .route("/v1/pools/{pool}/wait", post(p::wait::<S>))
