@@ -24,35 +24,52 @@ ensure_command() {
     exit 1
 }
 
-# Python for the tests: the metrics tests parse /metrics with the Python
-# reference client's parsers, and the SDK scenario drives `pharox serve` with
-# pharox-sdk. One venv at target/py-venv, with the pinned (hashed)
-# scripts/requirements-test.txt, made again only when that file changes (its
-# hash is kept in the venv).
-ensure_test_python() {
-    local venv=target/py-venv req=scripts/requirements-test.txt
-    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-            step "python3 with venv support is missing: installing it (apt-get install -y python3-venv)"
-            DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv >/dev/null ||
-                { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv >/dev/null; }
-        fi
-        if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-            echo "error: python3 with venv support is required by the metrics and SDK tests but is not installed." >&2
-            echo "       Install it (Debian/Ubuntu: sudo apt-get install -y python3-venv) and re-run." >&2
-            exit 1
-        fi
+# python3 with venv support, installed with apt-get (as root) when missing.
+ensure_python_venv() {
+    if python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        return
     fi
-    local want
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        step "python3 with venv support is missing: installing it (apt-get install -y python3-venv)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv >/dev/null ||
+            { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv >/dev/null; }
+    fi
+    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        echo "error: python3 with venv support is required by the Python tests but is not installed." >&2
+        echo "       Install it (Debian/Ubuntu: sudo apt-get install -y python3-venv) and re-run." >&2
+        exit 1
+    fi
+}
+
+# make_venv VENV REQUIREMENTS MODULE...: a venv at VENV with the pinned
+# (hashed) REQUIREMENTS, made again only when that file changes (its hash is
+# kept in the venv) or one of the MODULEs does not import.
+make_venv() {
+    local venv=$1 req=$2
+    shift 2
+    local modules want
+    modules=$(IFS=,; echo "$*")
     want=$(sha256sum "$req" | cut -d' ' -f1)
     if [ "$(cat "$venv/requirements.sha256" 2>/dev/null)" != "$want" ] ||
-        ! "$venv/bin/python" -c 'import prometheus_client, pharox_sdk' >/dev/null 2>&1; then
-        step "Python test venv: $venv from $req"
+        ! "$venv/bin/python" -c "import $modules" >/dev/null 2>&1; then
+        ensure_python_venv
+        step "Python venv: $venv from $req"
         python3 -m venv --clear "$venv"
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$req"
         echo "$want" >"$venv/requirements.sha256"
     fi
-    export PHAROX_TEST_PYTHON="$PWD/$venv/bin/python"
+}
+
+# The Python the tests run: the metrics tests parse /metrics with the Python
+# reference client's parsers, and the SDK scenario drives `pharox serve` with
+# pharox-sdk (target/py-venv); schemathesis checks `pharox serve` against its
+# /openapi.json (crates/pharox-cli/tests/schemathesis.rs, in its own venv:
+# its dependencies are not the SDK's).
+ensure_test_python() {
+    make_venv target/py-venv scripts/requirements-test.txt prometheus_client pharox_sdk
+    export PHAROX_TEST_PYTHON="$PWD/target/py-venv/bin/python"
+    make_venv target/schemathesis-venv scripts/requirements-schemathesis.txt schemathesis
+    export PHAROX_SCHEMATHESIS="$PWD/target/schemathesis-venv/bin/st"
 }
 
 started=$SECONDS

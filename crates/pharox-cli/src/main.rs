@@ -324,6 +324,22 @@ struct LogArgs {
     /// Log filter, e.g. `info` or `pharox_worker=debug,info`.
     #[arg(long, env = "PHAROX_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Export spans (acquire, release, renew, sweep, health checks) over
+    /// OTLP/HTTP to the collector at this base URL (e.g.
+    /// http://127.0.0.1:4318); also OTEL_EXPORTER_OTLP_ENDPOINT or
+    /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT. Off when none is set.
+    #[arg(long, env = "PHAROX_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+}
+
+impl LogArgs {
+    /// Installs logging (and trace export, if configured) for `service`.
+    fn init(&self, service: &'static str) -> Result<ops::TelemetryGuard> {
+        let export = ops::TraceExport::resolve(self.otlp_endpoint.as_deref(), service, |v| {
+            std::env::var(v).ok()
+        });
+        ops::init_logging(self.log_format, &self.log_level, &export)
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -496,6 +512,15 @@ struct ServeArgs {
 impl Command {
     /// Worker threads for the runtime: all cores, except for a bench with
     /// fewer tasks than cores.
+    /// The logging options and service name of the long-running commands.
+    fn logging(&self) -> Option<(&LogArgs, &'static str)> {
+        match self {
+            Self::Serve(args) => Some((&args.log, "pharox-serve")),
+            Self::Worker(args) => Some((&args.log, "pharox-worker")),
+            _ => None,
+        }
+    }
+
     fn threads(&self) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         match self {
@@ -513,18 +538,31 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before the runtime: the OTLP exporter's client blocks, and must be
+    // made and dropped outside it (the guard outlives the runtime).
+    let telemetry = match cli.command.logging().map(|(log, name)| log.init(name)) {
+        Some(Err(e)) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+        Some(Ok(guard)) => Some(guard),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.command.threads())
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    match runtime.block_on(run(cli.command)) {
+    let code = match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
-    }
+    };
+    drop(runtime);
+    drop(telemetry);
+    code
 }
 
 async fn run(command: Command) -> Result<ExitCode> {
@@ -542,7 +580,6 @@ async fn run(command: Command) -> Result<ExitCode> {
 }
 
 async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
-    ops::init_logging(args.log.log_format, &args.log.log_level)?;
     let env_keys = std::env::var(serve::API_KEYS_ENV).ok();
     let keys = serve::load_api_keys(env_keys.as_deref(), args.api_keys_file.as_deref())?;
     serve::check_exposure(args.listen, &keys)?;
@@ -760,7 +797,6 @@ async fn run_http_bench(
 }
 
 async fn run_worker(args: WorkerArgs) -> Result<ExitCode> {
-    ops::init_logging(args.log.log_format, &args.log.log_level)?;
     let metrics_addr = match args.metrics_addr.as_str() {
         "off" | "" => None,
         a => Some(

@@ -12,6 +12,7 @@ mod manager;
 mod memory;
 pub mod model;
 mod selector;
+pub mod spans;
 mod storage;
 pub mod validate;
 

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use chrono::{TimeDelta, Utc};
 use futures_util::FutureExt;
 use tokio::sync::OnceCell;
+use tracing::Instrument;
 
 use crate::model::{ConsumerName, Lease, PoolId, PoolStatsSnapshot};
 use crate::storage::{AcquireRequest, DEFAULT_CONSUMER, ReleaseOutcome, Storage};
@@ -321,16 +322,37 @@ impl<S: Storage> ProxyManager<S> {
     /// granted a lease whose answer was lost (it ends at its expiry), and a
     /// retry would hold a second one.
     pub async fn acquire(&self, request: &AcquireRequest) -> Result<Option<Lease>> {
-        let started = self.clock_for_callbacks(&self.inner.acquire_callbacks);
-        self.ensure_consumer(&request.consumer).await?;
-        let lease = self.acquire_once(request).await?;
-        self.notify_acquire(request, lease, started).await
+        let span = crate::spans::acquire(request);
+        let result = async {
+            let started = self.clock_for_callbacks(&self.inner.acquire_callbacks);
+            self.ensure_consumer(&request.consumer).await?;
+            let lease = self.acquire_once(request).await?;
+            self.notify_acquire(request, lease, started).await
+        }
+        .instrument(span.clone())
+        .await;
+        crate::spans::acquired(&span, &result);
+        result
     }
 
     /// Like [`acquire`](Self::acquire), but when no proxy is available waits
     /// for capacity to come back (a release, an expiry, a recovered proxy) for
     /// up to `max_wait`. `Ok(None)` if the deadline passes first.
     pub async fn acquire_wait(
+        &self,
+        request: &AcquireRequest,
+        max_wait: Duration,
+    ) -> Result<Option<Lease>> {
+        let span = crate::spans::acquire(request);
+        let result = self
+            .acquire_wait_inner(request, max_wait)
+            .instrument(span.clone())
+            .await;
+        crate::spans::acquired(&span, &result);
+        result
+    }
+
+    async fn acquire_wait_inner(
         &self,
         request: &AcquireRequest,
         max_wait: Duration,
@@ -360,6 +382,13 @@ impl<S: Storage> ProxyManager<S> {
     /// not `NotHeld`: the lost attempt may have been the release. Release
     /// callbacks run only for `Released` and `Expired`.
     pub async fn release(&self, lease: &Lease) -> Result<ReleaseOutcome> {
+        let span = crate::spans::release(&lease.pool, lease.id);
+        let result = self.release_inner(lease).instrument(span.clone()).await;
+        crate::spans::released(&span, &result);
+        result
+    }
+
+    async fn release_inner(&self, lease: &Lease) -> Result<ReleaseOutcome> {
         let started = self.clock_for_callbacks(&self.inner.release_callbacks);
         let mut maybe_applied = false;
         let outcome = self
@@ -403,8 +432,13 @@ impl<S: Storage> ProxyManager<S> {
 
     /// Extends a live lease to `now + duration`; [`Error::LeaseLost`] if it is gone.
     pub async fn renew(&self, lease: &Lease, duration: TimeDelta) -> Result<Lease> {
-        self.retrying(|| self.inner.storage.renew(lease, duration))
-            .await
+        let span = crate::spans::renew(&lease.pool, lease.id);
+        let result = self
+            .retrying(|| self.inner.storage.renew(lease, duration))
+            .instrument(span.clone())
+            .await;
+        crate::spans::renewed(&span, &result);
+        result
     }
 
     /// Acquires a lease, runs `work` with it, and releases it on every exit

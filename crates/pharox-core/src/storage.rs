@@ -86,6 +86,7 @@ impl AcquireRequest {
 /// What a release did. Releasing is idempotent: only the first release of a
 /// live lease frees capacity (I4), and no outcome is an error. After any
 /// outcome the lease is no longer held: stop using its proxy.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReleaseOutcome {

@@ -1,18 +1,21 @@
 //! The dashboard: one static page at `/`, its script and its stylesheet,
 //! embedded in the binary (no build step, nothing from a CDN).
 //!
-//! The page carries no data and needs no key. Its script reads the `/v1`
-//! JSON routes (pools, their stats, snapshots and stats history) with the
-//! API key the user types, kept in the tab's `sessionStorage` and sent as
-//! `X-API-Key`, never in a URL. The only thing the server writes into the
+//! The three routes are in the route table (public, documented under the
+//! `dashboard` tag). The page carries no data and needs no key. Its script
+//! reads the `/v1` JSON routes (pools, their stats, snapshots and stats
+//! history) with the API key the user types, kept in the tab's
+//! `sessionStorage` and sent as `X-API-Key`, never in a URL. The only thing the server writes into the
 //! page is whether keys are configured, so the script asks for one before
 //! its first request instead of collecting a 401.
 
-use axum::Router;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use pharox_core::Storage;
+
+use crate::routes::AppState;
 
 /// The page; `{{AUTH}}` becomes `required` or `off`.
 const INDEX: &str = include_str!("../assets/dashboard/index.html");
@@ -26,27 +29,49 @@ pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; \
      script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// `GET /` (the page), `GET /dashboard.js` and `GET /dashboard.css`, public.
-/// `auth_required`: whether the server has API keys.
-pub(crate) fn router<S: Clone + Send + Sync + 'static>(auth_required: bool) -> Router<S> {
+/// The page a server answers at `/`: `auth_required` when it has API keys.
+pub(crate) fn page_for(auth_required: bool) -> Bytes {
     let auth = if auth_required { "required" } else { "off" };
-    let page = Bytes::from(INDEX.replace("{{AUTH}}", auth));
-    Router::new()
-        .route(
-            "/",
-            get(move || {
-                let page = page.clone();
-                async move { asset("text/html; charset=utf-8", page) }
-            }),
-        )
-        .route(
-            "/dashboard.js",
-            get(|| async { asset("text/javascript; charset=utf-8", Bytes::from_static(SCRIPT.as_bytes())) }),
-        )
-        .route(
-            "/dashboard.css",
-            get(|| async { asset("text/css; charset=utf-8", Bytes::from_static(STYLE.as_bytes())) }),
-        )
+    Bytes::from(INDEX.replace("{{AUTH}}", auth))
+}
+
+/// `GET /`: the dashboard page (no data in it; its script reads `/v1`).
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "dashboard",
+    tag = "dashboard",
+    responses((status = 200, description = "The dashboard page", content_type = "text/html", body = String))
+)]
+pub(crate) async fn page<S: Storage>(State(app): State<AppState<S>>) -> Response {
+    asset("text/html; charset=utf-8", app.dashboard.clone())
+}
+
+/// `GET /dashboard.js`: the page's script.
+#[utoipa::path(
+    get,
+    path = "/dashboard.js",
+    operation_id = "dashboard_script",
+    tag = "dashboard",
+    responses((status = 200, description = "The dashboard's script", content_type = "text/javascript", body = String))
+)]
+pub(crate) async fn script() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        Bytes::from_static(SCRIPT.as_bytes()),
+    )
+}
+
+/// `GET /dashboard.css`: the page's stylesheet.
+#[utoipa::path(
+    get,
+    path = "/dashboard.css",
+    operation_id = "dashboard_style",
+    tag = "dashboard",
+    responses((status = 200, description = "The dashboard's stylesheet", content_type = "text/css", body = String))
+)]
+pub(crate) async fn style() -> Response {
+    asset("text/css; charset=utf-8", Bytes::from_static(STYLE.as_bytes()))
 }
 
 /// A 200 with `body`, its type, the policy, and no caching beyond
@@ -59,8 +84,14 @@ fn asset(content_type: &'static str, body: Bytes) -> Response {
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(CONTENT_SECURITY_POLICY),
             ),
-            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
             (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],

@@ -18,6 +18,9 @@
 //!   `?credentials=include`; never in the SDK's shapes, logs or errors.
 //! - Auth: `X-API-Key`, checked against SHA-256 digests in constant time
 //!   (401 missing, 403 wrong); no keys configured turns it off.
+//! - OpenAPI: `/openapi.json` (no key) answers the OpenAPI 3.1 document
+//!   of this server ([`openapi()`]), generated from the handlers and the
+//!   [`wire`] types by the same route table that builds the router.
 //! - Proxy hosts: writes of a host the [`ProxyHostPolicy`] refuses
 //!   (loopback, link-local, …) answer 400 `invalid_input`, field `host`.
 //!
@@ -39,6 +42,7 @@ mod dashboard;
 mod directory;
 mod error;
 mod extract;
+mod openapi;
 mod ops;
 mod routes;
 
@@ -49,14 +53,16 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
 use pharox_core::{ProxyHostPolicy, Storage};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 
+use crate::routes::Access;
+
 pub use auth::{API_KEY_HEADER, ApiKeyError, ApiKeys, Scope};
 pub use directory::{DEFAULT_POOL_REFRESH_INTERVAL, MAX_CACHED_CONSUMERS};
 pub use error::{ApiError, RETRY_AFTER_SECS};
+pub use openapi::openapi;
 pub use ops::{DEFAULT_CONCURRENCY_LIMIT, DEFAULT_REQUEST_TIMEOUT, MAX_SCRAPED_POOLS};
 /// The JSON bodies of every route (the `pharox-wire` crate).
 pub use pharox_wire as wire;
@@ -122,28 +128,43 @@ impl ServerConfig {
 /// Layers, outermost first: the access log and request metrics; the
 /// concurrency limit (503 `overloaded` past it) and the request time budget
 /// (503 `request_timeout`), for every route but `/healthz`; the body limit
-/// (413); then, except for `/healthz`, `/readyz`, the dashboard's static
-/// files (`/`, `/dashboard.js`, `/dashboard.css`) and `/metrics` when
-/// [`ServerConfig::public_metrics`], the API key check.
+/// (413); then, except for `/healthz`, `/readyz`, `/openapi.json`, the
+/// dashboard's files (`/`, `/dashboard.js`, `/dashboard.css`) and `/metrics`
+/// when [`ServerConfig::public_metrics`], the API key check.
+///
+/// The routes and the OpenAPI document at `/openapi.json` come from one
+/// table, so every route is in the document; the document describes this
+/// configuration (whether keys are asked for, whether `/metrics` is public).
 pub fn router<S: Storage>(store: S, config: ServerConfig) -> Router {
     let telemetry = Arc::new(ops::Telemetry::new());
+    let routes = routes::table::<S>(config.import_body_limit);
+    let document = openapi::document(
+        &routes,
+        openapi::Documented {
+            keys: !config.api_keys.is_empty(),
+            public_metrics: config.public_metrics,
+        },
+    );
+    let openapi = serde_json::to_vec(&document).expect("an OpenAPI document serializes");
     let state = Arc::new(routes::App {
         store,
         dir: directory::Directory::new(config.pool_refresh_interval),
         telemetry: telemetry.clone(),
         max_wait: config.request_timeout / 2,
         proxy_hosts: config.proxy_hosts,
+        openapi: openapi.into(),
+        dashboard: dashboard::page_for(!config.api_keys.is_empty()),
     });
-    let metrics = Router::new().route("/metrics", get(ops::metrics::<S>));
-    let (guarded_metrics, public_metrics) = if config.public_metrics {
-        (Router::new(), metrics)
-    } else {
-        (metrics, Router::new())
-    };
-    let public = Router::new()
-        .route("/readyz", get(ops::readyz::<S>))
-        .merge(dashboard::router(!config.api_keys.is_empty()))
-        .merge(public_metrics);
+    let (mut keyed, mut public, mut liveness) = (Router::new(), Router::new(), Router::new());
+    for route in routes {
+        let router = match route.access {
+            Access::Key => &mut keyed,
+            Access::Metrics if !config.public_metrics => &mut keyed,
+            Access::Metrics | Access::Public => &mut public,
+            Access::Liveness => &mut liveness,
+        };
+        *router = std::mem::take(router).route(&route.path, route.handler);
+    }
     let budget = config.request_timeout;
     let protect = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(move |e| ops::layer_error(e, budget)))
@@ -152,8 +173,7 @@ pub fn router<S: Storage>(store: S, config: ServerConfig) -> Router {
             config.concurrency_limit.max(1),
         ))
         .timeout(config.request_timeout);
-    routes::all::<S>(config.import_body_limit)
-        .merge(guarded_metrics)
+    keyed
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(axum::middleware::from_fn_with_state(
@@ -165,7 +185,7 @@ pub fn router<S: Storage>(store: S, config: ServerConfig) -> Router {
         .layer(protect)
         // Liveness is answered even at the concurrency limit: a busy server
         // must not be restarted for being busy (readiness says it is full).
-        .route("/healthz", get(ops::healthz))
+        .merge(liveness)
         .layer(axum::middleware::from_fn_with_state(
             telemetry,
             ops::observe,

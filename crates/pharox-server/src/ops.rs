@@ -168,22 +168,78 @@ pub(crate) async fn observe(State(t): State<Arc<Telemetry>>, req: Request, next:
     res
 }
 
+/// The answer of `/healthz` and `/readyz`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ProbeBody {
+    /// `ok` (`/healthz`) or `ready` (`/readyz`).
+    status: &'static str,
+}
+
 /// `GET /healthz`: 200 while the process serves requests.
-pub(crate) async fn healthz() -> impl IntoResponse {
-    axum::Json(serde_json::json!({"status": "ok"}))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process serves requests", body = ProbeBody))
+)]
+pub(crate) async fn healthz() -> axum::Json<ProbeBody> {
+    axum::Json(ProbeBody { status: "ok" })
 }
 
 /// `GET /readyz`: 200 when the store answers a read, else the store's error
 /// (503 with `Retry-After` while it is unavailable).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    responses((status = 200, description = "The store answers", body = ProbeBody))
+)]
 pub(crate) async fn readyz<S: Storage>(
     State(app): State<AppState<S>>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<axum::Json<ProbeBody>, ApiError> {
     app.store.get_pool(&PoolId::from(READY_PROBE_POOL)).await?;
-    Ok(axum::Json(serde_json::json!({"status": "ready"})))
+    Ok(axum::Json(ProbeBody { status: "ready" }))
 }
+
+/// `GET /openapi.json`: the OpenAPI 3.1 document of this server (its
+/// routes, bodies, errors and whether it asks for an API key).
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object))
+)]
+pub(crate) async fn openapi_json<S: Storage>(State(app): State<AppState<S>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        app.openapi.clone(),
+    )
+        .into_response()
+}
+
+/// The media type of `/metrics`.
+pub(crate) const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// `GET /metrics`: the OpenMetrics text of the service's metrics and the
 /// gauges of up to [`MAX_SCRAPED_POOLS`] pools, read from the store now.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses((
+        status = 200,
+        description = "OpenMetrics text",
+        content_type = "application/openmetrics-text",
+        body = String
+    ))
+)]
 pub(crate) async fn metrics<S: Storage>(
     State(app): State<AppState<S>>,
 ) -> Result<Response, ApiError> {
@@ -206,10 +262,8 @@ pub(crate) async fn metrics<S: Storage>(
     text.truncate(body_end);
     encode(&mut text, &pool_registry(&stats, truncated)).expect("writing to a String cannot fail");
     let mut res = text.into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
     Ok(res)
 }
 

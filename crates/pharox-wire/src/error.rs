@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// repeats the message at the top level, where FastAPI services put it and
 /// where pharox-sdk's `RemoteError` reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The message again (FastAPI's convention).
     pub detail: String,
@@ -15,6 +16,7 @@ pub struct ErrorBody {
 
 /// The error itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Stable machine-readable code: one of [`codes`].
     pub code: String,

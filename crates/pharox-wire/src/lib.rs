@@ -16,6 +16,7 @@
 
 pub mod error;
 mod ids;
+pub mod int;
 mod object;
 pub mod sdk;
 pub mod storage;

@@ -28,6 +28,7 @@ pub const DEFAULT_TTL_SECONDS: u64 = 300;
 
 /// `POST /v1/pools/`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreatePool {
     /// The pool's name; also its id in pharox (Rust API, CLI, metrics).
@@ -39,6 +40,7 @@ pub struct CreatePool {
 
 /// A pool as the SDK parses it (`id` a UUID, `name`, `description`), plus `key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolBody {
     /// [`PoolId::uuid`].
     pub id: Uuid,
@@ -76,6 +78,7 @@ impl From<&ProxyPool> for PoolBody {
 /// pharox `Proxy` model's other settable fields. Also the body of `PUT
 /// /v1/pools/{pool}/proxies/{proxy}` and each item of a bulk import.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateProxy {
     /// Optional id; a new UUID when missing. An existing id updates that proxy.
@@ -84,6 +87,8 @@ pub struct CreateProxy {
     /// Host name or IP address.
     pub host: String,
     /// TCP port, 1 to 65535.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
+    #[serde(deserialize_with = "crate::int::whole")]
     pub port: u16,
     /// `http` (default), `https`, `socks4` or `socks5`.
     #[serde(default = "default_protocol")]
@@ -105,9 +110,11 @@ pub struct CreateProxy {
     #[serde(default)]
     pub city: Option<String>,
     /// Latitude in degrees (with `longitude`).
+    #[cfg_attr(feature = "openapi", schema(minimum = -90, maximum = 90))]
     #[serde(default)]
     pub latitude: Option<f64>,
     /// Longitude in degrees (with `latitude`).
+    #[cfg_attr(feature = "openapi", schema(minimum = -180, maximum = 180))]
     #[serde(default)]
     pub longitude: Option<f64>,
     /// Provider or feed.
@@ -117,13 +124,16 @@ pub struct CreateProxy {
     #[serde(default)]
     pub isp: Option<String>,
     /// Autonomous system number.
-    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64))]
+    #[serde(default, deserialize_with = "crate::int::whole_opt")]
     pub asn: Option<u32>,
     /// Most leases at once; none means no limit of its own.
-    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
+    #[serde(default, deserialize_with = "crate::int::whole_opt")]
     pub max_concurrency: Option<u32>,
     /// Last measured latency.
-    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64))]
+    #[serde(default, deserialize_with = "crate::int::whole_opt")]
     pub latency_ms: Option<u32>,
     /// When the last health check ran (ISO-8601).
     #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
@@ -212,6 +222,7 @@ impl CreateProxy {
 
 /// `PATCH /v1/pools/{id}/proxies/{proxy_id}`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProxy {
     /// The new status.
@@ -220,6 +231,7 @@ pub struct UpdateProxy {
 
 /// A proxy in answers: every field but the password.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProxyBody {
     /// Its id in the pool (a UUID for proxies created through the API).
     pub id: String,
@@ -239,6 +251,7 @@ pub struct ProxyBody {
     #[serde(with = "iso_opt")]
     pub checked_at: Option<DateTime<Utc>>,
     /// Last measured latency.
+    #[cfg_attr(feature = "openapi", schema(format = Int64))]
     pub latency_ms: Option<u32>,
     /// Provider or feed.
     pub source: Option<String>,
@@ -253,6 +266,7 @@ pub struct ProxyBody {
     /// Internet service provider.
     pub isp: Option<String>,
     /// Autonomous system number.
+    #[cfg_attr(feature = "openapi", schema(format = Int64))]
     pub asn: Option<u32>,
     /// Most leases at once (none: no limit of its own).
     pub max_concurrency: Option<u32>,
@@ -287,6 +301,7 @@ impl From<&Proxy> for ProxyBody {
 
 /// pharox's `ProxyFilters` as the SDK sends it (`model_dump(exclude_none=True)`).
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FiltersBody {
     /// Source.
@@ -302,16 +317,24 @@ pub struct FiltersBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isp: Option<String>,
     /// Autonomous system number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64))]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::whole_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub asn: Option<u32>,
     /// Centre latitude (with `longitude`).
+    #[cfg_attr(feature = "openapi", schema(minimum = -90, maximum = 90))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latitude: Option<f64>,
     /// Centre longitude (with `latitude`).
+    #[cfg_attr(feature = "openapi", schema(minimum = -180, maximum = 180))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub longitude: Option<f64>,
     /// Radius in km (needs `latitude` and `longitude`); without it the point
     /// is matched within [`POINT_RADIUS_KM`].
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 20037.6))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub radius_km: Option<f64>,
     /// All must match.
@@ -320,6 +343,7 @@ pub struct FiltersBody {
         deserialize_with = "option_vec_object",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub all_of: Option<Vec<FiltersBody>>,
     /// At least one must match (ignored when empty).
     #[serde(
@@ -327,6 +351,7 @@ pub struct FiltersBody {
         deserialize_with = "option_vec_object",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub any_of: Option<Vec<FiltersBody>>,
     /// None may match.
     #[serde(
@@ -334,6 +359,7 @@ pub struct FiltersBody {
         deserialize_with = "option_vec_object",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub none_of: Option<Vec<FiltersBody>>,
 }
 
@@ -414,6 +440,7 @@ impl FiltersBody {
 
 /// `POST /v1/leases/`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AcquireBody {
     /// The pool's UUID (as the SDK sends it) or its pharox id.
@@ -422,7 +449,8 @@ pub struct AcquireBody {
     #[serde(default)]
     pub consumer_id: Option<String>,
     /// Lease duration in seconds, 1 to 86400 (default 300).
-    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86400))]
+    #[serde(default, deserialize_with = "crate::int::whole_opt")]
     pub ttl_seconds: Option<u64>,
     /// `first_available` (default), `least_used`, `round_robin` or `lowest_latency`.
     #[serde(default)]
@@ -474,6 +502,7 @@ pub fn strategy(name: Option<&str>) -> Result<Selector, Error> {
 
 /// The connection data of a leased proxy (never the password).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeasedProxyBody {
     /// Its id in the pool.
     pub id: String,
@@ -499,10 +528,23 @@ impl From<&LeasedProxy> for LeasedProxyBody {
     }
 }
 
+/// A lease's status as pharox-sdk parses it: pharox 0.8's `LeaseStatus`
+/// has only these two (a lease reclaimed after expiry is no longer found).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum SdkLeaseStatus {
+    /// Held.
+    Active,
+    /// Given back.
+    Released,
+}
+
 /// A lease as the SDK parses it (`id`, `proxy_id`, `consumer_id`, `pool_id`
 /// UUIDs; `status` `active` or `released`; ISO-8601 times), plus pharox's
 /// fencing `token`, the pool's and consumer's names and the proxy.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseBody {
     /// The lease id (a UUID that carries the pool's tag).
     pub id: Uuid,
@@ -513,10 +555,12 @@ pub struct LeaseBody {
     /// The pool's UUID.
     pub pool_id: Uuid,
     /// `active` or `released` (the only values pharox 0.8's `LeaseStatus` has).
-    pub status: &'static str,
+    pub status: SdkLeaseStatus,
     /// When the store granted it.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub acquired_at: String,
     /// When it expires unless renewed or released.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub expires_at: String,
     /// Fencing token, strictly increasing per pool.
     pub token: u64,
@@ -533,8 +577,8 @@ impl LeaseBody {
     /// `released` marks it given back.
     pub fn new(lease: &Lease, consumer_id: Uuid, released: bool) -> Self {
         let status = match (released, lease.status) {
-            (false, LeaseStatus::Active) => "active",
-            _ => "released",
+            (false, LeaseStatus::Active) => SdkLeaseStatus::Active,
+            _ => SdkLeaseStatus::Released,
         };
         Self {
             id: lease.id.0,

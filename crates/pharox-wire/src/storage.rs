@@ -43,6 +43,7 @@ pub const MAX_WAIT_MS: u64 = 10_000;
 
 /// Whether an answer carries proxy passwords (`?credentials=include`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CredentialsMode {
     /// No password (the default).
@@ -54,6 +55,7 @@ pub enum CredentialsMode {
 
 /// Which shape `GET /v1/pools/{pool}/proxies/` answers in (`?view=full`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum View {
     /// [`ProxyBody`], as pharox-sdk expects (the default).
@@ -65,12 +67,16 @@ pub enum View {
 
 /// The query of the routes that answer proxies or leases.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct ReadQuery {
     /// `include` adds passwords.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(inline))]
     pub credentials: CredentialsMode,
     /// `full` for the full records on the SDK's proxy list.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(inline))]
     pub view: View,
 }
 
@@ -83,6 +89,7 @@ impl ReadQuery {
 
 /// A consumer: `POST /v1/consumers` answers it, `GET /v1/consumers` lists them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsumerBody {
     /// Its id, assigned when first ensured.
     pub id: Uuid,
@@ -110,6 +117,7 @@ impl From<ConsumerBody> for Consumer {
 
 /// `POST /v1/consumers`: registers a consumer, or finds it.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnsureConsumer {
     /// The consumer's name.
@@ -118,6 +126,7 @@ pub struct EnsureConsumer {
 
 /// `PUT /v1/pools/{pool}`: creates or updates the pool whose id is `{pool}`.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpsertPool {
     /// Display name; the id when missing.
@@ -132,6 +141,7 @@ pub struct UpsertPool {
 /// its pool's id, its metadata and, with `?credentials=include` (and in
 /// the answer to a `PUT`), its password.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProxyRecord {
     /// Every field of the SDK's shape.
     #[serde(flatten)]
@@ -207,6 +217,7 @@ fn credentials(
 /// The connection data of a leased proxy: the SDK's shape plus the password
 /// (a holder needs it to connect through the proxy).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeasedProxyRecord {
     /// Every field of the SDK's shape.
     #[serde(flatten)]
@@ -218,6 +229,7 @@ pub struct LeasedProxyRecord {
 
 /// A lease with everything the Rust model holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseRecord {
     /// The lease id (a UUID; on the in-memory store it carries the pool's tag).
     pub id: Uuid,
@@ -289,13 +301,19 @@ impl LeaseRecord {
 
 /// `POST /v1/pools/{pool}/leases`: an atomic acquire.
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AcquireInput {
     /// The consumer's name (`default` when missing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer: Option<String>,
     /// Lease duration in milliseconds, 1 to 86,400,000 (default 300,000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86400000))]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::whole_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub duration_ms: Option<u64>,
     /// The selector, as in `POST /v1/leases/` (default `first_available`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -311,6 +329,7 @@ pub struct AcquireInput {
 
 /// `POST /v1/pools/{pool}/find`: the proxy an acquire would pick now.
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FindInput {
     /// The selector, as in `POST /v1/leases/`.
@@ -327,6 +346,7 @@ pub struct FindInput {
 
 /// The answer of `POST /v1/pools/{pool}/find`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FindAnswer {
     /// The proxy, or `null` when none qualifies.
     pub proxy: Option<ProxyRecord>,
@@ -353,16 +373,26 @@ impl AcquireInput {
 
 /// `POST /v1/pools/{pool}/leases/{lease}/release`.
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseInput {
     /// The fencing token, if the caller kept it: a lease with another token
     /// is not the one named, and nothing is released.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)
+    )]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::whole_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub token: Option<u64>,
 }
 
 /// The answer of a release that ended a lease (nothing held is a 404).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReleaseAnswer {
     /// `released`, or `expired` when its deadline had passed and this call
     /// reclaimed it (counted as expired).
@@ -373,36 +403,63 @@ pub struct ReleaseAnswer {
 
 /// `POST /v1/pools/{pool}/leases/{lease}/renew`.
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RenewInput {
     /// The fencing token, if the caller kept it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)
+    )]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::whole_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub token: Option<u64>,
     /// The new deadline is now + this, in milliseconds (default 300,000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86400000))]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::whole_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub duration_ms: Option<u64>,
 }
 
 /// `POST /v1/leases/{lease}/renew` (by id alone, like the SDK's release).
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RenewByIdInput {
     /// The new deadline is now + this, in seconds, 1 to 86400 (default 300).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86400))]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::whole_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ttl_seconds: Option<u64>,
 }
 
 /// `POST /v1/pools/{pool}/cleanup`.
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CleanupInput {
     /// Most expired leases to reclaim (default [`DEFAULT_CLEANUP_LIMIT`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::whole_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub limit: Option<usize>,
 }
 
 /// The answer of `POST /v1/pools/{pool}/cleanup`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CleanupAnswer {
     /// How many expired leases were reclaimed.
     pub reclaimed: usize,
@@ -410,6 +467,7 @@ pub struct CleanupAnswer {
 
 /// `POST /v1/pools/{pool}/health`: one health check's result.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HealthInput {
     /// The checked proxy's id.
@@ -417,7 +475,8 @@ pub struct HealthInput {
     /// The status to record.
     pub status: ProxyStatus,
     /// Measured round trip; missing keeps the last value.
-    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64))]
+    #[serde(default, deserialize_with = "crate::int::whole_opt")]
     pub latency_ms: Option<u32>,
     /// When the check ran; a result older than the proxy's is ignored.
     #[serde(with = "iso_time")]
@@ -455,6 +514,7 @@ impl HealthInput {
 /// `POST /v1/pools/{pool}/import`: proxies to add or update, in order (at
 /// most [`MAX_IMPORT_PROXIES`]); each item is a [`CreateProxy`](crate::CreateProxy).
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ImportInput<T> {
     /// The proxies.
@@ -463,6 +523,7 @@ pub struct ImportInput<T> {
 
 /// The answer of a bulk import: one result per item, in order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportReport {
     /// Items stored.
     pub imported: usize,
@@ -474,6 +535,7 @@ pub struct ImportReport {
 
 /// One item of a bulk import.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportResult {
     /// Its position in `proxies`.
     pub index: usize,
@@ -486,14 +548,18 @@ pub struct ImportResult {
 
 /// `POST /v1/pools/{pool}/wait`: a long poll for freed capacity.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WaitInput {
     /// Longest wait in milliseconds, at most [`MAX_WAIT_MS`].
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10_000))]
+    #[serde(deserialize_with = "crate::int::whole")]
     pub max_wait_ms: u64,
 }
 
 /// A pool's counters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatsBody {
     /// The pool's pharox id.
     pub pool: String,
@@ -558,10 +624,12 @@ impl From<StatsBody> for PoolStatsSnapshot {
 
 /// The query of `GET /v1/pools/{pool}/stats/history`.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct HistoryQuery {
-    /// Most snapshots to answer, 1 to [`MAX_HISTORY_LIMIT`] (default
-    /// [`DEFAULT_HISTORY_LIMIT`]).
-    #[serde(default)]
+    /// Most snapshots to answer, 1 to 1000 (default 100).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
 }
 
@@ -569,6 +637,7 @@ pub struct HistoryQuery {
 /// newest first (empty on a store that keeps no history, or before a
 /// worker recorded any).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatsHistoryBody {
     /// The pool's pharox id.
     pub pool: String,
@@ -591,6 +660,7 @@ impl StatsHistoryBody {
 
 /// `GET /v1/pools/{pool}/snapshot`: one consistent view of the pool.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SnapshotBody {
     /// The pool.
     pub pool: PoolBody,
@@ -644,6 +714,7 @@ impl SnapshotBody {
 /// `GET /v1/pools/{pool}/leases`: the pool's live leases (read from a
 /// snapshot: O(pool size)).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeasesBody {
     /// Every live lease, oldest first.
     pub leases: Vec<LeaseRecord>,

@@ -58,6 +58,7 @@ use pharox_core::{
     Result, Storage,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 
@@ -209,6 +210,30 @@ impl HealthChecker {
     /// starting checks when `cancel` fires (those in flight finish and are
     /// applied). Rows come in the pool's proxy order.
     pub async fn run_pass<S: Storage>(
+        &self,
+        store: &S,
+        pool: &PoolId,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<CheckRow>> {
+        let span = tracing::info_span!(
+            target: "pharox::health",
+            "health_check",
+            pool = %pool,
+            checked = tracing::field::Empty,
+            failed = tracing::field::Empty,
+        );
+        let rows = self
+            .pass(store, pool, cancel)
+            .instrument(span.clone())
+            .await;
+        if let Ok(rows) = &rows {
+            span.record("checked", rows.len());
+            span.record("failed", rows.iter().filter(|r| r.error.is_some()).count());
+        }
+        rows
+    }
+
+    async fn pass<S: Storage>(
         &self,
         store: &S,
         pool: &PoolId,

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use pharox_core::{PoolId, Result, Storage};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// What one sweep of one pool did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,6 +40,31 @@ pub struct SweepReport {
 /// # }
 /// ```
 pub async fn sweep_pool<S: Storage>(
+    store: &S,
+    pool: &PoolId,
+    batch: usize,
+    cancel: &CancellationToken,
+) -> Result<SweepReport> {
+    let span = tracing::info_span!(
+        target: "pharox::sweep",
+        "sweep",
+        pool = %pool,
+        reclaimed = tracing::field::Empty,
+        batches = tracing::field::Empty,
+        interrupted = tracing::field::Empty,
+    );
+    let report = sweep_batches(store, pool, batch, cancel)
+        .instrument(span.clone())
+        .await;
+    if let Ok(r) = &report {
+        span.record("reclaimed", r.reclaimed);
+        span.record("batches", r.batches);
+        span.record("interrupted", r.interrupted);
+    }
+    report
+}
+
+async fn sweep_batches<S: Storage>(
     store: &S,
     pool: &PoolId,
     batch: usize,

@@ -26,6 +26,9 @@ pub fn pharox() -> Command {
         "PHAROX_SERVER",
         "PHAROX_API_KEY",
         "PHAROX_CONSUMER",
+        "PHAROX_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     ] {
         cmd.env_remove(var);
     }

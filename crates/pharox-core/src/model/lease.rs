@@ -10,6 +10,7 @@ use super::proxy::format_proxy_url;
 use super::{ConsumerName, Credentials, LeaseId, PoolId, Proxy, ProxyId, ProxyProtocol};
 
 /// Lifecycle of a lease.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LeaseStatus {

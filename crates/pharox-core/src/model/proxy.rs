@@ -12,6 +12,7 @@ use super::{PoolId, ProxyId};
 use crate::Error;
 
 /// How a client talks to a proxy.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyProtocol {
@@ -61,6 +62,7 @@ impl FromStr for ProxyProtocol {
 }
 
 /// Health status of a proxy. Only [`ProxyStatus::Active`] proxies are leased (I7).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyStatus {

@@ -18,7 +18,7 @@ pub mod limits;
 mod python;
 
 pub use faulty::{Faults, FaultyStorage, Gate};
-pub use python::test_python;
+pub use python::{schemathesis, test_python};
 
 use std::future::Future;
 use std::time::Duration;

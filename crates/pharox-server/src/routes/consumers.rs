@@ -13,6 +13,16 @@ use crate::extract::Json;
 /// `POST /v1/consumers` `{name}`: registers the consumer, or finds it; 200
 /// with its id and name either way (idempotent). A key bound to a consumer
 /// registers only that one (403 for another).
+#[utoipa::path(
+    post,
+    path = "/v1/consumers",
+    operation_id = "ensure_consumer",
+    tag = "consumers",
+    request_body = EnsureConsumer,
+    responses(
+        (status = 200, description = "The consumer (registered now or before)", body = ConsumerBody)
+    )
+)]
 pub(super) async fn ensure<S: Storage>(
     State(app): State<AppState<S>>,
     caller: Option<Extension<Caller>>,
@@ -24,6 +34,15 @@ pub(super) async fn ensure<S: Storage>(
 }
 
 /// `GET /v1/consumers`: every registered consumer.
+#[utoipa::path(
+    get,
+    path = "/v1/consumers",
+    operation_id = "list_consumers",
+    tag = "consumers",
+    responses(
+        (status = 200, description = "Every registered consumer", body = Vec<ConsumerBody>)
+    )
+)]
 pub(super) async fn list<S: Storage>(
     State(app): State<AppState<S>>,
 ) -> Result<axum::Json<Vec<ConsumerBody>>, ApiError> {

@@ -8,10 +8,12 @@ use pharox_wire::{
 };
 
 use super::AppState;
+use super::params::PoolPath;
 use super::pools::pool_not_found;
 use super::proxies::body_field;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, body_error};
+use pharox_wire::ErrorBody;
 
 /// `{"proxies": [proxy, …]}`, each item the body of `POST
 /// /v1/pools/{pool}/proxies/`, at most [`MAX_IMPORT_PROXIES`] of them (and
@@ -23,9 +25,21 @@ use crate::extract::{Json, Path, body_error};
 /// A store failure (503, 500) or the pool's removal (404) ends the import
 /// at that item and answers that error alone: upserts are idempotent, so
 /// sending the whole import again is safe.
+#[utoipa::path(
+    post,
+    path = "/v1/pools/{pool}/import",
+    operation_id = "import_proxies",
+    tag = "proxies",
+    params(PoolPath),
+    request_body = ImportInput<CreateProxy>,
+    responses(
+        (status = 200, description = "One result per item, in order", body = ImportReport),
+        (status = 404, description = "No such pool (`pool_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn import<S: Storage>(
     State(app): State<AppState<S>>,
-    Path(named): Path<String>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
     Json(body): Json<ImportInput<serde_json::Value>>,
 ) -> Result<axum::Json<ImportReport>, ApiError> {
     if body.proxies.len() > MAX_IMPORT_PROXIES {

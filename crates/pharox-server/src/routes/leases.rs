@@ -13,17 +13,31 @@ use pharox_core::{AcquireRequest, Error, Lease, LeaseRef, Storage};
 use pharox_wire::{RenewByIdInput, ttl_seconds};
 
 use super::AppState;
+use super::params::LeasePath;
 use super::pool_leases::{no_proxy_available, not_held, parse_id};
 use crate::auth::{Caller, consumer_for, visible};
 use crate::error::ApiError;
 use crate::extract::{IgnoredBody, Json, OptionalJson, Path};
 use crate::wire::{AcquireBody, LeaseBody};
+use pharox_wire::ErrorBody;
 
 /// `POST /v1/leases/`: 201 with the lease; 409 `no_proxy_available` when no
 /// proxy qualifies; 404 for an unknown pool.
 ///
 /// A key bound to a consumer (`lease:NAME`) leases as that consumer: a body
 /// naming no consumer gets it, one naming another is 403.
+#[utoipa::path(
+    post,
+    path = "/v1/leases/",
+    operation_id = "acquire_lease",
+    tag = "leases",
+    request_body = AcquireBody,
+    responses(
+        (status = 201, description = "The lease", body = LeaseBody),
+        (status = 404, description = "No such pool (`pool_not_found`)", body = ErrorBody),
+        (status = 409, description = "No proxy qualifies now (`no_proxy_available`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn acquire<S: Storage>(
     State(app): State<AppState<S>>,
     caller: Option<Extension<Caller>>,
@@ -57,7 +71,7 @@ pub(super) async fn acquire<S: Storage>(
     // Before the acquire: a lease must not be granted and then lost to a
     // failed consumer lookup.
     let consumer_id = app.dir.consumer_id(&app.store, &consumer).await?;
-    match app.store.acquire(&request).await? {
+    match app.acquire(&request).await? {
         Some(lease) => Ok((
             StatusCode::CREATED,
             axum::Json(LeaseBody::new(&lease, consumer_id, false)),
@@ -68,10 +82,21 @@ pub(super) async fn acquire<S: Storage>(
 
 /// `GET /v1/leases/{lease}`: 200 while the lease is live, 404 once it ended
 /// (and for a key bound to another consumer).
+#[utoipa::path(
+    get,
+    path = "/v1/leases/{lease}",
+    operation_id = "get_lease",
+    tag = "leases",
+    params(LeasePath),
+    responses(
+        (status = 200, description = "The live lease", body = LeaseBody),
+        (status = 404, description = "No live lease has this id (`lease_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn get_one<S: Storage>(
     State(app): State<AppState<S>>,
     caller: Option<Extension<Caller>>,
-    Path(id): Path<String>,
+    Path(LeasePath { lease: id }): Path<LeasePath>,
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
     let lease = find(&app, &id).await?;
     if !visible(caller.as_deref(), &lease) {
@@ -88,10 +113,21 @@ pub(super) async fn get_one<S: Storage>(
 /// A key bound to a consumer first reads the lease (a second call) and
 /// releases it only if it is that consumer's, by id and token.
 /// The body (`{}` from the SDK) is read and ignored.
+#[utoipa::path(
+    post,
+    path = "/v1/leases/{lease}/release",
+    operation_id = "release_lease",
+    tag = "leases",
+    params(LeasePath),
+    responses(
+        (status = 200, description = "The lease, released", body = LeaseBody),
+        (status = 404, description = "Nothing is held (`lease_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn release<S: Storage>(
     State(app): State<AppState<S>>,
     caller: Option<Extension<Caller>>,
-    Path(id): Path<String>,
+    Path(LeasePath { lease: id }): Path<LeasePath>,
     _body: IgnoredBody,
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
     if caller.as_ref().and_then(|c| c.bound_consumer()).is_some() {
@@ -99,7 +135,7 @@ pub(super) async fn release<S: Storage>(
         if !visible(caller.as_deref(), &held) {
             return Err(not_held());
         }
-        if let Some((lease, _)) = app.store.release_by_ref(&LeaseRef::from(&held)).await? {
+        if let Some((lease, _)) = app.release_by_ref(&LeaseRef::from(&held)).await? {
             let consumer_id = app.dir.consumer_id(&app.store, &lease.consumer).await?;
             return Ok(axum::Json(LeaseBody::new(&lease, consumer_id, true)));
         }
@@ -108,7 +144,7 @@ pub(super) async fn release<S: Storage>(
     let id = parse_id(&id)?;
     for pool in app.dir.pools_by_tag(&app.store, id.pool_tag()).await? {
         // Any outcome leaves the lease not held; capacity is freed at most once.
-        if let Some((lease, _)) = app.store.release_by_ref(&LeaseRef::new(pool, id)).await? {
+        if let Some((lease, _)) = app.release_by_ref(&LeaseRef::new(pool, id)).await? {
             let consumer_id = app.dir.consumer_id(&app.store, &lease.consumer).await?;
             return Ok(axum::Json(LeaseBody::new(&lease, consumer_id, true)));
         }
@@ -121,10 +157,22 @@ pub(super) async fn release<S: Storage>(
 /// the lease, 404 `lease_not_found` once it is lost. One store call
 /// ([`Storage::renew_by_ref`]): the id finds the pool. A key bound to a
 /// consumer reads the lease first and renews only that consumer's.
+#[utoipa::path(
+    post,
+    path = "/v1/leases/{lease}/renew",
+    operation_id = "renew_lease",
+    tag = "leases",
+    params(LeasePath),
+    request_body(content = RenewByIdInput, description = "Optional"),
+    responses(
+        (status = 200, description = "The lease with its new deadline", body = LeaseBody),
+        (status = 404, description = "The lease is lost (`lease_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn renew<S: Storage>(
     State(app): State<AppState<S>>,
     caller: Option<Extension<Caller>>,
-    Path(id): Path<String>,
+    Path(LeasePath { lease: id }): Path<LeasePath>,
     OptionalJson(body): OptionalJson<RenewByIdInput>,
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
     let duration = ttl_seconds(body.ttl_seconds)?;

@@ -24,17 +24,32 @@ use pharox_wire::{
 use uuid::Uuid;
 
 use super::AppState;
+use super::params::{PoolLeasePath, PoolPath};
 use crate::auth::{Caller, consumer_for, visible};
 use crate::error::ApiError;
 use crate::extract::{OptionalJson, Path, Query};
+use pharox_wire::ErrorBody;
 
 /// `POST /v1/pools/{pool}/leases` `{consumer, duration_ms, strategy,
 /// filters}`: one atomic acquire; 201 with the lease (password included),
 /// 409 `no_proxy_available` when no proxy qualifies.
+#[utoipa::path(
+    post,
+    path = "/v1/pools/{pool}/leases",
+    operation_id = "acquire_pool_lease",
+    tag = "pool leases",
+    params(PoolPath),
+    request_body(content = AcquireInput, description = "Optional"),
+    responses(
+        (status = 201, description = "The lease (with the proxy's password)", body = LeaseRecord),
+        (status = 404, description = "No such pool (`pool_not_found`)", body = ErrorBody),
+        (status = 409, description = "No proxy qualifies now (`no_proxy_available`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn acquire<S: Storage>(
     State(app): State<AppState<S>>,
     caller: Option<Extension<Caller>>,
-    Path(named): Path<String>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
     OptionalJson(body): OptionalJson<AcquireInput>,
 ) -> Result<impl IntoResponse, ApiError> {
     let duration = body.duration()?;
@@ -47,7 +62,7 @@ pub(super) async fn acquire<S: Storage>(
         .duration(duration)
         .selector(selector)
         .filters(filters);
-    match app.store.acquire(&request).await? {
+    match app.acquire(&request).await? {
         Some(lease) => Ok((
             StatusCode::CREATED,
             axum::Json(LeaseRecord::new(&lease, true)),
@@ -60,9 +75,21 @@ pub(super) async fn acquire<S: Storage>(
 /// would pick now, without leasing it or moving the round-robin cursor
 /// (`{"proxy": null}` when none qualifies). Never half of an acquisition:
 /// another client may take the proxy in between.
+#[utoipa::path(
+    post,
+    path = "/v1/pools/{pool}/find",
+    operation_id = "find_proxy",
+    tag = "pool leases",
+    params(PoolPath, ReadQuery),
+    request_body(content = FindInput, description = "Optional"),
+    responses(
+        (status = 200, description = "The proxy an acquire would pick now, or null", body = FindAnswer),
+        (status = 404, description = "No such pool (`pool_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn find<S: Storage>(
     State(app): State<AppState<S>>,
-    Path(named): Path<String>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
     Query(query): Query<ReadQuery>,
     OptionalJson(body): OptionalJson<FindInput>,
 ) -> Result<axum::Json<FindAnswer>, ApiError> {
@@ -81,9 +108,20 @@ pub(super) async fn find<S: Storage>(
 /// `GET /v1/pools/{pool}/leases[?credentials=include]`: every live lease of
 /// the pool (including ones past their deadline that were not reclaimed
 /// yet), read from a snapshot: O(pool size), not for the hot path.
+#[utoipa::path(
+    get,
+    path = "/v1/pools/{pool}/leases",
+    operation_id = "list_pool_leases",
+    tag = "pool leases",
+    params(PoolPath, ReadQuery),
+    responses(
+        (status = 200, description = "Every live lease of the pool", body = LeasesBody),
+        (status = 404, description = "No such pool (`pool_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn list<S: Storage>(
     State(app): State<AppState<S>>,
-    Path(named): Path<String>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
     Query(query): Query<ReadQuery>,
 ) -> Result<axum::Json<LeasesBody>, ApiError> {
     let pool = app.resolve_pool(&named).await?;
@@ -96,10 +134,24 @@ pub(super) async fn list<S: Storage>(
 
 /// `GET /v1/pools/{pool}/leases/{lease}[?credentials=include]`: 200 while
 /// the lease is live at the store's clock, else 404 `lease_not_found`.
+#[utoipa::path(
+    get,
+    path = "/v1/pools/{pool}/leases/{lease}",
+    operation_id = "get_pool_lease",
+    tag = "pool leases",
+    params(PoolLeasePath, ReadQuery),
+    responses(
+        (status = 200, description = "The live lease", body = LeaseRecord),
+        (status = 404, description = "No live lease has this id (`lease_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn get_one<S: Storage>(
     State(app): State<AppState<S>>,
     caller: Option<Extension<Caller>>,
-    Path((named, id)): Path<(String, String)>,
+    Path(PoolLeasePath {
+        pool: named,
+        lease: id,
+    }): Path<PoolLeasePath>,
     Query(query): Query<ReadQuery>,
 ) -> Result<axum::Json<LeaseRecord>, ApiError> {
     let id = parse_id(&id)?;
@@ -117,15 +169,30 @@ pub(super) async fn get_one<S: Storage>(
 /// reclaimed it) and the lease as it was; 404 `lease_not_found` when
 /// nothing was held (released before, reclaimed, another token, never
 /// existed). Idempotent: capacity is freed at most once.
+#[utoipa::path(
+    post,
+    path = "/v1/pools/{pool}/leases/{lease}/release",
+    operation_id = "release_pool_lease",
+    tag = "pool leases",
+    params(PoolLeasePath, ReadQuery),
+    request_body(content = ReleaseInput, description = "Optional"),
+    responses(
+        (status = 200, description = "How the lease ended, and the lease", body = ReleaseAnswer),
+        (status = 404, description = "Nothing is held (`lease_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn release<S: Storage>(
     State(app): State<AppState<S>>,
     caller: Option<Extension<Caller>>,
-    Path((named, id)): Path<(String, String)>,
+    Path(PoolLeasePath {
+        pool: named,
+        lease: id,
+    }): Path<PoolLeasePath>,
     Query(query): Query<ReadQuery>,
     OptionalJson(body): OptionalJson<ReleaseInput>,
 ) -> Result<axum::Json<ReleaseAnswer>, ApiError> {
     let lease = lease_ref(&app, caller.as_deref(), &named, &id, body.token).await?;
-    match app.store.release_by_ref(&lease).await? {
+    match app.release_by_ref(&lease).await? {
         Some((lease, outcome)) => Ok(axum::Json(ReleaseAnswer {
             outcome,
             lease: LeaseRecord::new(&lease, query.credentials()),
@@ -137,15 +204,30 @@ pub(super) async fn release<S: Storage>(
 /// `POST /v1/pools/{pool}/leases/{lease}/renew` `{token, duration_ms}`:
 /// moves the deadline to now + `duration_ms` (store clock); 200 with the
 /// lease (password included), 404 `lease_not_found` when it is lost.
+#[utoipa::path(
+    post,
+    path = "/v1/pools/{pool}/leases/{lease}/renew",
+    operation_id = "renew_pool_lease",
+    tag = "pool leases",
+    params(PoolLeasePath),
+    request_body(content = RenewInput, description = "Optional"),
+    responses(
+        (status = 200, description = "The lease with its new deadline (with the proxy's password)", body = LeaseRecord),
+        (status = 404, description = "The lease is lost (`lease_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn renew<S: Storage>(
     State(app): State<AppState<S>>,
     caller: Option<Extension<Caller>>,
-    Path((named, id)): Path<(String, String)>,
+    Path(PoolLeasePath {
+        pool: named,
+        lease: id,
+    }): Path<PoolLeasePath>,
     OptionalJson(body): OptionalJson<RenewInput>,
 ) -> Result<axum::Json<LeaseRecord>, ApiError> {
     let duration = duration_ms(body.duration_ms, DEFAULT_LEASE_DURATION)?;
     let lease = lease_ref(&app, caller.as_deref(), &named, &id, body.token).await?;
-    let renewed = app.store.renew_by_ref(&lease, duration).await?;
+    let renewed = app.renew_by_ref(&lease, duration).await?;
     Ok(axum::Json(LeaseRecord::new(&renewed, true)))
 }
 

@@ -14,12 +14,25 @@ use pharox_wire::{
 };
 
 use super::AppState;
+use super::params::PoolPath;
 use crate::error::ApiError;
 use crate::extract::{Json, OptionalJson, Path, Query};
 use crate::wire::{CreatePool, PoolBody};
+use pharox_wire::ErrorBody;
 
 /// `POST /v1/pools/`: 201 with the pool; the name is its pharox id. 409 if
 /// a pool with that id exists.
+#[utoipa::path(
+    post,
+    path = "/v1/pools/",
+    operation_id = "create_pool",
+    tag = "pools",
+    request_body = CreatePool,
+    responses(
+        (status = 201, description = "The pool, created", body = PoolBody),
+        (status = 409, description = "A pool with this name exists (`pool_exists`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn create<S: Storage>(
     State(app): State<AppState<S>>,
     Json(body): Json<CreatePool>,
@@ -46,6 +59,15 @@ pub(super) async fn create<S: Storage>(
 }
 
 /// `GET /v1/pools/`: every pool.
+#[utoipa::path(
+    get,
+    path = "/v1/pools/",
+    operation_id = "list_pools",
+    tag = "pools",
+    responses(
+        (status = 200, description = "Every pool", body = Vec<PoolBody>)
+    )
+)]
 pub(super) async fn list<S: Storage>(
     State(app): State<AppState<S>>,
 ) -> Result<axum::Json<Vec<PoolBody>>, ApiError> {
@@ -57,9 +79,20 @@ pub(super) async fn list<S: Storage>(
 }
 
 /// `GET /v1/pools/{pool}`: 404 if it does not exist.
+#[utoipa::path(
+    get,
+    path = "/v1/pools/{pool}",
+    operation_id = "get_pool",
+    tag = "pools",
+    params(PoolPath),
+    responses(
+        (status = 200, description = "The pool", body = PoolBody),
+        (status = 404, description = "No such pool (`pool_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn get_one<S: Storage>(
     State(app): State<AppState<S>>,
-    Path(named): Path<String>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
 ) -> Result<axum::Json<PoolBody>, ApiError> {
     let id = app.resolve_pool(&named).await?;
     match app.store.get_pool(&id).await? {
@@ -70,9 +103,20 @@ pub(super) async fn get_one<S: Storage>(
 
 /// `DELETE /v1/pools/{pool}`: 204, or 404 if it did not exist. Its proxies
 /// and leases go with it.
+#[utoipa::path(
+    delete,
+    path = "/v1/pools/{pool}",
+    operation_id = "delete_pool",
+    tag = "pools",
+    params(PoolPath),
+    responses(
+        (status = 204, description = "Removed, with its proxies and leases"),
+        (status = 404, description = "No such pool (`pool_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn remove<S: Storage>(
     State(app): State<AppState<S>>,
-    Path(named): Path<String>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
 ) -> Result<StatusCode, ApiError> {
     let id = app.resolve_pool(&named).await?;
     let existed = app.store.remove_pool(&id).await?;
@@ -86,9 +130,20 @@ pub(super) async fn remove<S: Storage>(
 
 /// `PUT /v1/pools/{pool}` `{name, description}`: creates the pool whose id
 /// is `{pool}` (or the pool with that UUID) or updates it; 200 with it.
+#[utoipa::path(
+    put,
+    path = "/v1/pools/{pool}",
+    operation_id = "put_pool",
+    tag = "pools",
+    params(PoolPath),
+    request_body = UpsertPool,
+    responses(
+        (status = 200, description = "The pool as stored", body = PoolBody)
+    )
+)]
 pub(super) async fn upsert<S: Storage>(
     State(app): State<AppState<S>>,
-    Path(named): Path<String>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
     Json(body): Json<UpsertPool>,
 ) -> Result<axum::Json<PoolBody>, ApiError> {
     let id = app.resolve_pool(&named).await?;
@@ -103,9 +158,20 @@ pub(super) async fn upsert<S: Storage>(
 }
 
 /// `GET /v1/pools/{pool}/stats`: the pool's counters, O(1).
+#[utoipa::path(
+    get,
+    path = "/v1/pools/{pool}/stats",
+    operation_id = "pool_stats",
+    tag = "pools",
+    params(PoolPath),
+    responses(
+        (status = 200, description = "The pool's counters", body = StatsBody),
+        (status = 404, description = "No such pool (`pool_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn stats<S: Storage>(
     State(app): State<AppState<S>>,
-    Path(named): Path<String>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
 ) -> Result<axum::Json<StatsBody>, ApiError> {
     let pool = app.resolve_pool(&named).await?;
     let stats = app.store.pool_stats(&pool).await?;
@@ -116,9 +182,20 @@ pub(super) async fn stats<S: Storage>(
 /// snapshots a worker recorded, newest first; empty on a store that keeps
 /// no history. 404 if the pool does not exist (the history alone cannot
 /// tell: a pool may have none yet).
+#[utoipa::path(
+    get,
+    path = "/v1/pools/{pool}/stats/history",
+    operation_id = "pool_stats_history",
+    tag = "pools",
+    params(PoolPath, HistoryQuery),
+    responses(
+        (status = 200, description = "The recorded counters, newest first", body = StatsHistoryBody),
+        (status = 404, description = "No such pool (`pool_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn stats_history<S: Storage>(
     State(app): State<AppState<S>>,
-    Path(named): Path<String>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<axum::Json<StatsHistoryBody>, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
@@ -138,9 +215,20 @@ pub(super) async fn stats_history<S: Storage>(
 
 /// `GET /v1/pools/{pool}/snapshot[?credentials=include]`: the whole pool at
 /// one instant, O(pool size).
+#[utoipa::path(
+    get,
+    path = "/v1/pools/{pool}/snapshot",
+    operation_id = "pool_snapshot",
+    tag = "pools",
+    params(PoolPath, ReadQuery),
+    responses(
+        (status = 200, description = "The whole pool at one instant", body = SnapshotBody),
+        (status = 404, description = "No such pool (`pool_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn snapshot<S: Storage>(
     State(app): State<AppState<S>>,
-    Path(named): Path<String>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
     Query(query): Query<ReadQuery>,
 ) -> Result<axum::Json<SnapshotBody>, ApiError> {
     let pool = app.resolve_pool(&named).await?;
@@ -150,9 +238,21 @@ pub(super) async fn snapshot<S: Storage>(
 
 /// `POST /v1/pools/{pool}/cleanup` `{limit}`: reclaims up to `limit`
 /// expired leases; 200 with how many.
+#[utoipa::path(
+    post,
+    path = "/v1/pools/{pool}/cleanup",
+    operation_id = "cleanup_pool",
+    tag = "pools",
+    params(PoolPath),
+    request_body(content = CleanupInput, description = "Optional"),
+    responses(
+        (status = 200, description = "How many expired leases were reclaimed", body = CleanupAnswer),
+        (status = 404, description = "No such pool (`pool_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn cleanup<S: Storage>(
     State(app): State<AppState<S>>,
-    Path(named): Path<String>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
     OptionalJson(body): OptionalJson<CleanupInput>,
 ) -> Result<axum::Json<CleanupAnswer>, ApiError> {
     let pool = app.resolve_pool(&named).await?;
@@ -166,9 +266,20 @@ pub(super) async fn cleanup<S: Storage>(
 /// poll for `Storage::wait_for_capacity`; the answer does not say which).
 /// The wait is cut to half the request time budget, so the poll answers
 /// before the budget ends it with a 503.
+#[utoipa::path(
+    post,
+    path = "/v1/pools/{pool}/wait",
+    operation_id = "wait_for_capacity",
+    tag = "pools",
+    params(PoolPath),
+    request_body = WaitInput,
+    responses(
+        (status = 204, description = "Capacity may have been freed, or the wait ended")
+    )
+)]
 pub(super) async fn wait<S: Storage>(
     State(app): State<AppState<S>>,
-    Path(named): Path<String>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
     Json(body): Json<WaitInput>,
 ) -> Result<StatusCode, ApiError> {
     if body.max_wait_ms > MAX_WAIT_MS {

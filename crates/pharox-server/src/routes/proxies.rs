@@ -8,16 +8,30 @@ use chrono::Utc;
 use pharox_core::{HealthCheckResult, PoolId, ProxyId, Storage};
 use pharox_wire::{HealthInput, ProxyRecord, ReadQuery, View, codes};
 
+use super::params::{PoolPath, ProxyPath};
 use super::pools::pool_not_found;
 use super::{App, AppState};
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 use crate::wire::{CreateProxy, ProxyBody, UpdateProxy};
+use pharox_wire::ErrorBody;
 
 /// `POST /v1/pools/{pool}/proxies/`: 201 with the proxy (no password).
+#[utoipa::path(
+    post,
+    path = "/v1/pools/{pool}/proxies/",
+    operation_id = "create_proxy",
+    tag = "proxies",
+    params(PoolPath),
+    request_body = CreateProxy,
+    responses(
+        (status = 201, description = "The proxy, stored (no password)", body = ProxyBody),
+        (status = 404, description = "No such pool (`pool_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn create<S: Storage>(
     State(app): State<AppState<S>>,
-    Path(named): Path<String>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
     Json(body): Json<CreateProxy>,
 ) -> Result<impl IntoResponse, ApiError> {
     let pool = app.resolve_pool(&named).await?;
@@ -34,9 +48,20 @@ pub(super) async fn create<S: Storage>(
 /// `GET /v1/pools/{pool}/proxies/`: every proxy, in the order they were
 /// added; `?view=full` answers [`ProxyRecord`]s (with `credentials=include`,
 /// their passwords).
+#[utoipa::path(
+    get,
+    path = "/v1/pools/{pool}/proxies/",
+    operation_id = "list_proxies",
+    tag = "proxies",
+    params(PoolPath, ReadQuery),
+    responses(
+        (status = 200, description = "Every proxy of the pool; `ProxyRecord`s with `view=full`", body = Vec<ProxyBody>),
+        (status = 404, description = "No such pool (`pool_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn list<S: Storage>(
     State(app): State<AppState<S>>,
-    Path(named): Path<String>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
     Query(query): Query<ReadQuery>,
 ) -> Result<Response, ApiError> {
     let pool = app.resolve_pool(&named).await?;
@@ -57,9 +82,23 @@ pub(super) async fn list<S: Storage>(
 
 /// `GET /v1/pools/{pool}/proxies/{proxy}[?credentials=include]`: the full
 /// record; 404 `proxy_not_found` or `pool_not_found`.
+#[utoipa::path(
+    get,
+    path = "/v1/pools/{pool}/proxies/{proxy}",
+    operation_id = "get_proxy",
+    tag = "proxies",
+    params(ProxyPath, ReadQuery),
+    responses(
+        (status = 200, description = "The proxy's full record", body = ProxyRecord),
+        (status = 404, description = "No such pool or proxy (`pool_not_found`, `proxy_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn get_one<S: Storage>(
     State(app): State<AppState<S>>,
-    Path((named, proxy_id)): Path<(String, String)>,
+    Path(ProxyPath {
+        pool: named,
+        proxy: proxy_id,
+    }): Path<ProxyPath>,
     Query(query): Query<ReadQuery>,
 ) -> Result<axum::Json<ProxyRecord>, ApiError> {
     let pool = app.resolve_pool(&named).await?;
@@ -73,9 +112,24 @@ pub(super) async fn get_one<S: Storage>(
 /// `PUT /v1/pools/{pool}/proxies/{proxy}`: adds the proxy or updates it in
 /// place (every field, as `Storage::upsert_proxy`); 200 with the stored
 /// record (its password with `?credentials=include`).
+#[utoipa::path(
+    put,
+    path = "/v1/pools/{pool}/proxies/{proxy}",
+    operation_id = "put_proxy",
+    tag = "proxies",
+    params(ProxyPath, ReadQuery),
+    request_body = CreateProxy,
+    responses(
+        (status = 200, description = "The proxy as stored", body = ProxyRecord),
+        (status = 404, description = "No such pool (`pool_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn upsert<S: Storage>(
     State(app): State<AppState<S>>,
-    Path((named, proxy_id)): Path<(String, String)>,
+    Path(ProxyPath {
+        pool: named,
+        proxy: proxy_id,
+    }): Path<ProxyPath>,
     Query(query): Query<ReadQuery>,
     Json(mut body): Json<CreateProxy>,
 ) -> Result<axum::Json<ProxyRecord>, ApiError> {
@@ -104,9 +158,24 @@ pub(super) async fn upsert<S: Storage>(
 /// and a concurrent health check's latency is kept. A result the store
 /// finds older than a check that landed in between loses to it; the answer
 /// shows what is stored.
+#[utoipa::path(
+    patch,
+    path = "/v1/pools/{pool}/proxies/{proxy}",
+    operation_id = "set_proxy_status",
+    tag = "proxies",
+    params(ProxyPath),
+    request_body = UpdateProxy,
+    responses(
+        (status = 200, description = "The proxy as stored", body = ProxyBody),
+        (status = 404, description = "No such pool or proxy (`pool_not_found`, `proxy_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn update<S: Storage>(
     State(app): State<AppState<S>>,
-    Path((named, proxy_id)): Path<(String, String)>,
+    Path(ProxyPath {
+        pool: named,
+        proxy: proxy_id,
+    }): Path<ProxyPath>,
     Json(body): Json<UpdateProxy>,
 ) -> Result<axum::Json<ProxyBody>, ApiError> {
     let pool = app.resolve_pool(&named).await?;
@@ -131,9 +200,23 @@ pub(super) async fn update<S: Storage>(
 }
 
 /// `DELETE /v1/pools/{pool}/proxies/{proxy}`: 204, or 404. Its live leases end.
+#[utoipa::path(
+    delete,
+    path = "/v1/pools/{pool}/proxies/{proxy}",
+    operation_id = "delete_proxy",
+    tag = "proxies",
+    params(ProxyPath),
+    responses(
+        (status = 204, description = "Removed; its live leases ended"),
+        (status = 404, description = "No such pool or proxy (`pool_not_found`, `proxy_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn remove<S: Storage>(
     State(app): State<AppState<S>>,
-    Path((named, proxy_id)): Path<(String, String)>,
+    Path(ProxyPath {
+        pool: named,
+        proxy: proxy_id,
+    }): Path<ProxyPath>,
 ) -> Result<StatusCode, ApiError> {
     let pool = app.resolve_pool(&named).await?;
     let id = ProxyId::from(proxy_id);
@@ -150,9 +233,21 @@ pub(super) async fn remove<S: Storage>(
 /// error}`: records a health check (`Storage::apply_health_check_result`);
 /// 200 with the proxy as stored, 404 `proxy_not_found` when the pool or the
 /// proxy does not exist.
+#[utoipa::path(
+    post,
+    path = "/v1/pools/{pool}/health",
+    operation_id = "apply_health_result",
+    tag = "proxies",
+    params(PoolPath, ReadQuery),
+    request_body = HealthInput,
+    responses(
+        (status = 200, description = "The proxy as stored", body = ProxyRecord),
+        (status = 404, description = "No such pool or proxy (`proxy_not_found`)", body = ErrorBody)
+    )
+)]
 pub(super) async fn health<S: Storage>(
     State(app): State<AppState<S>>,
-    Path(named): Path<String>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
     Query(query): Query<ReadQuery>,
     Json(body): Json<HealthInput>,
 ) -> Result<axum::Json<ProxyRecord>, ApiError> {
