@@ -1027,9 +1027,14 @@ impl Storage for RedisStorage {
     }
 
     /// The capped stream `record_stats` appends to (see the inherent
-    /// [`RedisStorage::stats_history`]).
-    async fn stats_history(&self, pool: &PoolId, count: usize) -> Result<Vec<PoolStatsSnapshot>> {
-        RedisStorage::stats_history(self, pool, count).await
+    /// [`RedisStorage::stats_history`]), once the pool registry knows the
+    /// pool (the stream alone cannot tell an unknown pool from a quiet one).
+    async fn stats_history(&self, pool: &PoolId, limit: usize) -> Result<Vec<PoolStatsSnapshot>> {
+        validate::history_limit(limit)?;
+        if self.get_pool(pool).await?.is_none() {
+            return Err(Error::PoolNotFound(pool.clone()));
+        }
+        RedisStorage::stats_history(self, pool, limit).await
     }
 
     async fn pool_snapshot(&self, pool: &PoolId) -> Result<PoolSnapshot> {

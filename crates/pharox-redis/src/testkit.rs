@@ -340,6 +340,14 @@ impl Harness for RedisHarness {
     async fn store_problems(&self, pool: &pharox_core::PoolId) -> Vec<String> {
         index_problems(&self.storage, pool).await
     }
+
+    async fn record_stats(&self, snapshot: &pharox_core::PoolStatsSnapshot) -> bool {
+        self.storage
+            .record_stats(snapshot, 100)
+            .await
+            .expect("record a stats snapshot");
+        true
+    }
 }
 
 /// A store on a private server the test alone owns, so it may kill, restart,
@@ -394,6 +402,14 @@ impl Harness for OwnedRedis {
     /// [`index_problems`]: the scripts' words, flags, indexes and counters.
     async fn store_problems(&self, pool: &pharox_core::PoolId) -> Vec<String> {
         index_problems(&self.storage, pool).await
+    }
+
+    async fn record_stats(&self, snapshot: &pharox_core::PoolStatsSnapshot) -> bool {
+        self.storage
+            .record_stats(snapshot, 100)
+            .await
+            .expect("record a stats snapshot");
+        true
     }
 }
 

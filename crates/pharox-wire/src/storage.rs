@@ -35,7 +35,7 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 100;
 
 /// Most snapshots one `GET /v1/pools/{pool}/stats/history` answers (the
 /// worker keeps 1,000 a pool by default).
-pub const MAX_HISTORY_LIMIT: usize = 1_000;
+pub const MAX_HISTORY_LIMIT: usize = pharox_core::validate::MAX_HISTORY_LIMIT;
 
 /// Longest `max_wait_ms` of `POST /v1/pools/{pool}/wait` (a server also
 /// cuts the wait to half its request time budget).

@@ -294,8 +294,8 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         Ok(snapshot)
     }
 
-    async fn stats_history(&self, pool: &PoolId, count: usize) -> Result<Vec<PoolStatsSnapshot>> {
-        self.inner.stats_history(pool, count).await
+    async fn stats_history(&self, pool: &PoolId, limit: usize) -> Result<Vec<PoolStatsSnapshot>> {
+        self.inner.stats_history(pool, limit).await
     }
 
     async fn apply_health_check_result(&self, result: &HealthCheckResult) -> Result<Option<Proxy>> {

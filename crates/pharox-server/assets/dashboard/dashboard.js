@@ -351,14 +351,10 @@
       $("main").hidden = false;
       $("forget-key").hidden = !authRequired;
     } catch (e) {
-      if (e.status === 401) {
+      if (e.status === 401 || e.status === 403) {
+        // No key, a wrong one, or one whose scope is not admin: ask again.
         setKey(null);
-        showAuth("That key was refused: " + e.message + ".");
-        return;
-      }
-      if (e.status === 403) {
-        setKey(null);
-        showAuth("This key may not read snapshots: the dashboard needs a key with the admin scope.");
+        showAuth("The server refused the key (" + e.status + " " + e.code + ": " + e.message + "). The dashboard needs a key with the admin scope.");
         return;
       }
       showError(e.status ? "The server answered " + e.status + " (" + e.code + "): " + e.message : "Cannot reach the server; retrying.");

@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use pharox_core::{PoolId, ProxyPool, Storage, validate};
 use pharox_wire::{
     CleanupAnswer, CleanupInput, DEFAULT_CLEANUP_LIMIT, DEFAULT_HISTORY_LIMIT, HistoryQuery,
-    MAX_HISTORY_LIMIT, MAX_WAIT_MS, ReadQuery, SnapshotBody, StatsBody, StatsHistoryBody,
+    MAX_WAIT_MS, ReadQuery, SnapshotBody, StatsBody, StatsHistoryBody,
     UpsertPool, WaitInput,
 };
 
@@ -180,8 +180,7 @@ pub(super) async fn stats<S: Storage>(
 
 /// `GET /v1/pools/{pool}/stats/history[?limit=N]`: the newest `limit`
 /// snapshots a worker recorded, newest first; empty on a store that keeps
-/// no history. 404 if the pool does not exist (the history alone cannot
-/// tell: a pool may have none yet).
+/// no history. 404 if the pool does not exist.
 #[utoipa::path(
     get,
     path = "/v1/pools/{pool}/stats/history",
@@ -199,16 +198,7 @@ pub(super) async fn stats_history<S: Storage>(
     Query(query): Query<HistoryQuery>,
 ) -> Result<axum::Json<StatsHistoryBody>, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
-    if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("must be between 1 and {MAX_HISTORY_LIMIT}"),
-        ));
-    }
     let pool = app.resolve_pool(&named).await?;
-    if app.store.get_pool(&pool).await?.is_none() {
-        return Err(pool_not_found(&named));
-    }
     let snapshots = app.store.stats_history(&pool, limit).await?;
     Ok(axum::Json(StatsHistoryBody::new(&pool, &snapshots)))
 }
