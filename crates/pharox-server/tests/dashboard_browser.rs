@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chromiumoxide::browser::{Browser, BrowserConfig, HeadlessMode};
+use chromiumoxide::browser::{Browser, BrowserConfig};
 use chromiumoxide::cdp::browser_protocol::log::{EventEntryAdded, LogEntryLevel};
 use chromiumoxide::cdp::browser_protocol::network::{
     EventLoadingFailed, EventRequestWillBeSent, EventResponseReceived,
@@ -63,7 +63,7 @@ async fn dashboard_shows_live_pool_numbers_and_a_new_lease_without_errors() {
     let (mut browser, handler) = Browser::launch(
         BrowserConfig::builder()
             .chrome_executable(&chromium)
-            .headless_mode(HeadlessMode::New)
+            .new_headless_mode()
             .no_sandbox()
             .user_data_dir(&profile.0)
             .window_size(1280, 1000)
@@ -86,10 +86,29 @@ async fn dashboard_shows_live_pool_numbers_and_a_new_lease_without_errors() {
 
     // Keys are configured: the page asks for one before reading anything.
     wait_for(&page, "the key prompt", "!document.getElementById('auth').hidden").await;
-    let input = page.find_element("#api-key").await.expect("the key input");
-    input.click().await.expect("focus the key input");
-    input.type_str(KEY).await.expect("type the key");
-    input.press_key("Enter").await.expect("submit the key");
+    // A wrong key is refused (403) and asked for again.
+    enter_key(&page, "not-the-key").await;
+    wait_for(
+        &page,
+        "the key prompt again",
+        "!document.getElementById('auth').hidden && \
+         document.getElementById('auth-reason').textContent.includes('refused')",
+    )
+    .await;
+    // The refusal is reported twice (the response, and the browser's log
+    // line about it); wait for both so neither lands in the final check.
+    let refused = seen
+        .until("the refused request's reports", |log| {
+            log.problems.iter().any(|p| p.ends_with("answered 403"))
+                && log.problems.iter().any(|p| p.starts_with("log Error Network"))
+        })
+        .await;
+    assert!(
+        refused.problems.iter().all(|p| p.contains("403")),
+        "only the refused key's 403s: {:?}",
+        refused.problems
+    );
+    enter_key(&page, KEY).await;
 
     // The seeded numbers: 4 proxies, 3 active (one banned), 1 lease held.
     wait_for(
@@ -112,7 +131,8 @@ async fn dashboard_shows_live_pool_numbers_and_a_new_lease_without_errors() {
         &page,
         "the chart of the recorded history",
         "document.getElementById('chart').dataset.points === '5' \
-         && document.querySelectorAll('#chart polyline').length === 2",
+         && document.querySelectorAll('#chart polyline').length === 2 \
+         && document.getElementById('chart').getBoundingClientRect().height > 100",
     )
     .await;
     let banned: String = eval(
@@ -176,6 +196,14 @@ async fn dashboard_shows_live_pool_numbers_and_a_new_lease_without_errors() {
     browser.close().await.expect("close the browser");
     browser.wait().await.expect("the browser exits");
     driver.abort();
+}
+
+/// Types `key` into the page's key prompt and submits it.
+async fn enter_key(page: &Page, key: &str) {
+    let input = page.find_element("#api-key").await.expect("the key input");
+    input.click().await.expect("focus the key input");
+    input.type_str(key).await.expect("type the key");
+    input.press_key("Enter").await.expect("submit the key");
 }
 
 /// A pool of 4 proxies (one banned), a lease held by `seeder`, and 5
@@ -370,6 +398,20 @@ impl Seen {
 
     fn problem(&self, what: String) {
         self.0.lock().unwrap().problems.push(what);
+    }
+
+    /// Waits until `done` holds of the log, then takes it.
+    async fn until(&self, what: &str, done: impl Fn(&Log) -> bool) -> Log {
+        let started = Instant::now();
+        while !done(&self.0.lock().unwrap()) {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "no {what} within {DEADLINE:?}: {:?}",
+                self.0.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.take()
     }
 
     fn take(&self) -> Log {

@@ -121,8 +121,10 @@
     return d.toLocaleTimeString([], { hour12: false });
   }
 
+  // A lease id's first 8 hex digits are its pool's tag, the same for every
+  // lease of the pool: the tail tells them apart.
   function shortId(id) {
-    return String(id).slice(0, 8);
+    return "…" + String(id).slice(-8);
   }
 
   function duration(ms) {
@@ -198,8 +200,10 @@
       sorted.map((l) => {
         const left = el("td", "", "num");
         left.dataset.expires = l.expires_at;
+        const id = el("td", shortId(l.id));
+        id.title = l.id;
         const tr = row([
-          el("td", shortId(l.id)),
+          id,
           el("td", l.proxy.id),
           el("td", l.consumer),
           num(l.token),
@@ -234,7 +238,8 @@
     const chart = $("chart");
     const points = snapshots.slice().reverse();
     const empty = points.length === 0;
-    chart.hidden = empty;
+    // An <svg> has no `hidden` property: set the attribute itself.
+    chart.toggleAttribute("hidden", empty);
     $("legend").hidden = empty;
     $("history-note").hidden = !empty;
     chart.dataset.points = String(points.length);
@@ -242,7 +247,7 @@
     chart.replaceChildren(title);
     if (empty) return;
 
-    const W = 720, H = 200, left = 40, right = 10, top = 10, bottom = 24;
+    const W = 960, H = 220, left = 40, right = 10, top = 10, bottom = 24;
     const t = points.map((s) => Date.parse(s.collected_at));
     const t0 = t[0], t1 = Math.max(t[t.length - 1], t0 + 1);
     const yMax = Math.max(1, ...points.map((s) => Math.max(s.active_leases, s.available, s.total)));
