@@ -12,8 +12,8 @@ use pharox_core::{
 use pharox_wire::{
     AcquireInput, CleanupAnswer, CleanupInput, ConsumerBody, CreateProxy, EnsureConsumer,
     FiltersBody, FindAnswer, FindInput, HealthInput, LeaseRecord, MAX_WAIT_MS, PoolBody,
-    ProxyRecord, ReleaseAnswer, ReleaseInput, RenewInput, SnapshotBody, StatsBody, StatsHistoryBody,
-    UpsertPool, WaitInput, codes,
+    ProxyRecord, ReleaseAnswer, ReleaseInput, RenewInput, SnapshotBody, StatsBody,
+    StatsHistoryBody, UpsertPool, WaitInput, codes,
 };
 use reqwest::{Method, StatusCode};
 

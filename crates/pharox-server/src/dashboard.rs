@@ -71,7 +71,10 @@ pub(crate) async fn script() -> Response {
     responses((status = 200, description = "The dashboard's stylesheet", content_type = "text/css", body = String))
 )]
 pub(crate) async fn style() -> Response {
-    asset("text/css; charset=utf-8", Bytes::from_static(STYLE.as_bytes()))
+    asset(
+        "text/css; charset=utf-8",
+        Bytes::from_static(STYLE.as_bytes()),
+    )
 }
 
 /// A 200 with `body`, its type, the policy, and no caching beyond

@@ -42,7 +42,10 @@ async fn dashboard_files_need_no_key_and_carry_a_strict_policy() {
         let r = get_without_key(&s, path).await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         let h = r.headers();
-        assert!(h["content-type"].to_str().unwrap().starts_with(kind), "{path}");
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with(kind),
+            "{path}"
+        );
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(csp.contains("default-src 'none'"), "{csp}");
         assert!(csp.contains("script-src 'self'"), "{csp}");
@@ -57,7 +60,11 @@ async fn dashboard_files_need_no_key_and_carry_a_strict_policy() {
 
 #[tokio::test]
 async fn the_page_says_whether_the_server_asks_for_a_key() {
-    let page = get_without_key(&keyed().await, "/").await.text().await.unwrap();
+    let page = get_without_key(&keyed().await, "/")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains(r#"data-auth="required""#), "{page}");
     let open = TestServer::start().await;
     let page = get_without_key(&open, "/").await.text().await.unwrap();
@@ -106,7 +113,10 @@ async fn history_on_redis_answers_recorded_snapshots_newest_first() {
     let h = RedisHarness::start().await;
     let store = h.storage().clone();
     let pool = PoolId::from("recorded");
-    store.upsert_pool(&ProxyPool::new(pool.clone())).await.unwrap();
+    store
+        .upsert_pool(&ProxyPool::new(pool.clone()))
+        .await
+        .unwrap();
     for i in 0..3 {
         let mut stats = store.pool_stats(&pool).await.unwrap();
         stats.total_leases = i; // tells the snapshots apart
@@ -114,7 +124,11 @@ async fn history_on_redis_answers_recorded_snapshots_newest_first() {
     }
     let s = TestServer::with(store, ServerConfig::new(ApiKeys::admin([KEY])), Some(KEY)).await;
     let (status, body) = s
-        .call(Method::GET, "/v1/pools/recorded/stats/history?limit=2", None)
+        .call(
+            Method::GET,
+            "/v1/pools/recorded/stats/history?limit=2",
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let granted: Vec<_> = body["snapshots"]

@@ -85,7 +85,12 @@ async fn dashboard_shows_live_pool_numbers_and_a_new_lease_without_errors() {
         .expect("open the dashboard");
 
     // Keys are configured: the page asks for one before reading anything.
-    wait_for(&page, "the key prompt", "!document.getElementById('auth').hidden").await;
+    wait_for(
+        &page,
+        "the key prompt",
+        "!document.getElementById('auth').hidden",
+    )
+    .await;
     // A wrong key is refused (403) and asked for again.
     enter_key(&page, "not-the-key").await;
     wait_for(
@@ -100,7 +105,10 @@ async fn dashboard_shows_live_pool_numbers_and_a_new_lease_without_errors() {
     let refused = seen
         .until("the refused request's reports", |log| {
             log.problems.iter().any(|p| p.ends_with("answered 403"))
-                && log.problems.iter().any(|p| p.starts_with("log Error Network"))
+                && log
+                    .problems
+                    .iter()
+                    .any(|p| p.starts_with("log Error Network"))
         })
         .await;
     assert!(
@@ -477,7 +485,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> Self {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", uuid::Uuid::new_v4()));
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("create a temp dir");
         Self(dir)
     }

@@ -1487,7 +1487,14 @@ pub async fn stats_history_answers_recorded_snapshots_newest_first<H: Harness>(h
     let summary = |snapshots: &[crate::PoolStatsSnapshot]| {
         snapshots
             .iter()
-            .map(|x| (x.pool.clone(), x.active_leases, x.total_leases, x.collected_at.timestamp()))
+            .map(|x| {
+                (
+                    x.pool.clone(),
+                    x.active_leases,
+                    x.total_leases,
+                    x.collected_at.timestamp(),
+                )
+            })
             .collect::<Vec<_>>()
     };
     let newest_first: Vec<_> = recorded.iter().rev().cloned().collect();

@@ -190,7 +190,9 @@ pub(crate) fn table<S: Storage>(import_body_limit: usize) -> Vec<Route<S>> {
     all.push(Route::of::<c::__path_list, _, _>(c::list::<S>));
     // The Storage trait: per pool.
     all.push(Route::of::<p::__path_stats, _, _>(p::stats::<S>));
-    all.push(Route::of::<p::__path_stats_history, _, _>(p::stats_history::<S>));
+    all.push(Route::of::<p::__path_stats_history, _, _>(
+        p::stats_history::<S>,
+    ));
     all.push(Route::of::<p::__path_snapshot, _, _>(p::snapshot::<S>));
     all.push(Route::of::<p::__path_cleanup, _, _>(p::cleanup::<S>).optional_body());
     all.push(Route::of::<p::__path_wait, _, _>(p::wait::<S>));

@@ -9,8 +9,7 @@ use axum::response::IntoResponse;
 use pharox_core::{PoolId, ProxyPool, Storage, validate};
 use pharox_wire::{
     CleanupAnswer, CleanupInput, DEFAULT_CLEANUP_LIMIT, DEFAULT_HISTORY_LIMIT, HistoryQuery,
-    MAX_WAIT_MS, ReadQuery, SnapshotBody, StatsBody, StatsHistoryBody,
-    UpsertPool, WaitInput,
+    MAX_WAIT_MS, ReadQuery, SnapshotBody, StatsBody, StatsHistoryBody, UpsertPool, WaitInput,
 };
 
 use super::AppState;
