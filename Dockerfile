@@ -8,6 +8,9 @@ RUN cargo build --release --locked -p pharox-cli \
     && cp target/release/pharox /usr/local/bin/pharox
 
 FROM debian:bookworm-slim
+# The system's trust store, for rediss:// (rustls-native-certs reads it).
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 # TLS roots for health checks are built into the binary (webpki roots).
 COPY --from=build /usr/local/bin/pharox /usr/local/bin/pharox
 USER 65534:65534

@@ -75,6 +75,15 @@ ensure_test_python() {
 started=$SECONDS
 # Tests that need Redis start their own redis-server on a free port.
 ensure_command redis-server redis-server "the Redis tests"
+# The TLS tests (crates/pharox-redis/tests/tls.rs, contract_redis_tls.rs)
+# start redis-server with --tls-port: it must be built with TLS (Debian's
+# is). A build without it says "TLS not supported" even before it looks
+# for a certificate; one with it asks for the certificate.
+if timeout 10 redis-server --port 0 --tls-port 1 --save "" 2>&1 | grep -qi "not supported\|not compiled"; then
+    echo "error: this redis-server was built without TLS, which the TLS tests need." >&2
+    echo "       Install one built with it (Debian/Ubuntu: sudo apt-get install -y redis-server) and re-run." >&2
+    exit 1
+fi
 # The README's HTTP examples run as written (crates/pharox-cli/tests/readme_http.rs).
 ensure_command curl curl "the README's HTTP examples"
 ensure_command jq jq "the README's HTTP examples"

@@ -9,9 +9,17 @@
 //! [`pharox_core::testkit::churn::Exercise`]). Run with `--nocapture` to see
 //! the figures.
 //!
+//! The Redis churns also run over mutual TLS and as an ACL user with
+//! exactly the documented client rule.
+//!
 //! The self-tests run a broken store until the harness reports it, for at
 //! most a minute: whether one short run happens to expose a bug is luck,
 //! whether the harness ever does is not.
+
+#[path = "../crates/pharox-redis/tests/acl_support/mod.rs"]
+mod acl_support;
+#[path = "../crates/pharox-redis/tests/tls_pki/mod.rs"]
+mod tls_pki;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -19,8 +27,8 @@ use std::time::{Duration, Instant};
 use pharox_core::InMemoryStorage;
 use pharox_core::testkit::churn::{ChurnConfig, ChurnReport, Exercise, run_churn, soak_duration};
 use pharox_core::testkit::{FaultyStorage, Harness};
-use pharox_redis::testkit::{RedisHarness, index_problems};
-use pharox_redis::{ConnectionMode, RedisStorage};
+use pharox_redis::testkit::{RedisHarness, RedisServer, index_problems};
+use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage};
 
 fn seconds() -> Duration {
     soak_duration(Duration::from_secs(4))
@@ -83,6 +91,62 @@ async fn churn_redis_pooled() {
     let r = churn("redis (pooled, 8)", s.clone(), "churn-pooled").await;
     assert_exercised(&r);
     let problems = index_problems(&s, &r.pool).await;
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The churn over mutual TLS (`rediss://` with a password, the server
+/// verified against a CA file, a client certificate), in each connection
+/// mode, at the default length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_redis_tls() {
+    for (name, mode) in [
+        (
+            "multiplexed",
+            ConnectionMode::Multiplexed { connections: 1 },
+        ),
+        ("pooled, 8", ConnectionMode::Pooled { size: 8 }),
+    ] {
+        let pki = tls_pki::Pki::new();
+        let server = tokio::task::block_in_place(|| {
+            RedisServer::start_tls(pki.server(true), &["--requirepass", "churn-tls-pw"])
+        });
+        let url = format!("rediss://:churn-tls-pw@127.0.0.1:{}", server.port());
+        let h = RedisHarness::on_server(server, |c| RedisConfig {
+            url,
+            ..c.tls_ca_file(&pki.ca)
+                .tls_client_cert(&pki.client_cert, &pki.client_key)
+                .mode(mode)
+                .response_timeout(BUDGET)
+        })
+        .await;
+        let r = churn(
+            &format!("redis over TLS ({name})"),
+            h.storage().clone(),
+            "churn-tls",
+        )
+        .await;
+        assert_exercised(&r);
+        let problems = index_problems(h.storage(), &r.pool).await;
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+}
+
+/// The churn as an ACL user with exactly the documented client rule
+/// (`pharox_redis::acl::client_rule`), the default user disabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_redis_acl_user() {
+    let server = tokio::task::block_in_place(|| {
+        acl_support::server(&[("pharox", &pharox_redis::acl::client_rule("pharox"))])
+    });
+    let url = acl_support::url(&server, "pharox");
+    let h = RedisHarness::on_server(server, |c| RedisConfig {
+        url,
+        ..c.response_timeout(BUDGET)
+    })
+    .await;
+    let r = churn("redis as an ACL user", h.storage().clone(), "churn-acl").await;
+    assert_exercised(&r);
+    let problems = index_problems(h.storage(), &r.pool).await;
     assert!(problems.is_empty(), "{problems:#?}");
 }
 

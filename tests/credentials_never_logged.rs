@@ -17,6 +17,12 @@
 //!   (`CONNECT`), and a [`Worker`] serving `/metrics` and `/healthz` before
 //!   and after Redis dies.
 //!
+//! A second test does the same over TLS (`rediss://` with a password, a CA
+//! file and a client certificate): the client key file's content and the
+//! password are tracked secrets, through good connections in both modes and
+//! every refusal (wrong CA, missing or mismatched client certificate, a
+//! corrupt key file, a wrong password).
+//!
 //! Every secret (plain, percent-encoded as in a proxy URL or fully, base64 as
 //! in a Basic-auth header) is then looked for in the captured log, in the
 //! `Debug` and `Display` text of every error and of leases, proxies,
@@ -31,6 +37,8 @@
 
 #[path = "../crates/pharox-worker/tests/support/mod.rs"]
 mod support;
+#[path = "../crates/pharox-redis/tests/tls_pki/mod.rs"]
+mod tls_pki;
 
 use std::fmt::Debug;
 use std::io;
@@ -968,4 +976,120 @@ async fn corrupt_stored_credentials_are_not_quoted_in_errors() {
             .expect_err("corrupt"),
     );
     assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+}
+
+/// The password of the private TLS Redis (`rediss://:…@`).
+const TLS_REDIS_PW: &str = "T1s-R3dis-S3cret-4e3f";
+
+/// The secrets of the TLS scenario: the rediss:// password and every line
+/// of the client key file's body (a leak of any part of it is a leak).
+fn tls_secrets(key_pem: &str) -> Vec<(String, &'static str, String)> {
+    let mut out = vec![("rediss password".to_owned(), "", TLS_REDIS_PW.to_owned())];
+    for (i, line) in key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .enumerate()
+    {
+        out.push((format!("client key file, line {i}"), "", line.to_owned()));
+    }
+    assert!(out.len() >= 2, "the key file has a body");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_key_file_and_rediss_password_never_appear_in_logs_or_errors() {
+    let capture = capture();
+    let pki = tls_pki::Pki::new();
+    let key_pem = std::fs::read_to_string(&pki.client_key).unwrap();
+    let secrets = tls_secrets(&key_pem);
+    // Mutual TLS and a password.
+    let server = tokio::task::block_in_place(|| {
+        RedisServer::start_tls(pki.server(true), &["--requirepass", TLS_REDIS_PW])
+    });
+    let url = format!("rediss://:{TLS_REDIS_PW}@127.0.0.1:{}", server.port());
+    let good = || {
+        RedisConfig::new(url.clone())
+            .tls_ca_file(&pki.ca)
+            .tls_client_cert(&pki.client_cert, &pki.client_key)
+            .response_timeout(TIMEOUT)
+    };
+    let mut seen = Seen::default();
+    for (i, mode) in [
+        ConnectionMode::Multiplexed { connections: 2 },
+        ConnectionMode::Pooled { size: 4 },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cfg = good().mode(mode);
+        tracing::info!(config = ?cfg, "connecting over TLS");
+        seen.debug("TLS config", &cfg);
+        let store = RedisStorage::connect(cfg).await.expect("connect over TLS");
+        seen.debug("TLS store", &store);
+        Box::pin(exercise_manager(store, &format!("i8-tls-{i}"), &mut seen)).await;
+    }
+
+    // Every refusal, each error collected (and logged by `Seen::error`).
+    let corrupt_key = pki.path("corrupt.key");
+    // The key's header and the first half of its body: a parser quoting
+    // what it failed on would print the secret.
+    std::fs::write(&corrupt_key, &key_pem[..key_pem.len() / 2]).unwrap();
+    let cases = [
+        ("wrong CA", good().tls_ca_file(&pki.other_ca)),
+        ("no client certificate", {
+            let mut c = good();
+            c.tls.cert_file = None;
+            c.tls.key_file = None;
+            c
+        }),
+        (
+            "key of another certificate",
+            good().tls_client_cert(&pki.client_cert, &pki.expired_key),
+        ),
+        (
+            "corrupt key file",
+            good().tls_client_cert(&pki.client_cert, &corrupt_key),
+        ),
+        (
+            "certificate given as the key",
+            good().tls_client_cert(&pki.client_cert, &pki.client_cert),
+        ),
+        ("wrong password", {
+            let mut c = good();
+            c.url = format!("rediss://:not-{TLS_REDIS_PW}@127.0.0.1:{}", server.port());
+            c
+        }),
+    ];
+    for (case, cfg) in cases {
+        for mode in [
+            ConnectionMode::Multiplexed { connections: 1 },
+            ConnectionMode::Pooled { size: 1 },
+        ] {
+            let cfg = cfg.clone().mode(mode).connect_timeout(TIMEOUT);
+            let r = RedisStorage::connect(cfg).await.map(|_| ());
+            let e = seen.expect_err(&format!("TLS connect, {case}, {mode:?}"), r);
+            assert!(!e.is_retryable(), "{case}: {e}");
+        }
+    }
+
+    let log = capture.text();
+    assert!(
+        log.contains("rediss://:***@127.0.0.1"),
+        "the redacted URL is logged"
+    );
+    assert!(seen.errors >= 12, "{} errors collected", seen.errors);
+    let secrets: Vec<(&str, &str, &str)> = secrets
+        .iter()
+        .map(|(n, u, p)| (n.as_str(), *u, p.as_str()))
+        .collect();
+    let mut leaks = find_leaks("captured log", &log, &secrets);
+    for (surface, text) in &seen.texts {
+        leaks.extend(find_leaks(surface, text, &secrets));
+    }
+    assert!(
+        leaks.is_empty(),
+        "{} leaks of TLS credentials (I8):\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
 }

@@ -14,7 +14,7 @@ use pharox_cli::demo::{self, DemoOptions};
 use pharox_cli::synthetic::Shape;
 use pharox_cli::{admin, ops, serve, serve_child};
 use pharox_core::{InMemoryStorage, PoolId, ProxyHostPolicy, Selector, Storage};
-use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage};
+use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage, RedisTls};
 use pharox_worker::{CancellationToken, HealthChecker, HealthConfig, Worker, WorkerConfig};
 
 #[derive(Parser)]
@@ -78,6 +78,8 @@ struct AdminArgs<C: Subcommand> {
     /// Key prefix in Redis.
     #[arg(long, default_value = "pharox", global = true)]
     redis_prefix: String,
+    #[command(flatten)]
+    redis_tls: RedisTlsArgs,
     /// Connect even under an allkeys-* maxmemory-policy (see `pharox worker --help`).
     #[arg(long, env = "PHAROX_REDIS_ALLOW_EVICTION", global = true)]
     redis_allow_eviction: bool,
@@ -106,6 +108,7 @@ impl<C: Subcommand> AdminArgs<C> {
             None => {
                 let config = RedisConfig::new(self.redis_url.clone())
                     .prefix(self.redis_prefix.clone())
+                    .tls(self.redis_tls.tls())
                     .allow_eviction(self.redis_allow_eviction);
                 let store = RedisStorage::connect(config.clone())
                     .await
@@ -178,6 +181,35 @@ enum Mode {
     Pooled,
 }
 
+/// The TLS files of a `rediss://` URL, in every command that takes
+/// --redis-url. Paths only: the files are read when connecting, and their
+/// content is never printed.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct RedisTlsArgs {
+    /// PEM file of the CA certificates that verify a rediss:// server
+    /// (default: the system's trust store).
+    #[arg(long, env = "PHAROX_REDIS_CA", value_name = "FILE", global = true)]
+    redis_ca: Option<PathBuf>,
+    /// PEM file of a client certificate for mutual TLS (with --redis-key).
+    #[arg(long, env = "PHAROX_REDIS_CERT", value_name = "FILE", global = true)]
+    redis_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (with --redis-cert).
+    #[arg(long, env = "PHAROX_REDIS_KEY", value_name = "FILE", global = true)]
+    redis_key: Option<PathBuf>,
+}
+
+impl RedisTlsArgs {
+    fn tls(&self) -> RedisTls {
+        // An empty variable (PHAROX_REDIS_CA=) means unset.
+        let path = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        RedisTls {
+            ca_file: path(&self.redis_ca),
+            cert_file: path(&self.redis_cert),
+            key_file: path(&self.redis_key),
+        }
+    }
+}
+
 #[derive(clap::Args, Clone)]
 struct RedisArgs {
     /// Redis URL (`redis://[user:password@]host:port[/db]`); the password is never printed.
@@ -190,6 +222,8 @@ struct RedisArgs {
     /// Key prefix in Redis.
     #[arg(long, default_value = "pharox")]
     redis_prefix: String,
+    #[command(flatten)]
+    redis_tls: RedisTlsArgs,
     /// How to connect to Redis.
     #[arg(long, value_enum, default_value_t = Mode::Multiplexed)]
     redis_mode: Mode,
@@ -215,6 +249,7 @@ impl RedisArgs {
         };
         RedisConfig::new(self.redis_url.clone())
             .prefix(self.redis_prefix.clone())
+            .tls(self.redis_tls.tls())
             .mode(mode)
             .allow_eviction(self.redis_allow_eviction)
     }
@@ -243,6 +278,8 @@ struct DemoArgs {
     /// (the pool named by --pool is replaced).
     #[arg(long, env = "PHAROX_REDIS_URL")]
     redis_url: Option<String>,
+    #[command(flatten)]
+    redis_tls: RedisTlsArgs,
     /// As for the other commands: connect even under an allkeys-* maxmemory-policy.
     #[arg(long, env = "PHAROX_REDIS_ALLOW_EVICTION")]
     redis_allow_eviction: bool,
@@ -483,6 +520,8 @@ struct ServeArgs {
     /// Key prefix in Redis.
     #[arg(long, default_value = "pharox")]
     redis_prefix: String,
+    #[command(flatten)]
+    redis_tls: RedisTlsArgs,
     /// As for the other commands: connect even under an allkeys-* maxmemory-policy.
     #[arg(long, env = "PHAROX_REDIS_ALLOW_EVICTION")]
     redis_allow_eviction: bool,
@@ -605,6 +644,7 @@ async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         Some(url) => {
             let redis = RedisConfig::new(url.clone())
                 .prefix(args.redis_prefix.clone())
+                .tls(args.redis_tls.tls())
                 .allow_eviction(args.redis_allow_eviction);
             let storage = RedisStorage::connect(redis.clone())
                 .await
@@ -639,7 +679,9 @@ async fn run_demo(args: DemoArgs) -> Result<ExitCode> {
     let report = match &args.redis_url {
         None => demo::run("memory", InMemoryStorage::new(), &pool, &opts).await?,
         Some(url) => {
-            let config = RedisConfig::new(url.clone()).allow_eviction(args.redis_allow_eviction);
+            let config = RedisConfig::new(url.clone())
+                .tls(args.redis_tls.tls())
+                .allow_eviction(args.redis_allow_eviction);
             let storage = RedisStorage::connect(config.clone())
                 .await
                 .with_context(|| format!("connecting to {}", config.redacted_url()))?;
@@ -777,6 +819,7 @@ async fn run_http_bench(
             redis_url: &args.redis.redis_url,
             redis_prefix: &args.redis.redis_prefix,
             allow_eviction: args.redis.redis_allow_eviction,
+            tls: &args.redis.redis_tls.tls(),
             api_key: &key,
         },
     )

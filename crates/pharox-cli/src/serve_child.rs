@@ -26,6 +26,9 @@ pub struct ServeTarget<'a> {
     pub redis_prefix: &'a str,
     /// Pass `--redis-allow-eviction`.
     pub allow_eviction: bool,
+    /// The TLS files of a `rediss://` URL (passed as PHAROX_REDIS_CA,
+    /// PHAROX_REDIS_CERT, PHAROX_REDIS_KEY).
+    pub tls: &'a pharox_redis::RedisTls,
     /// The one API key the child accepts (through `PHAROX_API_KEYS`).
     pub api_key: &'a str,
 }
@@ -35,6 +38,7 @@ impl std::fmt::Debug for ServeTarget<'_> {
         f.debug_struct("ServeTarget")
             .field("redis_prefix", &self.redis_prefix)
             .field("allow_eviction", &self.allow_eviction)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -66,6 +70,16 @@ impl ServeChild {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        for (var, path) in [
+            ("PHAROX_REDIS_CA", &target.tls.ca_file),
+            ("PHAROX_REDIS_CERT", &target.tls.cert_file),
+            ("PHAROX_REDIS_KEY", &target.tls.key_file),
+        ] {
+            match path {
+                Some(p) => cmd.env(var, p),
+                None => cmd.env_remove(var),
+            };
+        }
         if target.allow_eviction {
             cmd.arg("--redis-allow-eviction");
         }

@@ -1,7 +1,10 @@
 //! Connection settings.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::tls::RedisTls;
 
 /// How [`RedisStorage`](crate::RedisStorage) talks to Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +35,12 @@ impl Default for ConnectionMode {
 /// `Debug` shows the URL with its password replaced by `***` (I8).
 #[derive(Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`.
+    /// `redis://[[user]:password@]host:port[/db]`, or `rediss://…` for TLS
+    /// (see [`tls`](Self#structfield.tls)).
     pub url: String,
+    /// CA and client-certificate files of a `rediss://` URL (default:
+    /// verify against the system's trust store, no client certificate).
+    pub tls: RedisTls,
     /// Prefix of every key (default `pharox`): stores with different
     /// prefixes on one server never see each other.
     pub prefix: String,
@@ -73,6 +80,7 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            tls: RedisTls::default(),
             prefix: "pharox".into(),
             mode: ConnectionMode::default(),
             response_timeout: Duration::from_secs(5),
@@ -80,6 +88,27 @@ impl RedisConfig {
             reclaim_batch: 64,
             allow_eviction: false,
         }
+    }
+
+    /// Verifies the server of a `rediss://` URL against the CA certificates
+    /// of this PEM file instead of the system's trust store.
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+
+    /// Presents this client certificate (PEM, with its chain) and private
+    /// key (PEM) to a `rediss://` server: mutual TLS.
+    pub fn tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls.cert_file = Some(cert.into());
+        self.tls.key_file = Some(key.into());
+        self
+    }
+
+    /// Sets all TLS files at once.
+    pub fn tls(mut self, tls: RedisTls) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Sets the key prefix.
@@ -150,6 +179,7 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &self.redacted_url())
+            .field("tls", &self.tls)
             .field("prefix", &self.prefix)
             .field("mode", &self.mode)
             .field("response_timeout", &self.response_timeout)

@@ -28,6 +28,12 @@ pub(crate) enum Conn {
 /// Maps a driver error. `Unavailable` only when the request surely was not
 /// sent (connection refused); a broken connection may have delivered it.
 pub(crate) fn map_err(op: &'static str, after: Duration, e: RedisError) -> Error {
+    if let Some(tls) = crate::tls::handshake_error(&e) {
+        return tls;
+    }
+    if let Some(refused) = crate::acl::refusal(op, &e) {
+        return refused;
+    }
     if e.is_timeout() {
         return Error::Timeout {
             operation: op,
@@ -57,19 +63,13 @@ pub(crate) fn map_err(op: &'static str, after: Duration, e: RedisError) -> Error
 
 impl Conn {
     pub async fn open(cfg: &RedisConfig) -> Result<Self> {
-        let bad_url = |e: RedisError| {
-            // The driver's message may quote the URL; never pass it on (I8).
-            Error::invalid(
-                "redis url",
-                format!("cannot use {}: {}", cfg.redacted_url(), e.category()),
-            )
-        };
+        // Plain or TLS: every mode opens its connections from this client.
+        let client = crate::tls::client(cfg)?;
         match cfg.mode {
             ConnectionMode::Multiplexed { connections } => {
                 if connections == 0 {
                     return Err(Error::invalid("connections", "must be at least 1"));
                 }
-                let client = redis::Client::open(cfg.url.as_str()).map_err(bad_url)?;
                 let mc = ConnectionManagerConfig::new()
                     .set_response_timeout(Some(cfg.response_timeout))
                     .set_connection_timeout(Some(cfg.connect_timeout))
@@ -103,8 +103,16 @@ impl Conn {
                 let timeouts = AsyncConnectionConfig::new()
                     .set_response_timeout(Some(cfg.response_timeout))
                     .set_connection_timeout(Some(cfg.connect_timeout));
+                // The connection info carries the TLS parameters (CA,
+                // client certificate) the client was built with.
                 let manager =
-                    Manager::new_with_config(cfg.url.as_str(), timeouts).map_err(bad_url)?;
+                    Manager::new_with_config(client.get_connection_info().clone(), timeouts)
+                        .map_err(|e| {
+                            Error::invalid(
+                                "redis url",
+                                format!("cannot use {}: {}", cfg.redacted_url(), e.category()),
+                            )
+                        })?;
                 let pool = Pool::builder(manager)
                     .config(PoolConfig {
                         max_size: size,

@@ -22,7 +22,7 @@
 //! and in the README's "Running on Redis" section.
 #![forbid(unsafe_code)]
 
-mod cache;
+pub mod acl;
 mod config;
 mod conn;
 mod geo;
@@ -36,12 +36,14 @@ mod settings;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod tls;
 
 pub use config::{ConnectionMode, RedisConfig};
 /// The redis crate this adapter is built on (re-exported from deadpool-redis),
 /// for raw commands in tests and tools.
 pub use deadpool_redis::redis;
 pub use store::RedisStorage;
+pub use tls::RedisTls;
 
 /// Highest `max_concurrency` a store accepts; a proxy without a limit takes
 /// up to this many concurrent leases (`pharox_core::validate`).

@@ -3,7 +3,7 @@
 //! script tests reuse the key lists instead of writing their own.
 
 use deadpool_redis::redis::{ScriptInvocation, Value};
-use pharox_core::{ReleaseOutcome, Result};
+use pharox_core::{PoolId, PoolStatsSnapshot, ReleaseOutcome, Result, datetime_from_ms};
 
 use crate::keys::PoolKeys;
 use crate::reply::{array, corrupt, int, text, u64_of};
@@ -317,6 +317,27 @@ pub fn cleanup(k: &PoolKeys, limit: usize) -> ScriptInvocation<'static> {
     inv
 }
 
+/// What `cleanup.lua` answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupReply {
+    /// The pool does not exist.
+    NoPool,
+    /// This many expired leases were reclaimed.
+    Reclaimed(usize),
+}
+
+impl CleanupReply {
+    /// Decodes a reply of `cleanup.lua`.
+    pub fn decode(r: i64) -> Result<Self> {
+        if r < 0 {
+            return Ok(Self::NoPool);
+        }
+        usize::try_from(r)
+            .map(Self::Reclaimed)
+            .map_err(|_| corrupt("cleanup count"))
+    }
+}
+
 /// The KEYS of `stats.lua`.
 pub fn stats_keys(k: &PoolKeys) -> [&str; 4] {
     [
@@ -330,6 +351,46 @@ pub fn stats_keys(k: &PoolKeys) -> [&str; 4] {
 /// One call of `stats.lua`.
 pub fn stats(k: &PoolKeys) -> ScriptInvocation<'static> {
     invocation(&scripts::STATS, stats_keys(k))
+}
+
+/// What `stats.lua` answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatsReply {
+    /// The pool does not exist.
+    NoPool,
+    /// The pool's counters.
+    Stats(PoolStatsSnapshot),
+}
+
+impl StatsReply {
+    /// Decodes a reply of `stats.lua` about `pool`.
+    pub fn decode(pool: &PoolId, v: Value) -> Result<Self> {
+        let v = array(v)?;
+        if v.len() == 1 {
+            return Ok(Self::NoPool);
+        }
+        if v.len() != 8 {
+            return Err(corrupt("stats reply"));
+        }
+        let n = |i: usize, what| int(&v[i]).and_then(|x| u64_of(x, what));
+        let (total_leases, active_leases, expired) =
+            (n(6, "tokens")?, n(5, "leases")?, n(7, "expired")?);
+        let released = total_leases
+            .checked_sub(active_leases + expired)
+            .ok_or_else(|| corrupt("lease counters"))?;
+        Ok(Self::Stats(PoolStatsSnapshot {
+            pool: pool.clone(),
+            total: n(1, "total")?,
+            active: n(2, "active")?,
+            available: n(3, "available")?,
+            leased: n(4, "leased")?,
+            active_leases,
+            total_leases,
+            released_leases: released,
+            expired_leases: expired,
+            collected_at: datetime_from_ms(int(&v[0])?),
+        }))
+    }
 }
 
 /// The KEYS of `get_proxy.lua`.
@@ -490,6 +551,28 @@ pub fn remove_proxy(
     inv
 }
 
+/// What `remove_proxy.lua` and `remove_pool.lua` answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveReply {
+    /// Removed.
+    Removed,
+    /// Nothing to remove: no such proxy or pool.
+    Absent,
+    /// What the client read changed since (re-read and retry).
+    Changed,
+}
+
+impl RemoveReply {
+    /// Decodes a reply of `remove_proxy.lua` or `remove_pool.lua`.
+    pub fn decode(r: i64) -> Self {
+        match r {
+            1 => Self::Removed,
+            -2 => Self::Changed,
+            _ => Self::Absent,
+        }
+    }
+}
+
 /// The KEYS of `health.lua`.
 pub fn health_keys(k: &PoolKeys) -> Vec<&str> {
     let mut keys = k.lease_keys()[..6].to_vec();
@@ -517,17 +600,32 @@ pub fn health(
     inv
 }
 
-/// What `health.lua` answered: `Ok(Some(load))` applied, `Ok(None)` no
-/// such proxy or pool, `Err(())` changed since read.
-pub fn health_applied(v: Value) -> Result<std::result::Result<Option<i64>, ()>> {
-    let r = array(v)?;
-    Ok(match first(&r)? {
-        -1 | 0 => Ok(None),
-        -2 => Err(()),
-        _ => Ok(Some(int(r
-            .get(1)
-            .ok_or_else(|| corrupt("health reply"))?)?)),
-    })
+/// What `health.lua` answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthReply {
+    /// Applied; the proxy has this many live leases.
+    Applied {
+        /// Its live leases.
+        load: i64,
+    },
+    /// No such proxy or pool.
+    NoProxy,
+    /// The stored proxy changed since it was read (re-read and retry).
+    Changed,
+}
+
+impl HealthReply {
+    /// Decodes a reply of `health.lua`.
+    pub fn decode(v: Value) -> Result<Self> {
+        let r = array(v)?;
+        Ok(match first(&r)? {
+            -1 | 0 => Self::NoProxy,
+            -2 => Self::Changed,
+            _ => Self::Applied {
+                load: int(r.get(1).ok_or_else(|| corrupt("health reply"))?)?,
+            },
+        })
+    }
 }
 
 /// The KEYS of `create_pool.lua`.

@@ -70,16 +70,47 @@ pub const STALLABLE: &[&str] = &[
 
 /// A `redis-server` child process on a free local port, without persistence
 /// unless asked. Killed (and its directory removed) on drop.
+///
+/// The server logs to `redis.log` in its directory ([`log_path`](Self::log_path)).
+/// When it is dropped because a test is failing (while panicking), the
+/// log's last lines are printed to stderr and the directory is kept, so a
+/// failure shows what the server saw.
 #[derive(Debug)]
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
     extra: Vec<String>,
+    tls: Option<ServerTls>,
+}
+
+/// The TLS files of a test server that listens for TLS only
+/// ([`RedisServer::start_tls`]): PEM paths.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The server's certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The CA that verifies client certificates (`--tls-ca-cert-file`).
+    pub ca: PathBuf,
+    /// Refuse clients without a certificate signed by `ca`
+    /// (`--tls-auth-clients yes`; else `no`).
+    pub require_client_cert: bool,
 }
 
 /// Ports tried by [`RedisServer::start_with`] before it gives up.
 const START_ATTEMPTS: usize = 5;
+
+/// Lines of the server's log printed when a test fails.
+const LOG_TAIL_LINES: usize = 40;
+
+/// The last `lines` lines of the file at `path` (empty if unreadable).
+fn tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -113,6 +144,21 @@ impl RedisServer {
     /// binds it: a server that exits before answering is started again on
     /// another port, a few times.
     pub fn start_with(args: &[&str]) -> Self {
+        Self::start_on(args, None)
+    }
+
+    /// Starts a server that listens for TLS only (`--port 0 --tls-port`),
+    /// with no persistence and extra `args`; [`url`](Self::url) is then
+    /// `rediss://127.0.0.1:<port>`. Panics if this redis-server was built
+    /// without TLS (the error then says so).
+    pub fn start_tls(tls: ServerTls, args: &[&str]) -> Self {
+        let mut all = NO_PERSISTENCE.to_vec();
+        all.extend_from_slice(args);
+        Self::start_on(&all, Some(tls))
+    }
+
+    fn start_on(args: &[&str], tls: Option<ServerTls>) -> Self {
+        let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
             let dir =
@@ -123,15 +169,18 @@ impl RedisServer {
                 port,
                 dir,
                 extra: args.iter().map(|s| (*s).to_owned()).collect(),
+                tls: tls.clone(),
             };
             if server.try_launch() {
                 return server;
             }
+            last_log = server.log_tail(LOG_TAIL_LINES);
             // Dropping it removes its directory.
         }
         panic!(
             "redis-server exited before answering PING {START_ATTEMPTS} times \
-             (arguments {args:?}): is the port range exhausted, or an argument wrong?"
+             (arguments {args:?}): is the port range exhausted, or an argument wrong? \
+             The last attempt logged:\n{last_log}"
         );
     }
 
@@ -149,13 +198,28 @@ impl RedisServer {
     /// if it exited first (its port taken, say). Panics if it neither
     /// answers nor exits within 30 s.
     fn try_launch(&mut self) -> bool {
-        let child = Command::new("redis-server")
-            .arg("--port")
-            .arg(self.port.to_string())
+        let mut cmd = Command::new("redis-server");
+        match &self.tls {
+            None => cmd.arg("--port").arg(self.port.to_string()),
+            Some(tls) => cmd
+                .args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca)
+                .arg("--tls-auth-clients")
+                .arg(if tls.require_client_cert { "yes" } else { "no" }),
+        };
+        let child = cmd
             .arg("--bind")
             .arg("127.0.0.1")
             .arg("--dir")
             .arg(&self.dir)
+            .arg("--logfile")
+            .arg(self.log_path())
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -169,13 +233,29 @@ impl RedisServer {
         self.child = Some(child);
         // Generous: a busy CI machine can take seconds to start a process.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !ping(self.port) {
+        // A TLS port does not answer a plain PING: its log says when it is up.
+        let up = |s: &Self| match s.tls {
+            None => ping(s.port),
+            Some(_) => s
+                .log_tail(LOG_TAIL_LINES)
+                .contains("Ready to accept connections"),
+        };
+        while !up(self) {
             let exited = self
                 .child
                 .as_mut()
                 .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
             if exited {
                 self.child = None;
+                if self.tls.is_some() && self.log_tail(LOG_TAIL_LINES).contains("tls") {
+                    let log = self.log_tail(LOG_TAIL_LINES);
+                    assert!(
+                        !log.contains("not compiled") && !log.contains("Unrecognized"),
+                        "this redis-server cannot serve TLS (built without it?); install one \
+                         that can (Debian's redis-server can) or run scripts/test.sh, which \
+                         checks. Its log:\n{log}"
+                    );
+                }
                 return false;
             }
             assert!(
@@ -188,14 +268,29 @@ impl RedisServer {
         true
     }
 
+    /// The server's log file (kept, with its directory, when a test fails).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("redis.log")
+    }
+
+    /// The last `lines` lines of the server's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log_path(), lines)
+    }
+
     /// The server's port.
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>`, or `rediss://…` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// A plain connection of its own, beside any store, that waits up to 10 s
@@ -272,6 +367,16 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            // A failing test: show what the server saw, and keep its log.
+            eprintln!(
+                "--- redis-server on port {} (log kept at {}), last {LOG_TAIL_LINES} lines:\n{}\n---",
+                self.port,
+                self.log_path().display(),
+                self.log_tail(LOG_TAIL_LINES)
+            );
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -282,6 +387,9 @@ impl Drop for RedisServer {
 pub struct RedisHarness {
     server: Option<Arc<RedisServer>>,
     storage: RedisStorage,
+    /// Records the stats history, as `pharox worker` does (the store itself
+    /// unless [`RedisHarness::recording_with`] named another).
+    recorder: Option<RedisStorage>,
 }
 
 impl RedisHarness {
@@ -312,7 +420,38 @@ impl RedisHarness {
         let storage = RedisStorage::connect(adjust(base))
             .await
             .expect("connect to the test redis-server");
-        Self { server, storage }
+        Self {
+            server,
+            storage,
+            recorder: None,
+        }
+    }
+
+    /// A store on `server` (a TLS one, say), configured by `adjust` from
+    /// its URL and a 30 s response timeout. The harness owns the server.
+    pub async fn on_server(
+        server: RedisServer,
+        adjust: impl FnOnce(RedisConfig) -> RedisConfig,
+    ) -> Self {
+        let base = RedisConfig::new(server.url()).response_timeout(Duration::from_secs(30));
+        let storage = RedisStorage::connect(adjust(base))
+            .await
+            .expect("connect to the test redis-server");
+        Self {
+            server: Some(Arc::new(server)),
+            storage,
+            recorder: None,
+        }
+    }
+
+    /// Records stats snapshots through `recorder` instead of the store: a
+    /// store connected as the worker's user, when the store's own user may
+    /// not write the history (an ACL client user may not `XADD`).
+    pub fn recording_with(self, recorder: RedisStorage) -> Self {
+        Self {
+            recorder: Some(recorder),
+            ..self
+        }
     }
 
     /// The private server, if this harness started one.
@@ -342,7 +481,9 @@ impl Harness for RedisHarness {
     }
 
     async fn record_stats(&self, snapshot: &pharox_core::PoolStatsSnapshot) -> bool {
-        self.storage
+        self.recorder
+            .as_ref()
+            .unwrap_or(&self.storage)
             .record_stats(snapshot, 100)
             .await
             .expect("record a stats snapshot");
@@ -709,6 +850,7 @@ mod tests {
             port,
             dir,
             extra: NO_PERSISTENCE.iter().map(|s| (*s).to_owned()).collect(),
+            tls: None,
         };
         let started = Instant::now();
         assert!(!server.try_launch());

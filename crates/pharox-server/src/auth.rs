@@ -240,7 +240,7 @@ impl ApiKeys {
 /// the pool's counters for callbacks, the capacity long poll). Not the
 /// routes that show other consumers' leases or every proxy (`find`,
 /// `snapshot`, the lease list), nor any that change pools or proxies.
-const LEASE_ROUTES: &[(Method, &str)] = &[
+pub(crate) const LEASE_ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/v1/pools/"),
     (Method::GET, "/v1/pools"),
     (Method::GET, "/v1/pools/{pool}"),

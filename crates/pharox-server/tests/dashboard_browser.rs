@@ -6,6 +6,10 @@
 //! exception and no failed request on the way. A screenshot is saved to
 //! `target/test-artifacts/dashboard.png`.
 //!
+//! A test binary of its own (the others are modules of `tests/api/`), so
+//! CI can run or rerun it by name: `cargo test -p pharox-server --test
+//! dashboard_browser`.
+//!
 //! The browser: `$PHAROX_TEST_CHROMIUM`, else `chromium` (Debian's package;
 //! scripts/test.sh installs it). Missing, the test fails in CI (`CI=true`)
 //! and is skipped with a message elsewhere.

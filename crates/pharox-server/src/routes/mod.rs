@@ -223,3 +223,55 @@ pub(crate) fn table<S: Storage>(import_body_limit: usize) -> Vec<Route<S>> {
     all.push(Route::of::<d::__path_style, _, _>(d::style).access(Access::Public));
     all
 }
+
+#[cfg(test)]
+mod tests {
+    use pharox_core::InMemoryStorage;
+
+    use super::*;
+
+    fn name(method: &HttpMethod) -> &'static str {
+        match method {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Delete => "DELETE",
+            HttpMethod::Head => "HEAD",
+            HttpMethod::Options => "OPTIONS",
+            HttpMethod::Trace => "TRACE",
+        }
+    }
+
+    #[test]
+    fn every_route_a_lease_key_reaches_is_in_the_table() {
+        let table = table::<InMemoryStorage>(1024);
+        for (method, path) in crate::auth::LEASE_ROUTES {
+            assert!(
+                table
+                    .iter()
+                    .any(|r| r.path == *path && name(&r.method) == method.as_str()),
+                "{method} {path} is allowed to lease keys but is not a route"
+            );
+        }
+    }
+
+    #[test]
+    fn no_operation_is_served_twice() {
+        let table = table::<InMemoryStorage>(1024);
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &table {
+            assert!(
+                seen.insert((r.path.clone(), name(&r.method).to_owned())),
+                "{}",
+                r.path
+            );
+            let id = r.operation.operation_id.clone().unwrap_or_default();
+            assert!(
+                seen.insert((id, String::new())),
+                "operation id of {}",
+                r.path
+            );
+        }
+    }
+}

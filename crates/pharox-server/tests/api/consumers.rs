@@ -1,6 +1,6 @@
 //! `/v1/consumers`: ensure by name (idempotent) and list.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, assert_error, assert_invalid_body};
 use reqwest::{Method, StatusCode};

@@ -1,6 +1,6 @@
 //! `/v1/pools/`: the shapes pharox-sdk parses and each error status.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, assert_error, is_canonical_uuid};
 use pharox_core::{InMemoryStorage, PoolId, ProxyPool};

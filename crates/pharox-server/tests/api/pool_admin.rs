@@ -1,6 +1,6 @@
 //! Pool upsert, stats, snapshot, cleanup and the capacity long poll.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

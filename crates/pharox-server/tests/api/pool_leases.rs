@@ -1,7 +1,7 @@
 //! `/v1/pools/{pool}/leases`: acquire, find, list, read, release (with its
 //! outcome) and renew; and the SDK-style renew by id.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! `POST /v1/pools/{pool}/import`: many proxies at once, one result each,
 //! bounded in items and bytes.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, assert_error, assert_invalid_body};
 use pharox_core::InMemoryStorage;

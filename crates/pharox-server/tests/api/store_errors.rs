@@ -1,7 +1,7 @@
 //! Every store error keeps its meaning on the wire: its status, its code,
 //! `Retry-After` on 503, and nothing a client could mistake for bad input.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! `/v1/leases/`: acquire, read and release, as pharox-sdk calls them.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

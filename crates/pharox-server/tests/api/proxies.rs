@@ -1,6 +1,6 @@
 //! `/v1/pools/{id}/proxies/`: add (as the SDK sends it), list, change status, remove.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, assert_error, is_canonical_uuid};
 use pharox_core::InMemoryStorage;

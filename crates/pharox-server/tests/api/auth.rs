@@ -1,6 +1,6 @@
 //! `X-API-Key`: 401 without a key, 403 with a wrong one, through with a right one.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, assert_error, read};
 use pharox_core::InMemoryStorage;

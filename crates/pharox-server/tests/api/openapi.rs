@@ -2,7 +2,7 @@
 //! every route the server answers (and the docs list), and real answers,
 //! errors included, validate against the schemas it gives for them.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 
@@ -229,7 +229,7 @@ async fn every_documented_operation_is_served_and_every_doc_route_documented() {
     }
     // Every route docs/http-api.md lists is documented, and the reverse
     // (but for the operations routes and the collections without their slash).
-    let listed: BTreeSet<(String, String)> = include_str!("../../../docs/http-api.md")
+    let listed: BTreeSet<(String, String)> = include_str!("../../../../docs/http-api.md")
         .lines()
         .filter_map(|l| l.strip_prefix("| `"))
         .filter_map(|l| l.split_once('`').map(|(r, _)| r.to_owned()))

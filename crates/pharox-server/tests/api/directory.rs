@@ -1,7 +1,7 @@
 //! Unknown UUIDs cost the store at most one `list_pools` per refresh
 //! interval, however many arrive; a pool made elsewhere is still found.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

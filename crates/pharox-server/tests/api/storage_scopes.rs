@@ -3,7 +3,7 @@
 //! consumers' leases or changes a pool; a bound key acts only as its
 //! consumer.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, assert_error, read};
 use pharox_core::{InMemoryStorage, Proxy, ProxyPool, ProxyProtocol};

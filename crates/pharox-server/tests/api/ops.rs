@@ -1,7 +1,7 @@
 //! `/healthz`, `/readyz`, `/metrics`, and the protective layers: the
 //! request time budget and the concurrency limit.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Full proxy records: read, store (`PUT`), list in full, health results,
 //! and a status change that cannot resurrect a deleted proxy.
 
-mod common;
+use crate::common;
 
 use common::store::Hooked;
 use common::{TestServer, assert_error, assert_invalid_body};

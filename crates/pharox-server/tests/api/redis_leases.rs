@@ -2,7 +2,7 @@
 //! releases its lease (the id carries the pool's tag, the token and the
 //! nonce), and an id with another nonce names nothing.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, assert_error};
 use pharox_redis::testkit::RedisHarness;

@@ -1,6 +1,6 @@
 //! Hostile input: every answer is a 4xx with a JSON error, never a 5xx.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, assert_error, read};
 use pharox_core::InMemoryStorage;

@@ -1,8 +1,8 @@
 //! The dashboard's files (public, under a strict content security policy)
 //! and the route its chart reads, `GET /v1/pools/{pool}/stats/history`.
-//! The page itself runs in a browser in `dashboard_browser.rs`.
+//! The page itself runs in a browser in `tests/dashboard_browser.rs`.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, assert_error};
 use pharox_core::testkit::Harness;
