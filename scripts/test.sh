@@ -87,6 +87,8 @@ fi
 # The README's HTTP examples run as written (crates/pharox-cli/tests/readme_http.rs).
 ensure_command curl curl "the README's HTTP examples"
 ensure_command jq jq "the README's HTTP examples"
+# The dashboard runs in headless Chromium (crates/pharox-server/tests/dashboard_browser.rs).
+ensure_command chromium chromium "the dashboard's browser test"
 ensure_test_python
 
 step "cargo fmt --check"

@@ -12,8 +12,8 @@ use pharox_core::{
 use pharox_wire::{
     AcquireInput, CleanupAnswer, CleanupInput, ConsumerBody, CreateProxy, EnsureConsumer,
     FiltersBody, FindAnswer, FindInput, HealthInput, LeaseRecord, MAX_WAIT_MS, PoolBody,
-    ProxyRecord, ReleaseAnswer, ReleaseInput, RenewInput, SnapshotBody, StatsBody, UpsertPool,
-    WaitInput, codes,
+    ProxyRecord, ReleaseAnswer, ReleaseInput, RenewInput, SnapshotBody, StatsBody,
+    StatsHistoryBody, UpsertPool, WaitInput, codes,
 };
 use reqwest::{Method, StatusCode};
 
@@ -302,6 +302,16 @@ impl Storage for RemoteStorage {
         let path = format!("{}/stats", pool_path(pool)?);
         let answer = self.call("pool_stats", Method::GET, &path, EMPTY).await?;
         Ok(answer.decode::<StatsBody>(about_pool(pool))?.into())
+    }
+
+    async fn stats_history(&self, pool: &PoolId, limit: usize) -> Result<Vec<PoolStatsSnapshot>> {
+        validate::history_limit(limit)?;
+        let path = format!("{}/stats/history?limit={limit}", pool_path(pool)?);
+        let answer = self
+            .call("stats_history", Method::GET, &path, EMPTY)
+            .await?;
+        let body = answer.decode::<StatsHistoryBody>(about_pool(pool))?;
+        Ok(body.snapshots.into_iter().map(Into::into).collect())
     }
 
     async fn pool_snapshot(&self, pool: &PoolId) -> Result<PoolSnapshot> {

@@ -348,6 +348,26 @@ pub trait Storage: Send + Sync + 'static {
     /// A consistent view of the whole pool (for invariant checks and admin).
     fn pool_snapshot(&self, pool: &PoolId) -> impl Future<Output = Result<PoolSnapshot>> + Send;
 
+    /// The newest `limit` snapshots (1 to
+    /// [`MAX_HISTORY_LIMIT`](crate::validate::MAX_HISTORY_LIMIT)) of the
+    /// pool's stats history, newest first, as `pharox worker` records them;
+    /// `PoolNotFound` for an unknown pool, as [`Storage::pool_stats`]. The
+    /// default, for a store that keeps no history (like
+    /// [`InMemoryStorage`](crate::InMemoryStorage)), answers an empty list.
+    fn stats_history(
+        &self,
+        pool: &PoolId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PoolStatsSnapshot>>> + Send {
+        async move {
+            crate::validate::history_limit(limit)?;
+            match self.get_pool(pool).await? {
+                Some(_) => Ok(Vec::new()),
+                None => Err(Error::PoolNotFound(pool.clone())),
+            }
+        }
+    }
+
     /// Records a health check: status, `checked_at` and latency together. A
     /// proxy that is not `active` stops being leased at once. Unknown proxy:
     /// `Ok(None)`.

@@ -34,6 +34,8 @@ pub const MIN_LEASE_DURATION: TimeDelta = TimeDelta::milliseconds(1);
 pub const MAX_LEASE_DURATION: TimeDelta = TimeDelta::days(1);
 /// Most expired leases one cleanup call reclaims.
 pub const MAX_CLEANUP_BATCH: usize = 10_000;
+/// Most snapshots one `Storage::stats_history` call answers.
+pub const MAX_HISTORY_LIMIT: usize = 1_000;
 /// Highest `max_concurrency` a proxy may set; a proxy without a limit
 /// (`max_concurrency: None`) takes at most this many concurrent leases, on
 /// every store.
@@ -101,6 +103,17 @@ pub fn cleanup_limit(limit: usize) -> Result<()> {
         return Err(Error::invalid(
             "limit",
             format!("must be between 1 and {MAX_CLEANUP_BATCH}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a stats history length: 1 to [`MAX_HISTORY_LIMIT`].
+pub fn history_limit(limit: usize) -> Result<()> {
+    if limit == 0 || limit > MAX_HISTORY_LIMIT {
+        return Err(Error::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_HISTORY_LIMIT}"),
         ));
     }
     Ok(())

@@ -412,6 +412,9 @@ impl Drop for RedisServer {
 pub struct RedisHarness {
     server: Option<Arc<RedisServer>>,
     storage: RedisStorage,
+    /// Records the stats history, as `pharox worker` does (the store itself
+    /// unless [`RedisHarness::recording_with`] named another).
+    recorder: Option<RedisStorage>,
 }
 
 impl RedisHarness {
@@ -442,7 +445,11 @@ impl RedisHarness {
         let storage = RedisStorage::connect(adjust(base))
             .await
             .expect("connect to the test redis-server");
-        Self { server, storage }
+        Self {
+            server,
+            storage,
+            recorder: None,
+        }
     }
 
     /// A store on `server` (a TLS one, say), configured by `adjust` from
@@ -458,6 +465,17 @@ impl RedisHarness {
         Self {
             server: Some(Arc::new(server)),
             storage,
+            recorder: None,
+        }
+    }
+
+    /// Records stats snapshots through `recorder` instead of the store: a
+    /// store connected as the worker's user, when the store's own user may
+    /// not write the history (an ACL client user may not `XADD`).
+    pub fn recording_with(self, recorder: RedisStorage) -> Self {
+        Self {
+            recorder: Some(recorder),
+            ..self
         }
     }
 
@@ -485,6 +503,16 @@ impl Harness for RedisHarness {
     /// [`index_problems`]: the scripts' words, flags, indexes and counters.
     async fn store_problems(&self, pool: &pharox_core::PoolId) -> Vec<String> {
         index_problems(&self.storage, pool).await
+    }
+
+    async fn record_stats(&self, snapshot: &pharox_core::PoolStatsSnapshot) -> bool {
+        self.recorder
+            .as_ref()
+            .unwrap_or(&self.storage)
+            .record_stats(snapshot, 100)
+            .await
+            .expect("record a stats snapshot");
+        true
     }
 }
 
@@ -540,6 +568,14 @@ impl Harness for OwnedRedis {
     /// [`index_problems`]: the scripts' words, flags, indexes and counters.
     async fn store_problems(&self, pool: &pharox_core::PoolId) -> Vec<String> {
         index_problems(&self.storage, pool).await
+    }
+
+    async fn record_stats(&self, snapshot: &pharox_core::PoolStatsSnapshot) -> bool {
+        self.storage
+            .record_stats(snapshot, 100)
+            .await
+            .expect("record a stats snapshot");
+        true
     }
 }
 

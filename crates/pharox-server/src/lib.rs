@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod dashboard;
 mod directory;
 mod error;
 mod extract;
@@ -127,8 +128,9 @@ impl ServerConfig {
 /// Layers, outermost first: the access log and request metrics; the
 /// concurrency limit (503 `overloaded` past it) and the request time budget
 /// (503 `request_timeout`), for every route but `/healthz`; the body limit
-/// (413); then, except for `/healthz` and `/readyz` (and `/metrics` when
-/// [`ServerConfig::public_metrics`]) and `/openapi.json`, the API key check.
+/// (413); then, except for `/healthz`, `/readyz`, `/openapi.json`, the
+/// dashboard's files (`/`, `/dashboard.js`, `/dashboard.css`) and `/metrics`
+/// when [`ServerConfig::public_metrics`], the API key check.
 ///
 /// The routes and the OpenAPI document at `/openapi.json` come from one
 /// table, so every route is in the document; the document describes this
@@ -151,6 +153,7 @@ pub fn router<S: Storage>(store: S, config: ServerConfig) -> Router {
         max_wait: config.request_timeout / 2,
         proxy_hosts: config.proxy_hosts,
         openapi: openapi.into(),
+        dashboard: dashboard::page_for(!config.api_keys.is_empty()),
     });
     let (mut keyed, mut public, mut liveness) = (Router::new(), Router::new(), Router::new());
     for route in routes {

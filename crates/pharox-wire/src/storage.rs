@@ -30,6 +30,13 @@ pub const DEFAULT_CLEANUP_LIMIT: usize = 500;
 /// Most proxies in one bulk import (`POST /v1/pools/{pool}/import`).
 pub const MAX_IMPORT_PROXIES: usize = 10_000;
 
+/// Snapshots `GET /v1/pools/{pool}/stats/history` answers without a `limit`.
+pub const DEFAULT_HISTORY_LIMIT: usize = 100;
+
+/// Most snapshots one `GET /v1/pools/{pool}/stats/history` answers (the
+/// worker keeps 1,000 a pool by default).
+pub const MAX_HISTORY_LIMIT: usize = pharox_core::validate::MAX_HISTORY_LIMIT;
+
 /// Longest `max_wait_ms` of `POST /v1/pools/{pool}/wait` (a server also
 /// cuts the wait to half its request time budget).
 pub const MAX_WAIT_MS: u64 = 10_000;
@@ -611,6 +618,42 @@ impl From<StatsBody> for PoolStatsSnapshot {
             released_leases: s.released_leases,
             expired_leases: s.expired_leases,
             collected_at: s.collected_at,
+        }
+    }
+}
+
+/// The query of `GET /v1/pools/{pool}/stats/history`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct HistoryQuery {
+    /// Most snapshots to answer, 1 to 1000 (default 100).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/pools/{pool}/stats/history`: the pool's recorded counters,
+/// newest first (empty on a store that keeps no history, or before a
+/// worker recorded any).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StatsHistoryBody {
+    /// The pool's pharox id.
+    pub pool: String,
+    /// The pool's UUID.
+    pub pool_id: Uuid,
+    /// The snapshots, newest first.
+    pub snapshots: Vec<StatsBody>,
+}
+
+impl StatsHistoryBody {
+    /// The body of `pool`'s `snapshots`.
+    pub fn new(pool: &PoolId, snapshots: &[PoolStatsSnapshot]) -> Self {
+        Self {
+            pool: pool.as_str().to_owned(),
+            pool_id: pool.uuid(),
+            snapshots: snapshots.iter().map(StatsBody::from).collect(),
         }
     }
 }

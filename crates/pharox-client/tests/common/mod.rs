@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pharox_client::RemoteStorage;
 use pharox_core::testkit::Harness;
-use pharox_core::{PoolId, Storage};
+use pharox_core::{PoolId, PoolStatsSnapshot, Storage};
 use pharox_server::{ApiKeys, ServerConfig};
 use tokio::sync::oneshot;
 
@@ -97,5 +97,10 @@ impl<H: Harness> Harness for RemoteHarness<H> {
 
     async fn store_problems(&self, pool: &PoolId) -> Vec<String> {
         self.inner.store_problems(pool).await
+    }
+
+    /// On the server's store, as the worker beside it would.
+    async fn record_stats(&self, snapshot: &PoolStatsSnapshot) -> bool {
+        self.inner.record_stats(snapshot).await
     }
 }

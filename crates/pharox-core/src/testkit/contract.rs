@@ -17,7 +17,7 @@ use crate::model::{
     ConsumerName, HealthCheckResult, Lease, LeaseId, LeaseStatus, PoolId, Proxy, ProxyId,
     ProxyPool, ProxyProtocol, ProxyStatus,
 };
-use crate::validate::{MAX_LEASE_DURATION, MAX_POOL_ID_LEN};
+use crate::validate::{MAX_HISTORY_LIMIT, MAX_LEASE_DURATION, MAX_POOL_ID_LEN};
 use crate::{AcquireRequest, Error, LeaseRef, ProxyFilters, ReleaseOutcome, Selector, Storage};
 
 /// Whether the store's clock is still before `t` (a fresh snapshot's time).
@@ -1442,6 +1442,7 @@ pub async fn unknown_pool_gets_pool_not_found<H: Harness>(h: &H) {
     not_found(s.acquire(&request(&ghost)).await.map(drop));
     not_found(s.pool_stats(&ghost).await.map(drop));
     not_found(s.pool_snapshot(&ghost).await.map(drop));
+    not_found(s.stats_history(&ghost, 10).await.map(drop));
     not_found(s.cleanup_expired(&ghost, 10).await.map(drop));
     not_found(s.list_proxies(&ghost).await.map(drop));
     not_found(s.upsert_proxy(&proxy(&ghost, "p", 1)).await.map(drop));
@@ -1459,6 +1460,48 @@ pub async fn unknown_pool_gets_pool_not_found<H: Harness>(h: &H) {
         ..l
     };
     assert_eq!(s.release(&orphan).await.unwrap(), ReleaseOutcome::NotHeld);
+}
+
+/// `stats_history` answers a new pool's history empty, refuses a length
+/// outside 1 to [`MAX_HISTORY_LIMIT`], and on a store that keeps a history
+/// answers the newest recorded snapshots first, at most `limit` of them.
+pub async fn stats_history_answers_recorded_snapshots_newest_first<H: Harness>(h: &H) {
+    let s = h.storage();
+    let pool = new_pool(h, "history").await;
+    add(h, proxy(&pool, "p", 3)).await;
+    assert_eq!(s.stats_history(&pool, 10).await.unwrap(), Vec::new());
+    assert_invalid(s.stats_history(&pool, 0).await, "limit");
+    assert_invalid(s.stats_history(&pool, MAX_HISTORY_LIMIT + 1).await, "limit");
+
+    let mut recorded = Vec::new();
+    for i in 0..3_i64 {
+        lease(h, &request(&pool)).await;
+        let mut snapshot = s.pool_stats(&pool).await.expect("stats");
+        // Distinct times even on a coarse clock.
+        snapshot.collected_at += TimeDelta::seconds(i);
+        if !h.record_stats(&snapshot).await {
+            return; // this store keeps no history
+        }
+        recorded.push(snapshot);
+    }
+    let summary = |snapshots: &[crate::PoolStatsSnapshot]| {
+        snapshots
+            .iter()
+            .map(|x| {
+                (
+                    x.pool.clone(),
+                    x.active_leases,
+                    x.total_leases,
+                    x.collected_at.timestamp(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let newest_first: Vec<_> = recorded.iter().rev().cloned().collect();
+    let all = s.stats_history(&pool, 10).await.unwrap();
+    assert_eq!(summary(&all), summary(&newest_first));
+    let two = s.stats_history(&pool, 2).await.unwrap();
+    assert_eq!(summary(&two), summary(&newest_first[..2]));
 }
 
 /// Ids every store must accept and keep apart (braces, colons, spaces,

@@ -294,6 +294,10 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         Ok(snapshot)
     }
 
+    async fn stats_history(&self, pool: &PoolId, limit: usize) -> Result<Vec<PoolStatsSnapshot>> {
+        self.inner.stats_history(pool, limit).await
+    }
+
     async fn apply_health_check_result(&self, result: &HealthCheckResult) -> Result<Option<Proxy>> {
         if self.faults.ignore_health.load(Ordering::SeqCst) {
             // Answer as if applied, change nothing.

@@ -26,7 +26,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 
 use crate::invariants::{Violation, check_snapshot};
-use crate::model::{Lease, PoolId, Proxy, ProxyPool, ProxyProtocol};
+use crate::model::{Lease, PoolId, PoolStatsSnapshot, Proxy, ProxyPool, ProxyProtocol};
 use crate::{AcquireRequest, Error, InMemoryStorage, ManualClock, Storage};
 
 /// A fresh store under test, with control over the passage of its time.
@@ -56,6 +56,14 @@ pub trait Harness: Send + Sync + 'static {
     fn store_problems(&self, pool: &PoolId) -> impl Future<Output = Vec<String>> + Send {
         let _ = pool;
         std::future::ready(Vec::new())
+    }
+
+    /// Appends `snapshot` to its pool's stats history as `pharox worker`
+    /// does, and answers `true`; `false` (the default) for a store that
+    /// keeps no history.
+    fn record_stats(&self, snapshot: &PoolStatsSnapshot) -> impl Future<Output = bool> + Send {
+        let _ = snapshot;
+        std::future::ready(false)
     }
 }
 
@@ -331,6 +339,7 @@ macro_rules! storage_contract_tests {
             bad_input_gets_typed_errors,
             hostile_ids_work_or_get_typed_errors_and_never_collide,
             unknown_pool_gets_pool_not_found,
+            stats_history_answers_recorded_snapshots_newest_first,
         );
     };
     (@sequence $name:ident, $setup:expr, $harness:expr; $($case:ident),* $(,)?) => {

@@ -1,7 +1,7 @@
 //! The capped per-pool stream of stats snapshots the worker records.
 
 use deadpool_redis::redis;
-use pharox_core::{Error, PoolId, PoolStatsSnapshot, Result, validate};
+use pharox_core::{Error, PoolId, PoolStatsSnapshot, Result, Storage, validate};
 
 use super::RedisStorage;
 
@@ -59,4 +59,18 @@ impl RedisStorage {
             })
             .collect()
     }
+}
+
+/// `Storage::stats_history`: the stream, once the pool registry knows the
+/// pool (the stream alone cannot tell an unknown pool from a quiet one).
+pub(super) async fn recorded(
+    store: &RedisStorage,
+    pool: &PoolId,
+    limit: usize,
+) -> Result<Vec<PoolStatsSnapshot>> {
+    validate::history_limit(limit)?;
+    if store.get_pool(pool).await?.is_none() {
+        return Err(Error::PoolNotFound(pool.clone()));
+    }
+    store.stats_history(pool, limit).await
 }

@@ -240,6 +240,10 @@ impl Storage for RedisStorage {
         stats::pool_snapshot(self, pool).await
     }
 
+    async fn stats_history(&self, pool: &PoolId, limit: usize) -> Result<Vec<PoolStatsSnapshot>> {
+        history::recorded(self, pool, limit).await
+    }
+
     async fn apply_health_check_result(&self, result: &HealthCheckResult) -> Result<Option<Proxy>> {
         admin::apply_health_check_result(self, result).await
     }

@@ -40,6 +40,8 @@ pub(crate) struct App<S> {
     pub proxy_hosts: ProxyHostPolicy,
     /// The OpenAPI document `/openapi.json` answers, as JSON.
     pub openapi: axum::body::Bytes,
+    /// The dashboard page `/` answers (it says whether keys are asked for).
+    pub dashboard: axum::body::Bytes,
 }
 
 pub(crate) type AppState<S> = Arc<App<S>>;
@@ -64,7 +66,7 @@ pub(crate) enum Access {
     Key,
     /// `/metrics`: behind the key check unless `ServerConfig::public_metrics`.
     Metrics,
-    /// No key needed (`/readyz`, `/openapi.json`).
+    /// No key needed (`/readyz`, `/openapi.json`, the dashboard's files).
     Public,
     /// No key, and outside the concurrency limit and time budget (`/healthz`).
     Liveness,
@@ -188,6 +190,9 @@ pub(crate) fn table<S: Storage>(import_body_limit: usize) -> Vec<Route<S>> {
     all.push(Route::of::<c::__path_list, _, _>(c::list::<S>));
     // The Storage trait: per pool.
     all.push(Route::of::<p::__path_stats, _, _>(p::stats::<S>));
+    all.push(Route::of::<p::__path_stats_history, _, _>(
+        p::stats_history::<S>,
+    ));
     all.push(Route::of::<p::__path_snapshot, _, _>(p::snapshot::<S>));
     all.push(Route::of::<p::__path_cleanup, _, _>(p::cleanup::<S>).optional_body());
     all.push(Route::of::<p::__path_wait, _, _>(p::wait::<S>));
@@ -211,6 +216,11 @@ pub(crate) fn table<S: Storage>(import_body_limit: usize) -> Vec<Route<S>> {
         Route::of::<o::__path_openapi_json, _, _>(o::openapi_json::<S>).access(Access::Public),
     );
     all.push(Route::of::<o::__path_healthz, _, _>(o::healthz).access(Access::Liveness));
+    // The dashboard's files: public, the data comes from the keyed routes.
+    use crate::dashboard as d;
+    all.push(Route::of::<d::__path_page, _, _>(d::page::<S>).access(Access::Public));
+    all.push(Route::of::<d::__path_script, _, _>(d::script).access(Access::Public));
+    all.push(Route::of::<d::__path_style, _, _>(d::style).access(Access::Public));
     all
 }
 

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use pharox_core::{PoolId, ProxyPool, Storage, validate};
 use pharox_wire::{
-    CleanupAnswer, CleanupInput, DEFAULT_CLEANUP_LIMIT, MAX_WAIT_MS, ReadQuery, SnapshotBody,
-    StatsBody, UpsertPool, WaitInput,
+    CleanupAnswer, CleanupInput, DEFAULT_CLEANUP_LIMIT, DEFAULT_HISTORY_LIMIT, HistoryQuery,
+    MAX_WAIT_MS, ReadQuery, SnapshotBody, StatsBody, StatsHistoryBody, UpsertPool, WaitInput,
 };
 
 use super::AppState;
@@ -175,6 +175,31 @@ pub(super) async fn stats<S: Storage>(
     let pool = app.resolve_pool(&named).await?;
     let stats = app.store.pool_stats(&pool).await?;
     Ok(axum::Json(StatsBody::from(&stats)))
+}
+
+/// `GET /v1/pools/{pool}/stats/history[?limit=N]`: the newest `limit`
+/// snapshots a worker recorded, newest first; empty on a store that keeps
+/// no history. 404 if the pool does not exist.
+#[utoipa::path(
+    get,
+    path = "/v1/pools/{pool}/stats/history",
+    operation_id = "pool_stats_history",
+    tag = "pools",
+    params(PoolPath, HistoryQuery),
+    responses(
+        (status = 200, description = "The recorded counters, newest first", body = StatsHistoryBody),
+        (status = 404, description = "No such pool (`pool_not_found`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn stats_history<S: Storage>(
+    State(app): State<AppState<S>>,
+    Path(PoolPath { pool: named }): Path<PoolPath>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<axum::Json<StatsHistoryBody>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+    let pool = app.resolve_pool(&named).await?;
+    let snapshots = app.store.stats_history(&pool, limit).await?;
+    Ok(axum::Json(StatsHistoryBody::new(&pool, &snapshots)))
 }
 
 /// `GET /v1/pools/{pool}/snapshot[?credentials=include]`: the whole pool at

@@ -7,6 +7,7 @@ mod common;
 
 mod auth;
 mod consumers;
+mod dashboard;
 mod directory;
 mod hostile;
 mod import;

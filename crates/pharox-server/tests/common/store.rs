@@ -148,6 +148,10 @@ impl<S: Storage + Clone> Storage for Hooked<S> {
         self.check()?;
         self.inner.pool_snapshot(pool).await
     }
+    async fn stats_history(&self, pool: &PoolId, limit: usize) -> Result<Vec<PoolStatsSnapshot>> {
+        self.check()?;
+        self.inner.stats_history(pool, limit).await
+    }
     async fn apply_health_check_result(&self, result: &HealthCheckResult) -> Result<Option<Proxy>> {
         self.check()?;
         self.inner.apply_health_check_result(result).await
