@@ -28,6 +28,9 @@ pub const CLIENT_COMMANDS: &[&str] = &[
     // `connect`'s version and eviction-policy checks (`INFO server`,
     // `INFO memory`); refused, they are skipped with a warning.
     "info",
+    // `redis+sentinel://`: each lookup checks that the primary the
+    // sentinels name answers `ROLE` as a master.
+    "role",
     // Reads of the registry, proxy records and stats snapshots (one
     // MULTI/EXEC), and `pharox stats --history` (the worker's stream).
     "multi",
