@@ -27,7 +27,7 @@ use pharox_core::testkit::{
     Harness, PATIENCE, add, new_pool, proxy, request, retry_while_retryable,
 };
 use pharox_core::{Error, PoolId, ReleaseOutcome, Storage};
-use pharox_redis::testkit::{RedisServer, SentinelHarness, SentinelTopology};
+use pharox_redis::testkit::{RedisHarness, RedisServer, SentinelTopology};
 use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage};
 use tokio::sync::Mutex;
 
@@ -115,7 +115,7 @@ async fn clients_carry_on_across(
     fail: impl FnOnce(&mut SentinelTopology) -> u16,
 ) {
     let mut topology = tokio::task::block_in_place(|| SentinelTopology::start("pharox-failover"));
-    let admin = SentinelHarness::on(&topology, |c| c.mode(mode)).await;
+    let admin = RedisHarness::on_sentinel(&topology, |c| c.mode(mode)).await;
     let pool = new_pool(&admin, "failover").await;
     for i in 0..32 {
         add(

@@ -6,9 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use pharox_core::testkit::Harness;
-
-use super::{NO_PERSISTENCE, RedisServer, index_problems};
+use super::{NO_PERSISTENCE, RedisHarness, RedisServer};
 use crate::redis::{self, Commands};
 use crate::{RedisConfig, RedisStorage};
 
@@ -195,17 +193,11 @@ impl SentinelTopology {
     }
 }
 
-/// A store through a [`SentinelTopology`] it shares with other harnesses,
-/// under a key prefix of its own (for the contract suite).
-#[derive(Debug)]
-pub struct SentinelHarness {
-    storage: RedisStorage,
-}
-
-impl SentinelHarness {
-    /// A store on `topology`'s service with a fresh prefix and a 30 s
-    /// response timeout, configured further by `adjust`.
-    pub async fn on(
+impl RedisHarness {
+    /// A store through `topology` (shared with other harnesses) under a key
+    /// prefix of its own, with a 30 s response timeout, configured further
+    /// by `adjust` (for the contract suite through Sentinel).
+    pub async fn on_sentinel(
         topology: &SentinelTopology,
         adjust: impl FnOnce(RedisConfig) -> RedisConfig,
     ) -> Self {
@@ -215,26 +207,10 @@ impl SentinelHarness {
         let storage = RedisStorage::connect(adjust(base))
             .await
             .expect("connect through the sentinels");
-        Self { storage }
-    }
-}
-
-impl Harness for SentinelHarness {
-    type Storage = RedisStorage;
-
-    fn storage(&self) -> &RedisStorage {
-        &self.storage
-    }
-
-    async fn advance(&self, by: Duration) {
-        tokio::time::sleep(by).await;
-    }
-
-    fn supports_predicates(&self) -> bool {
-        false
-    }
-
-    async fn store_problems(&self, pool: &pharox_core::PoolId) -> Vec<String> {
-        index_problems(&self.storage, pool).await
+        Self {
+            server: None,
+            storage,
+            recorder: None,
+        }
     }
 }
