@@ -19,7 +19,7 @@ use pharox_core::testkit::Harness;
 use crate::{RedisConfig, RedisStorage};
 
 mod sentinel;
-pub use sentinel::{SentinelHarness, SentinelTopology};
+pub use sentinel::SentinelTopology;
 
 /// Faults a [`RedisStorage`] injects between its acquire script and what
 /// follows it ([`RedisStorage::after_grant_faults`]): the moment where a
@@ -150,6 +150,27 @@ impl RedisServer {
     /// another port, a few times.
     pub fn start_with(args: &[&str]) -> Self {
         Self::start_on(args, None)
+    }
+
+    /// A server (no persistence) whose users come from an aclfile: `user
+    /// default off`, then `user NAME on >PASSWORD RULE` for each `(NAME,
+    /// RULE)` of `users` (redis-server reads the file at startup and on
+    /// `ACL LOAD` only).
+    pub fn start_with_users(users: &[(&str, &str)], password: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "pharox-acl-{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        std::fs::create_dir_all(&dir).expect("create the aclfile's directory");
+        let file = dir.join("users.acl");
+        let mut text = String::from("user default off\n");
+        for (name, rule) in users {
+            text.push_str(&format!("user {name} on >{password} {rule}\n"));
+        }
+        std::fs::write(&file, text).expect("write the aclfile");
+        let file = file.to_str().expect("a UTF-8 temporary path").to_owned();
+        Self::start_with(&["--save", "", "--appendonly", "no", "--aclfile", &file])
     }
 
     /// Starts a server that listens for TLS only (`--port 0 --tls-port`),

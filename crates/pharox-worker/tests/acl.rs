@@ -17,23 +17,11 @@ use support::HttpProxy;
 
 const PASSWORD: &str = "worker-acl-s3cret";
 
-/// A server whose aclfile defines `users` (`user NAME on >PASSWORD RULE`)
-/// and disables the default user.
+/// A server whose aclfile defines `users` with [`PASSWORD`] and disables
+/// the default user.
 fn acl_server(users: &[(&str, String)]) -> RedisServer {
-    let dir = std::env::temp_dir().join(format!(
-        "pharox-worker-acl-{}-{:08x}",
-        std::process::id(),
-        fastrand::u32(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("users.acl");
-    let mut text = String::from("user default off\n");
-    for (name, rule) in users {
-        text.push_str(&format!("user {name} on >{PASSWORD} {rule}\n"));
-    }
-    std::fs::write(&file, text).unwrap();
-    let file = file.to_str().unwrap().to_owned();
-    RedisServer::start_with(&["--save", "", "--appendonly", "no", "--aclfile", &file])
+    let users: Vec<(&str, &str)> = users.iter().map(|(n, r)| (*n, r.as_str())).collect();
+    RedisServer::start_with_users(&users, PASSWORD)
 }
 
 fn url(server: &RedisServer, user: &str) -> String {

@@ -8,24 +8,10 @@ use pharox_redis::testkit::RedisServer;
 /// The password of every test user: a tracked secret, never in an error.
 pub const PASSWORD: &str = "acl-s3cret-never-logged";
 
-/// A server whose aclfile holds `users` (`(name, rule)`: `user NAME on
-/// >PASSWORD RULE`) and `user default off`.
+/// A server whose aclfile holds `users` (`(name, rule)`) with
+/// [`PASSWORD`], and `user default off`.
 pub fn server(users: &[(&str, &str)]) -> RedisServer {
-    let dir = std::env::temp_dir().join(format!(
-        "pharox-acl-{}-{:08x}",
-        std::process::id(),
-        fastrand::u32(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("users.acl");
-    let mut text = String::from("user default off\n");
-    for (name, rule) in users {
-        text.push_str(&format!("user {name} on >{PASSWORD} {rule}\n"));
-    }
-    std::fs::write(&file, text).unwrap();
-    let file = file.to_str().unwrap().to_owned();
-    // redis-server reads the aclfile at startup (and on ACL LOAD only).
-    RedisServer::start_with(&["--save", "", "--appendonly", "no", "--aclfile", &file])
+    RedisServer::start_with_users(users, PASSWORD)
 }
 
 /// `server`'s URL with `user` and the password.
