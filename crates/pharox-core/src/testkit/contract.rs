@@ -1470,6 +1470,11 @@ pub async fn stats_history_answers_recorded_snapshots_newest_first<H: Harness>(h
     let pool = new_pool(h, "history").await;
     add(h, proxy(&pool, "p", 3)).await;
     assert_eq!(s.stats_history(&pool, 10).await.unwrap(), Vec::new());
+    assert_eq!(s.stats_history(&pool, 1).await.unwrap(), Vec::new());
+    assert_eq!(
+        s.stats_history(&pool, MAX_HISTORY_LIMIT).await.unwrap(),
+        Vec::new()
+    );
     assert_invalid(s.stats_history(&pool, 0).await, "limit");
     assert_invalid(s.stats_history(&pool, MAX_HISTORY_LIMIT + 1).await, "limit");
 
@@ -1500,6 +1505,8 @@ pub async fn stats_history_answers_recorded_snapshots_newest_first<H: Harness>(h
     let newest_first: Vec<_> = recorded.iter().rev().cloned().collect();
     let all = s.stats_history(&pool, 10).await.unwrap();
     assert_eq!(summary(&all), summary(&newest_first));
+    let most = s.stats_history(&pool, MAX_HISTORY_LIMIT).await.unwrap();
+    assert_eq!(summary(&most), summary(&newest_first));
     let two = s.stats_history(&pool, 2).await.unwrap();
     assert_eq!(summary(&two), summary(&newest_first[..2]));
 }
