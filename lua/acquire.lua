@@ -27,7 +27,9 @@
 --         min and max (integers, 0 <= min < max <= 2^52; max excluded):
 --         cells of Redis's GEO encoding covering the filter's circle
 -- Returns: {seq, token, now_ms, generation[, proxy JSON]} for a lease, the
---            JSON only when the generation differs from ARGV[7];
+--            JSON only when the generation differs from ARGV[7]; the token
+--            is above every earlier token of the pool and at least
+--            token_floor(now_ms) (layout.lua);
 --          {seq, 0, now_ms, generation, proxy JSON, live leases} when finding;
 --          {0} when no proxy qualifies; {-1} when the pool does not exist;
 --          {-3, position} when this call spent its budget (STEP_UNITS)
@@ -107,13 +109,21 @@ local function grant(seq)
   local r
   if sel == 'r' then
     r = redis.call('BITFIELD', K.counters, 'INCRBY', 'i64', word_slot(seq), WORD_ACQUIRE,
-      'INCRBY', 'i64', SLOT_TOKEN, '1', 'GET', 'i64', SLOT_EXPIRY_HINT, 'GET', 'i64', SLOT_GENERATION,
-      'SET', 'i64', SLOT_CURSOR, seq)
+      'INCRBY', 'i64', SLOT_TOKEN, '1', 'GET', 'i64', SLOT_TOKEN_SKIP, 'GET', 'i64', SLOT_EXPIRY_HINT,
+      'GET', 'i64', SLOT_GENERATION, 'SET', 'i64', SLOT_CURSOR, seq)
   else
     r = redis.call('BITFIELD', K.counters, 'INCRBY', 'i64', word_slot(seq), WORD_ACQUIRE,
-      'INCRBY', 'i64', SLOT_TOKEN, '1', 'GET', 'i64', SLOT_EXPIRY_HINT, 'GET', 'i64', SLOT_GENERATION)
+      'INCRBY', 'i64', SLOT_TOKEN, '1', 'GET', 'i64', SLOT_TOKEN_SKIP, 'GET', 'i64', SLOT_EXPIRY_HINT,
+      'GET', 'i64', SLOT_GENERATION)
   end
-  local w, token, hint, gen = r[1], r[2], r[3], r[4]
+  local w, hint, gen = r[1], r[4], r[5]
+  -- The token: the counter plus what was skipped, raised to the clock's floor.
+  local token, floor = r[2] + r[3], token_floor(now)
+  local bf = {}
+  if token < floor then
+    bf[#bf + 1] = 'SET'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = SLOT_TOKEN_SKIP; bf[#bf + 1] = int(floor - r[2])
+    token = floor
+  end
   local room, load = word_decode(w)
   if room == 0 then
     -- Full: out of the exact index now; free_by_load and free_by_latency
@@ -124,16 +134,13 @@ local function grant(seq)
   local member = member_build(seq, token, nonce, now, consumer)
   redis.call('ZADD', K.leases_by_deadline, int(deadline), member)
   redis.call('HSET', K.lease_by_token, int(token), member)
-  if load == 1 or deadline < hint then
-    local bf = {}
-    if load == 1 then
-      bf[#bf + 1] = 'INCRBY'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = SLOT_LEASED; bf[#bf + 1] = '1'
-    end
-    if deadline < hint then
-      bf[#bf + 1] = 'SET'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = SLOT_EXPIRY_HINT; bf[#bf + 1] = int(deadline)
-    end
-    redis.call('BITFIELD', K.counters, unpack(bf))
+  if load == 1 then
+    bf[#bf + 1] = 'INCRBY'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = SLOT_LEASED; bf[#bf + 1] = '1'
   end
+  if deadline < hint then
+    bf[#bf + 1] = 'SET'; bf[#bf + 1] = 'i64'; bf[#bf + 1] = SLOT_EXPIRY_HINT; bf[#bf + 1] = int(deadline)
+  end
+  if #bf > 0 then redis.call('BITFIELD', K.counters, unpack(bf)) end
   reclaim_due(K, now, batch, hint)
   if tonumber(ARGV[7]) == gen then
     return { tonumber(seq), token, now, gen }

@@ -19,5 +19,5 @@ end
 redis.call('BITFIELD', KEYS[1], 'SET', 'i64', SLOT_TOKEN, base, 'SET', 'i64', SLOT_TOKEN_BASE, base,
   'SET', 'i64', SLOT_LAST_SEQ, int(LIMIT_FIRST_SEQ - 1), 'SET', 'i64', SLOT_EXISTS, '1',
   'SET', 'i64', SLOT_GENERATION, ARGV[1], 'SET', 'i64', SLOT_EXPIRY_HINT, '0',
-  'SET', 'i64', '#15', '0')
+  'SET', 'i64', SLOT_TOKEN_SKIP, '0', 'SET', 'i64', '#15', '0')
 return 1

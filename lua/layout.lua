@@ -38,7 +38,7 @@ local function int(x)
 end
 
 -- Slots of the counters string (BITFIELD offsets of signed 64-bit fields).
-local SLOT_TOKEN = '#0'        -- last fencing token issued
+local SLOT_TOKEN = '#0'        -- the base plus leases granted (the last token less SLOT_TOKEN_SKIP)
 local SLOT_EXPIRED = '#1'      -- leases ended by expiry, over the pool's life
 local SLOT_CURSOR = '#2'       -- round robin: the sequence leased last
 local SLOT_TOKEN_BASE = '#3'   -- the token when the pool was created
@@ -48,7 +48,8 @@ local SLOT_LAST_SEQ = '#6'     -- the last sequence handed out
 local SLOT_EXISTS = '#7'       -- 1 while the pool exists
 local SLOT_GENERATION = '#8'   -- proxy-data generation, bumped by every proxy change
 local SLOT_EXPIRY_HINT = '#9'  -- no lease ends before this (ms): a lower bound
--- #10 .. #15 are reserved.
+local SLOT_TOKEN_SKIP = '#10'  -- tokens skipped to follow the clock (token_floor)
+-- #11 .. #15 are reserved.
 
 local LIMIT_FIRST_SEQ = 16
 -- A word's BITFIELD offset (64 * seq bits) must stay inside the largest
@@ -68,6 +69,22 @@ local LIMIT_FILTER_DEPTH = 8              -- nesting below the top filter
 local LIMIT_FILTER_VALUE_BYTES = 256      -- one string of a filter
 -- Items per variadic call: Lua's unpack stops near 8,000 values.
 local LIMIT_CHUNK = 1000
+
+-- Fencing tokens follow the server's clock as well as the pool's counter:
+-- a lease granted at `now` (ms) gets a token of at least token_floor(now),
+-- TOKEN_PER_MS tokens per millisecond since TOKEN_EPOCH_MS. A primary that
+-- lost its last writes (an asynchronous replica promoted, a restart from an
+-- AOF that lacked the last second) has an older counter, but its clock has
+-- moved on, so the tokens it issues are still above every token issued
+-- before the loss (README "Durability and failover"). 256 per ms is far
+-- above what one pool can lease (one Redis core: about 50 per ms), and 48
+-- bits of token last until 2060.
+local TOKEN_EPOCH_MS = 1767225600000 -- 2026-01-01T00:00:00Z
+local TOKEN_PER_MS = 256
+local function token_floor(now)
+  if now <= TOKEN_EPOCH_MS then return 0 end
+  return (now - TOKEN_EPOCH_MS) * TOKEN_PER_MS
+end
 
 -- A proxy word, below 2^51:
 --   bits 0-15 room (free slots)          bits 16-31 load (live leases)

@@ -24,8 +24,8 @@ for i = 16, #KEYS do
   seen[KEYS[i]] = true
   if redis.call('SISMEMBER', KEYS[3], KEYS[i]) == 0 then return -2 end
 end
-local token = redis.call('BITFIELD_RO', KEYS[1], 'GET', 'i64', SLOT_TOKEN)[1]
-redis.call('SET', KEYS[2], int(token))
+local t = redis.call('BITFIELD_RO', KEYS[1], 'GET', 'i64', SLOT_TOKEN, 'GET', 'i64', SLOT_TOKEN_SKIP)
+redis.call('SET', KEYS[2], int(t[1] + t[2]))
 local doomed = { KEYS[1], KEYS[3] }
 for i = 4, #KEYS do doomed[#doomed + 1] = KEYS[i] end
 for i = 1, #doomed, LIMIT_CHUNK do

@@ -30,6 +30,18 @@ impl Default for ConnectionMode {
     }
 }
 
+/// Acknowledged writes: how many replicas must confirm a lease write
+/// (Redis `WAIT`) before the store reports it, and how long to wait for
+/// them. See [`RedisConfig::acknowledge`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acknowledge {
+    /// Replicas that must have the write (1 or more).
+    pub replicas: u32,
+    /// The longest wait for them (at least 1 ms; below the response
+    /// timeout, which bounds the script and the wait together).
+    pub timeout: Duration,
+}
+
 /// Settings of a [`RedisStorage`](crate::RedisStorage).
 ///
 /// `Debug` shows the URL with its password replaced by `***` (I8).
@@ -87,6 +99,27 @@ pub struct RedisConfig {
     /// ~10 s later) and it answers `READONLY`; it takes writes until then,
     /// and they are lost.
     pub sentinel_check_interval: Option<Duration>,
+    /// Wait for replicas after each lease write (default `None`: report a
+    /// write once the primary applied it).
+    ///
+    /// With `Some`, an acquire and a renew are each followed, in the same
+    /// round trip and on the same connection, by `WAIT replicas timeout`.
+    /// An acquire is returned only once that many replicas have the lease,
+    /// so a failover to one of them keeps it (I1 holds across the
+    /// failover). When fewer acknowledge in time, the acquire releases the
+    /// lease again and fails with a retryable [`Interrupted`] error (a
+    /// failover at that moment may still keep the lease until it expires:
+    /// capacity held, never a slot leased twice); a renew fails the same
+    /// way, its new deadline applied on the primary but perhaps not on a
+    /// replica (after a failover the lease may end at its former
+    /// deadline). Releases are not waited for: one lost in a failover
+    /// holds capacity until the lease expires, which is safe. This also
+    /// keeps a demoted primary from granting leases during a failover (it
+    /// has no replica left to acknowledge them). See the README's
+    /// "Durability and failover" for what each setting costs.
+    ///
+    /// [`Interrupted`]: pharox_core::Error::Interrupted
+    pub acknowledge: Option<Acknowledge>,
 }
 
 impl RedisConfig {
@@ -102,7 +135,15 @@ impl RedisConfig {
             reclaim_batch: 64,
             allow_eviction: false,
             sentinel_check_interval: Some(Duration::from_secs(1)),
+            acknowledge: None,
         }
+    }
+
+    /// Waits for `replicas` replicas (up to `timeout`) after each acquire
+    /// and renew; see the [field](Self#structfield.acknowledge).
+    pub fn acknowledge(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.acknowledge = Some(Acknowledge { replicas, timeout });
+        self
     }
 
     /// Sets how often a `redis+sentinel://` store asks the sentinels for
@@ -226,6 +267,7 @@ impl fmt::Debug for RedisConfig {
             .field("reclaim_batch", &self.reclaim_batch)
             .field("allow_eviction", &self.allow_eviction)
             .field("sentinel_check_interval", &self.sentinel_check_interval)
+            .field("acknowledge", &self.acknowledge)
             .finish()
     }
 }

@@ -12,7 +12,7 @@ use deadpool_redis::redis::{
 use deadpool_redis::{Manager, Pool, PoolConfig, PoolError, Runtime, TimeoutType, Timeouts};
 use pharox_core::{Error, Result};
 
-use crate::config::{ConnectionMode, RedisConfig};
+use crate::config::{Acknowledge, ConnectionMode, RedisConfig};
 use crate::sentinel::SentinelConn;
 
 /// The store's connections: to one server, or to the primary the sentinels
@@ -115,6 +115,33 @@ impl Conn {
                 Self::Sentinel(s) => {
                     let target = s.target();
                     let r = target.conn.invoke(inv, op, after).await;
+                    if let Err(e) = &r {
+                        s.after_failure(e).await;
+                    }
+                    r
+                }
+            }
+        }))
+        .await
+    }
+
+    /// Runs a script, then `WAIT ack.replicas ack.timeout`, in one
+    /// pipeline on one connection, within `after`: the script's answer and
+    /// how many replicas acknowledged it (with every earlier write of that
+    /// connection).
+    pub async fn invoke_acked<T: FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+        op: &'static str,
+        after: Duration,
+        ack: Acknowledge,
+    ) -> Result<(T, u32)> {
+        Box::pin(Self::within(op, after, async {
+            match self {
+                Self::Direct(d) => d.invoke_acked(inv, op, after, ack).await,
+                Self::Sentinel(s) => {
+                    let target = s.target();
+                    let r = target.conn.invoke_acked(inv, op, after, ack).await;
                     if let Err(e) = &r {
                         s.after_failure(e).await;
                     }
@@ -305,6 +332,68 @@ impl Direct {
             } => {
                 let mut con = Self::pooled(pool, *connect_timeout, after).await?;
                 Self::invoke_on(&mut con, inv, op, after).await
+            }
+        }
+    }
+
+    /// [`Conn::invoke_acked`] on one connection of this mode; unbounded.
+    pub async fn invoke_acked<T: FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+        op: &'static str,
+        after: Duration,
+        ack: Acknowledge,
+    ) -> Result<(T, u32)> {
+        match self {
+            Self::Multiplexed { cons, next } => {
+                Self::invoke_acked_on(&mut Self::shared(cons, next), inv, op, after, ack).await
+            }
+            Self::Pooled {
+                pool,
+                connect_timeout,
+            } => {
+                let mut con = Self::pooled(pool, *connect_timeout, after).await?;
+                Self::invoke_acked_on(&mut con, inv, op, after, ack).await
+            }
+        }
+    }
+
+    /// EVALSHA and WAIT pipelined: one request, so WAIT runs on the
+    /// connection that wrote (WAIT counts the replicas that have this
+    /// connection's writes; on another connection it would count
+    /// nothing of ours). After NOSCRIPT (the script did not run; the WAIT
+    /// did, harmlessly) the script is loaded and the pair sent again.
+    async fn invoke_acked_on<T: FromRedisValue>(
+        con: &mut impl redis::aio::ConnectionLike,
+        inv: &ScriptInvocation<'_>,
+        op: &'static str,
+        after: Duration,
+        ack: Acknowledge,
+    ) -> Result<(T, u32)> {
+        let wait_ms = u64::try_from(ack.timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(inv)
+            .cmd("WAIT")
+            .arg(ack.replicas)
+            .arg(wait_ms);
+        let mut attempts = 0;
+        loop {
+            match pipe.query_async::<(T, i64)>(con).await {
+                Ok((v, acked)) => return Ok((v, u32::try_from(acked.max(0)).unwrap_or(u32::MAX))),
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    attempts += 1;
+                    if attempts >= 4 {
+                        return Err(Error::Unavailable {
+                            source: Box::new(e),
+                        });
+                    }
+                    inv.load_async(con)
+                        .await
+                        .map_err(|e| map_err(op, after, e))?;
+                }
+                Err(e) => return Err(map_err(op, after, e)),
             }
         }
     }

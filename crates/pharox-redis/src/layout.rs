@@ -9,7 +9,8 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Slot {
-    /// The last fencing token issued.
+    /// The token base plus the leases granted: the last fencing token
+    /// issued, less [`Slot::TokenSkip`].
     Token = 0,
     /// Leases ended by expiry, over the pool's life.
     Expired = 1,
@@ -29,11 +30,14 @@ pub enum Slot {
     Generation = 8,
     /// No lease ends before this (ms): a lower bound of the deadlines.
     ExpiryHint = 9,
+    /// Tokens skipped so that tokens follow the server clock
+    /// ([`token_floor`]).
+    TokenSkip = 10,
 }
 
 impl Slot {
     /// Every slot, in order.
-    pub const ALL: [Slot; 10] = [
+    pub const ALL: [Slot; 11] = [
         Slot::Token,
         Slot::Expired,
         Slot::Cursor,
@@ -44,6 +48,7 @@ impl Slot {
         Slot::Exists,
         Slot::Generation,
         Slot::ExpiryHint,
+        Slot::TokenSkip,
     ];
 
     /// The name of its local in `layout.lua`.
@@ -59,6 +64,7 @@ impl Slot {
             Slot::Exists => "SLOT_EXISTS",
             Slot::Generation => "SLOT_GENERATION",
             Slot::ExpiryHint => "SLOT_EXPIRY_HINT",
+            Slot::TokenSkip => "SLOT_TOKEN_SKIP",
         }
     }
 
@@ -90,6 +96,25 @@ pub const MAX_DURATION_MS: i64 = 86_400_000;
 pub const NONCE_END: u64 = 1 << 42;
 /// The largest fencing token (a lease id carries 48 bits of token).
 pub const MAX_TOKEN: u64 = (1 << 48) - 1;
+// Exact in a Lua number (a double) all the way.
+const _: () = assert!(MAX_TOKEN < 1 << 53);
+/// Where the clock's floor of fencing tokens starts: 2026-01-01T00:00:00Z.
+pub const TOKEN_EPOCH_MS: i64 = 1_767_225_600_000;
+/// Tokens per millisecond of the clock's floor.
+pub const TOKEN_PER_MS: i64 = 256;
+
+/// The least fencing token a lease granted at `now_ms` (the server's
+/// clock) gets, as `token_floor` in `layout.lua`: tokens follow the clock,
+/// so a primary that lost its last writes still issues tokens above every
+/// earlier one (README, "Durability and failover").
+pub fn token_floor(now_ms: i64) -> u64 {
+    if now_ms <= TOKEN_EPOCH_MS {
+        0
+    } else {
+        ((now_ms - TOKEN_EPOCH_MS) * TOKEN_PER_MS) as u64
+    }
+}
+
 /// First proxy-data generations are below this.
 pub const GENERATION_END: u64 = 1 << 40;
 /// The largest latency key (`MAX_SORTED_LATENCY_MS + 1`: unmeasured).
@@ -252,6 +277,16 @@ pub fn read_slot(counters: &[u8], slot: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_floor_of_tokens_rises_and_fits_a_lease_id_until_2060() {
+        assert_eq!(token_floor(0), 0);
+        assert_eq!(token_floor(TOKEN_EPOCH_MS), 0);
+        assert_eq!(token_floor(TOKEN_EPOCH_MS + 1), 256);
+        assert!(token_floor(TOKEN_EPOCH_MS + 2) > token_floor(TOKEN_EPOCH_MS + 1));
+        // 2060-01-01T00:00:00Z.
+        assert!(token_floor(2_840_140_800_000) <= MAX_TOKEN);
+    }
 
     #[test]
     fn words_round_trip() {

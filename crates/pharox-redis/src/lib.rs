@@ -39,7 +39,7 @@ mod store;
 pub mod testkit;
 mod tls;
 
-pub use config::{ConnectionMode, RedisConfig};
+pub use config::{Acknowledge, ConnectionMode, RedisConfig};
 /// The redis crate this adapter is built on (re-exported from deadpool-redis),
 /// for raw commands in tests and tools.
 pub use deadpool_redis::redis;

@@ -78,8 +78,21 @@ for _, m in ipairs(cases.members) do
   members[#members + 1] = { built, string.match(built, MEMBER_PATTERN) or '',
     string.match(built, MEMBER_TOKEN_PATTERN) or '', string.match(built, MEMBER_REF_PATTERN) or '' }
 end
-return { constants, words, composed, seq_slots, scores, members }
+local floors = {}
+for _, now in ipairs(cases.floor_times) do floors[#floors + 1] = int(token_floor(now)) end
+return { constants, words, composed, seq_slots, scores, members, floors }
 "#;
+
+/// Server times (ms) token_floor is compared at: before, at and after its
+/// epoch, now-ish, and the year 2060 (where 48 bits of token end).
+const FLOOR_TIMES: [i64; 6] = [
+    0,
+    layout::TOKEN_EPOCH_MS - 1,
+    layout::TOKEN_EPOCH_MS,
+    layout::TOKEN_EPOCH_MS + 1,
+    1_796_000_000_000,
+    2_866_000_000_000,
+];
 
 fn text(v: &Value) -> String {
     match v {
@@ -230,9 +243,10 @@ async fn layout_lua_and_the_rust_layout_agree() {
         "seqs": seqs,
         "scores": score_cases.iter().map(|(k, s)| json!([k, s])).collect::<Vec<_>>(),
         "members": members.iter().map(|m| json!([m.seq, m.token, m.nonce, m.acquired_ms, m.consumer])).collect::<Vec<_>>(),
+        "floor_times": FLOOR_TIMES,
     });
     let r = report(&mut con, &cases).await;
-    assert_eq!(r.len(), 6, "{r:?}");
+    assert_eq!(r.len(), 7, "{r:?}");
     let mut d = Disagreements::default();
 
     // Every constant of layout.lua, by name, as the scripts receive it.
@@ -344,6 +358,24 @@ async fn layout_lua_and_the_rust_layout_agree() {
             Some(lua) => d.check(name, lua, rust),
             None => d.0.push(format!("{name}: missing from layout.lua")),
         }
+    }
+    // The clock's floor of fencing tokens (token_floor), checked on the
+    // times below.
+    for (name, rust) in [
+        ("TOKEN_EPOCH_MS", layout::TOKEN_EPOCH_MS),
+        ("TOKEN_PER_MS", layout::TOKEN_PER_MS),
+    ] {
+        match lua_constants.remove(name) {
+            Some(lua) => d.check(name, lua, rust),
+            None => d.0.push(format!("{name}: missing from layout.lua")),
+        }
+    }
+    for (now, lua) in FLOOR_TIMES.iter().zip(texts(&r[6])) {
+        d.check(
+            format!("token_floor({now})"),
+            lua,
+            layout::token_floor(*now),
+        );
     }
     // The MEMBER_* patterns are checked on the members below.
     for name in [

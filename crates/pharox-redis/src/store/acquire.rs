@@ -36,12 +36,14 @@ pub(super) struct Granted {
 impl RedisStorage {
     /// Runs the acquire script until it answers (a filtered search may take
     /// several calls; none but the last grants anything); `find` only looks.
-    /// Returns the answer and the nonce the lease was granted with.
+    /// Returns the answer, the nonce the lease was granted with, and
+    /// `Err(acknowledged)` when fewer replicas acknowledged the grant than
+    /// [`RedisConfig::acknowledge`](crate::RedisConfig::acknowledge) wants.
     pub(super) async fn select(
         &self,
         request: &AcquireRequest,
         find: bool,
-    ) -> Result<Option<(AcquireReply, u64)>> {
+    ) -> Result<Option<(AcquireReply, u64, std::result::Result<(), u32>)>> {
         validate::acquire_request(request)?;
         if request.filters.has_predicate() {
             return Err(Error::UnsupportedFilter(
@@ -80,11 +82,19 @@ impl RedisStorage {
                     position: &position,
                 },
             );
-            match AcquireReply::decode(self.run(&inv, op).await?)? {
+            // A call that may grant is acknowledged by replicas when the
+            // configuration asks (the calls before it grant nothing, but
+            // which call grants is known only from its answer).
+            let (reply, acked) = if find {
+                (self.run(&inv, op).await?, Ok(()))
+            } else {
+                self.run_acked(&inv, op).await?
+            };
+            match AcquireReply::decode(reply)? {
                 AcquireReply::Continue(next) => position = next,
                 AcquireReply::NoPool => return Err(Error::PoolNotFound(request.pool.clone())),
                 AcquireReply::NoProxy => return Ok(None),
-                answer => return Ok(Some((answer, nonce))),
+                answer => return Ok(Some((answer, nonce, acked))),
             }
         }
         Err(Error::Backend {
@@ -165,11 +175,16 @@ impl RedisStorage {
         .map(Some)
     }
 
-    /// Completing a granted lease failed with `e`: releases the lease so it
-    /// does not leak, and returns the error to report. A lease was granted,
-    /// so the error never says "not sent": a retryable one becomes
+    /// Gives a granted lease back because `why`: releases it so it does
+    /// not leak, and returns the error to report. A lease was granted, so
+    /// the error never says "not sent": a retryable one becomes
     /// `Interrupted` (the manager does not repeat an acquire after it).
-    pub(super) async fn give_back(&self, request: &AcquireRequest, g: &Granted, e: Error) -> Error {
+    pub(super) async fn give_back(
+        &self,
+        request: &AcquireRequest,
+        g: &Granted,
+        why: GiveBack,
+    ) -> Error {
         let k = self.keys(&request.pool);
         let member = lease_member(g.seq, g.parts, g.now_ms, request.consumer.as_str());
         let release = || async {
@@ -182,6 +197,24 @@ impl RedisStorage {
         };
         let released = release().await;
         let until = datetime_from_ms(g.now_ms + request.duration.num_milliseconds());
+        let e = match why {
+            GiveBack::Failed(e) => e,
+            GiveBack::NotAcknowledged(acknowledged) => {
+                // Released on the primary; a replica may have the lease
+                // and not the release, so a failover now may keep it.
+                let what = match &released {
+                    Ok(_) => format!(
+                        "the lease was released again; a failover now may keep it, holding its \
+                         capacity until it expires at {until}"
+                    ),
+                    Err(r) => format!(
+                        "releasing it failed too ({r}): it is held until it expires at {until}"
+                    ),
+                };
+                tracing::warn!(pool = %request.pool, token = g.parts.token, acknowledged, "acquire: the lease was not acknowledged by enough replicas; {what}");
+                return self.not_acknowledged("acquire", acknowledged, &what);
+            }
+        };
         let what = match &released {
             Ok(_) => "it was released again, so nothing is held".to_owned(),
             Err(r) => {
@@ -202,6 +235,14 @@ impl RedisStorage {
     }
 }
 
+/// Why a granted lease is given back.
+pub(super) enum GiveBack {
+    /// Completing it failed with this error.
+    Failed(Error),
+    /// Only this many replicas acknowledged it.
+    NotAcknowledged(u32),
+}
+
 pub(super) async fn find_available_proxy(
     store: &RedisStorage,
     pool: &PoolId,
@@ -213,7 +254,7 @@ pub(super) async fn find_available_proxy(
         .selector(selector);
     match store.select(&request, true).await? {
         None => Ok(None),
-        Some((AcquireReply::Found { proxy, load }, _)) => parse_proxy(&proxy, load).map(Some),
+        Some((AcquireReply::Found { proxy, load }, _, _)) => parse_proxy(&proxy, load).map(Some),
         Some(_) => Err(corrupt("find reply")),
     }
 }
@@ -223,7 +264,7 @@ pub(super) async fn acquire(
     request: &AcquireRequest,
 ) -> Result<Option<Lease>> {
     for _ in 0..2 {
-        let Some((answer, nonce)) = store.select(request, false).await? else {
+        let Some((answer, nonce, acked)) = store.select(request, false).await? else {
             return Ok(None);
         };
         let AcquireReply::Leased {
@@ -247,12 +288,21 @@ pub(super) async fn acquire(
             generation,
             proxy,
         };
+        if let Err(acknowledged) = acked {
+            return Err(store
+                .give_back(request, &granted, GiveBack::NotAcknowledged(acknowledged))
+                .await);
+        }
         match store.complete(request, &granted).await {
             Ok(Some(lease)) => return Ok(Some(lease)),
             // The proxy was removed between the lease and the lookup, so
             // the lease already ended; drop the cache and try again.
             Ok(None) => store.inner.cache.forget(&request.pool),
-            Err(e) => return Err(store.give_back(request, &granted, e).await),
+            Err(e) => {
+                return Err(store
+                    .give_back(request, &granted, GiveBack::Failed(e))
+                    .await);
+            }
         }
     }
     Err(Error::Backend {

@@ -146,7 +146,16 @@ pub(super) async fn renew(
     let arg = RedisStorage::ref_arg(&LeaseRef::from(lease)).ok_or_else(lost)?;
     let k = store.keys(&lease.pool);
     let inv = queries::renew(&k, &arg, duration.num_milliseconds());
-    match queries::renewed_until(store.run(&inv, "renew").await?)? {
+    let (reply, acked) = store.run_acked(&inv, "renew").await?;
+    let renewed = queries::renewed_until(reply)?;
+    if let (Some(_), Err(acknowledged)) = (renewed, acked) {
+        return Err(renew_not_acknowledged(
+            store,
+            acknowledged,
+            lease.expires_at,
+        ));
+    }
+    match renewed {
         Some(deadline) => Ok(Lease {
             expires_at: datetime_from_ms(deadline),
             status: LeaseStatus::Active,
@@ -166,10 +175,39 @@ pub(super) async fn renew_by_ref(
     let arg = RedisStorage::ref_arg(lease).ok_or_else(lost)?;
     let k = store.keys(&lease.pool);
     let inv = queries::renew_returning(&k, &arg, duration.num_milliseconds());
-    match queries::lease_reply(store.run(&inv, "renew").await?, true)? {
-        Some(r) => RedisStorage::lease_from_reply(&lease.pool, &r),
+    let (reply, acked) = store.run_acked(&inv, "renew").await?;
+    match queries::lease_reply(reply, true)? {
+        Some(r) => {
+            let renewed = RedisStorage::lease_from_reply(&lease.pool, &r)?;
+            match acked {
+                Ok(()) => Ok(renewed),
+                // The reply's deadline is the new one; the former is unknown here.
+                Err(acknowledged) => Err(store.not_acknowledged(
+                    "renew",
+                    acknowledged,
+                    "the new deadline holds on the primary; after a failover the lease may end \
+                     at its former deadline",
+                )),
+            }
+        }
         None => Err(lost()),
     }
+}
+
+/// A renew applied on the primary that too few replicas acknowledged.
+fn renew_not_acknowledged(
+    store: &RedisStorage,
+    acknowledged: u32,
+    former: chrono::DateTime<chrono::Utc>,
+) -> Error {
+    store.not_acknowledged(
+        "renew",
+        acknowledged,
+        &format!(
+            "the new deadline holds on the primary; after a failover the lease may end at its \
+             former deadline, {former}"
+        ),
+    )
 }
 
 pub(super) async fn cleanup_expired(

@@ -90,6 +90,21 @@ impl RedisStorage {
                 format!("must be at most {}", validate::MAX_CLEANUP_BATCH),
             ));
         }
+        if let Some(ack) = config.acknowledge {
+            if ack.replicas == 0 {
+                return Err(Error::invalid("acknowledge replicas", "must be at least 1"));
+            }
+            // WAIT's timeout is in ms, and 0 would wait for ever.
+            if ack.timeout < Duration::from_millis(1) || ack.timeout >= config.response_timeout {
+                return Err(Error::invalid(
+                    "acknowledge timeout",
+                    format!(
+                        "must be at least 1 ms and below the response timeout ({:?})",
+                        config.response_timeout
+                    ),
+                ));
+            }
+        }
         let conn = Conn::open(&config).await?;
         crate::settings::check(&conn, &config).await?;
         tracing::debug!(url = %config.redacted_url(), mode = ?config.mode, "connected to redis");
@@ -130,6 +145,53 @@ impl RedisStorage {
         op: &'static str,
     ) -> Result<T> {
         self.inner.conn.invoke(inv, op, self.timeout()).await
+    }
+
+    /// Runs a script that writes a lease (an acquire, a renew): with
+    /// [`RedisConfig::acknowledge`] set, followed by `WAIT` in the same
+    /// round trip, and `Err` naming the shortfall when fewer replicas
+    /// acknowledged than wanted (as `Ok(Err(acknowledged))`: the script's
+    /// answer is returned too, for the caller to undo or report).
+    async fn run_acked<T: redis::FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+        op: &'static str,
+    ) -> Result<(T, std::result::Result<(), u32>)> {
+        let Some(ack) = self.inner.config.acknowledge else {
+            return Ok((self.run(inv, op).await?, Ok(())));
+        };
+        let (v, acked) = self
+            .inner
+            .conn
+            .invoke_acked(inv, op, self.timeout(), ack)
+            .await?;
+        Ok((
+            v,
+            if acked >= ack.replicas {
+                Ok(())
+            } else {
+                Err(acked)
+            },
+        ))
+    }
+
+    /// The error of a lease write that `acknowledged` replicas confirmed,
+    /// fewer than the configuration wants: retryable, and saying that the
+    /// write may or may not survive a failover (`what` says what became of it).
+    fn not_acknowledged(&self, op: &'static str, acknowledged: u32, what: &str) -> Error {
+        let ack = self
+            .inner
+            .config
+            .acknowledge
+            .expect("acknowledged writes are configured");
+        Error::Interrupted {
+            source: format!(
+                "{op}: acknowledged by {acknowledged} of the {} replicas wanted within {:?} \
+                 (WAIT); {what}",
+                ack.replicas, ack.timeout
+            )
+            .into(),
+        }
     }
 
     async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd, op: &'static str) -> Result<T> {

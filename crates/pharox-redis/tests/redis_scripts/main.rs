@@ -17,7 +17,8 @@
 //! positions, continued searches, lazy index corrections), `limits` (pool
 //! size, sequences, more than a chunk), `slots` (cluster slots and hostile
 //! ids), `reclaim` (ending leases: batches of expired ones, and members
-//! pharox cannot have written); `support` holds the helpers.
+//! pharox cannot have written), `tokens` (fencing tokens follow the counter
+//! and the clock); `support` holds the helpers.
 
 mod acquire;
 mod arguments;
@@ -27,3 +28,4 @@ mod reclaim;
 mod shapes;
 mod slots;
 mod support;
+mod tokens;

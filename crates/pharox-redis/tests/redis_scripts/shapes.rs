@@ -65,7 +65,9 @@ async fn scripts_return_the_documented_shapes() {
     let after = redis_now_ms(con).await;
     assert_eq!(a1.len(), 5, "{a1:?}");
     let (seq, token, now1, generation) = (int(&a1[0]), int(&a1[1]), int(&a1[2]), int(&a1[3]));
-    assert_eq!((seq, token), (16, 1));
+    // The pool's first token: its counter (1) raised to the clock's floor.
+    assert_eq!(seq, 16);
+    assert_eq!(token as u64, layout::token_floor(now1).max(1));
     assert!(
         (before..=after).contains(&now1),
         "{before} <= {now1} <= {after}"
@@ -130,8 +132,13 @@ async fn scripts_return_the_documented_shapes() {
         .unwrap(),
     );
     assert_eq!(a2.len(), 4, "{a2:?}");
-    assert_eq!((a2[0], a2[1], a2[3]), (16, 2, generation));
     let now2 = a2[2];
+    assert_eq!((a2[0], a2[3]), (16, generation));
+    assert_eq!(
+        a2[1] as u64,
+        (token as u64 + 1).max(layout::token_floor(now2)),
+        "the last token plus one, or the clock's floor"
+    );
 
     // Full (capacity 2): {0} for acquire and for find, filtered or not.
     for find in ["0", "1"] {
@@ -160,8 +167,9 @@ async fn scripts_return_the_documented_shapes() {
     }
 
     // The live leases are members "seq:token:nonce:acquired_ms:consumer".
-    let m1 = format!("16:1:111:{now1}:c1");
-    let m2 = format!("16:2:222:{now2}:c2");
+    let token2 = a2[1];
+    let m1 = format!("16:{token}:111:{now1}:c1");
+    let m2 = format!("16:{token2}:222:{now2}:c2");
     let mut members: Vec<String> = redis::cmd("ZRANGE")
         .arg(&k.leases_by_deadline)
         .arg(0)
@@ -180,7 +188,7 @@ async fn scripts_return_the_documented_shapes() {
     assert_eq!(&s[1..], &[1, 1, 0, 1, 2, 2, 0], "{s:?}");
 
     // A member with the right seq and token but another nonce holds nothing.
-    let forged = format!("16:2:999:{now2}:c2");
+    let forged = format!("16:{token2}:999:{now2}:c2");
     assert_eq!(
         eval(con, &scripts::RELEASE, lease, &[&forged])
             .await
