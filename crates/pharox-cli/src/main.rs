@@ -81,6 +81,8 @@ struct AdminArgs<C: Subcommand> {
     redis_prefix: String,
     #[command(flatten)]
     redis_tls: RedisTlsArgs,
+    #[command(flatten)]
+    redis_ack: RedisAckArgs,
     /// Connect even under an allkeys-* maxmemory-policy (see `pharox worker --help`).
     #[arg(long, env = "PHAROX_REDIS_ALLOW_EVICTION", global = true)]
     redis_allow_eviction: bool,
@@ -107,10 +109,12 @@ impl<C: Subcommand> AdminArgs<C> {
                 f.call(&store, self.command, out).await
             }
             None => {
-                let config = RedisConfig::new(self.redis_url.clone())
-                    .prefix(self.redis_prefix.clone())
-                    .tls(self.redis_tls.tls())
-                    .allow_eviction(self.redis_allow_eviction);
+                let config = self.redis_ack.apply(
+                    RedisConfig::new(self.redis_url.clone())
+                        .prefix(self.redis_prefix.clone())
+                        .tls(self.redis_tls.tls())
+                        .allow_eviction(self.redis_allow_eviction),
+                );
                 let store = RedisStorage::connect(config.clone())
                     .await
                     .with_context(|| format!("connecting to {}", config.redacted_url()))?;
@@ -211,6 +215,35 @@ impl RedisTlsArgs {
     }
 }
 
+/// Acknowledged lease writes (`RedisConfig::acknowledge`), for the
+/// commands that acquire and renew.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct RedisAckArgs {
+    /// Report a lease granted (or renewed) only once this many replicas
+    /// have it (Redis WAIT), so a failover keeps it; when fewer confirm in
+    /// time the call fails retryably (README "Durability and failover").
+    #[arg(long, env = "PHAROX_REDIS_WAIT_REPLICAS", value_name = "N", global = true)]
+    redis_wait_replicas: Option<u32>,
+    /// How long to wait for them (below the 5 s response timeout).
+    #[arg(
+        long,
+        env = "PHAROX_REDIS_WAIT_TIMEOUT",
+        default_value = "1s",
+        value_parser = ops::parse_duration,
+        global = true
+    )]
+    redis_wait_timeout: Duration,
+}
+
+impl RedisAckArgs {
+    fn apply(&self, config: RedisConfig) -> RedisConfig {
+        match self.redis_wait_replicas {
+            Some(n) => config.acknowledge(n, self.redis_wait_timeout),
+            None => config,
+        }
+    }
+}
+
 #[derive(clap::Args, Clone)]
 struct RedisArgs {
     /// Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://…` for TLS,
@@ -282,6 +315,8 @@ struct DemoArgs {
     redis_url: Option<String>,
     #[command(flatten)]
     redis_tls: RedisTlsArgs,
+    #[command(flatten)]
+    redis_ack: RedisAckArgs,
     /// As for the other commands: connect even under an allkeys-* maxmemory-policy.
     #[arg(long, env = "PHAROX_REDIS_ALLOW_EVICTION")]
     redis_allow_eviction: bool,
@@ -346,6 +381,8 @@ struct BenchArgs {
     reuse_pool: bool,
     #[command(flatten)]
     redis: RedisArgs,
+    #[command(flatten)]
+    redis_ack: RedisAckArgs,
     /// Runtime worker threads (default: the smaller of --tasks and the CPU
     /// count; more threads than tasks only move the tasks between cores).
     #[arg(long)]
@@ -524,6 +561,8 @@ struct ServeArgs {
     redis_prefix: String,
     #[command(flatten)]
     redis_tls: RedisTlsArgs,
+    #[command(flatten)]
+    redis_ack: RedisAckArgs,
     /// As for the other commands: connect even under an allkeys-* maxmemory-policy.
     #[arg(long, env = "PHAROX_REDIS_ALLOW_EVICTION")]
     redis_allow_eviction: bool,
@@ -644,10 +683,12 @@ async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
             "memory".to_owned(),
         ),
         Some(url) => {
-            let redis = RedisConfig::new(url.clone())
-                .prefix(args.redis_prefix.clone())
-                .tls(args.redis_tls.tls())
-                .allow_eviction(args.redis_allow_eviction);
+            let redis = args.redis_ack.apply(
+                RedisConfig::new(url.clone())
+                    .prefix(args.redis_prefix.clone())
+                    .tls(args.redis_tls.tls())
+                    .allow_eviction(args.redis_allow_eviction),
+            );
             let storage = RedisStorage::connect(redis.clone())
                 .await
                 .with_context(|| format!("connecting to {}", redis.redacted_url()))?;
@@ -681,9 +722,11 @@ async fn run_demo(args: DemoArgs) -> Result<ExitCode> {
     let report = match &args.redis_url {
         None => demo::run("memory", InMemoryStorage::new(), &pool, &opts).await?,
         Some(url) => {
-            let config = RedisConfig::new(url.clone())
-                .tls(args.redis_tls.tls())
-                .allow_eviction(args.redis_allow_eviction);
+            let config = args.redis_ack.apply(
+                RedisConfig::new(url.clone())
+                    .tls(args.redis_tls.tls())
+                    .allow_eviction(args.redis_allow_eviction),
+            );
             let storage = RedisStorage::connect(config.clone())
                 .await
                 .with_context(|| format!("connecting to {}", config.redacted_url()))?;
@@ -765,7 +808,10 @@ async fn seeded_redis(
     pool: &PoolId,
     opts: &BenchOptions,
 ) -> Result<RedisStorage> {
-    let storage = args.redis.connect(args.tasks).await?;
+    let config = args.redis_ack.apply(args.redis.config(args.tasks));
+    let storage = RedisStorage::connect(config.clone())
+        .await
+        .with_context(|| format!("connecting to {}", config.redacted_url()))?;
     let reusable = args.reuse_pool
         && storage
             .pool_stats(pool)
