@@ -182,6 +182,9 @@ async fn restart_without_persistence_mid_churn_recovers_after_reregistration() {
     let mut r = OwnedRedis::start(NO_PERSISTENCE, |c| c.response_timeout(TIMEOUT)).await;
     let mut cfg = config("volatile");
     cfg.data_loss = true;
+    // The pool's tokens follow Redis's clock: they keep rising even though
+    // every restart starts the pool over.
+    cfg.tokens_survive_data_loss = true;
     // Health flips die with the data; the never-active proxies are re-seeded
     // as they were, so I7 for them still holds.
     cfg.flap_every = None;

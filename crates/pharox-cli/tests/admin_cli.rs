@@ -448,3 +448,34 @@ fn a_100_000_line_provider_file_imports_and_reimports_in_place() {
     .unwrap();
     eprint!("{report}");
 }
+
+/// `--redis-wait-replicas`: with a replica, a lease is granted once it has
+/// it; on a server without one, the acquire fails (exit 2) saying that no
+/// replica acknowledged it and that it was released, and holds nothing.
+#[test]
+fn acknowledged_acquires_wait_for_a_replica_and_say_when_none_confirms() {
+    let primary = RedisServer::start();
+    let port = primary.port().to_string();
+    let mut args = pharox_redis::testkit::NO_PERSISTENCE.to_vec();
+    args.extend(["--replicaof", "127.0.0.1", &port]);
+    let replica = RedisServer::start_with(&args);
+    let t = Target::redis(&primary, "acked");
+    t.ok(&["pool", "create", "acked"]);
+    let file = t.write("p.txt", "http://203.0.113.20:8080\n");
+    t.ok(&["proxy", "import", &file, "--pool", "acked"]);
+    let wait = ["--redis-wait-replicas", "1", "--redis-wait-timeout", "5s"];
+    // The replica may still be syncing: WAIT waits for it (5 s at most).
+    let lease = t.json_lines(&[&["lease", "acquire", "--pool", "acked", "--json"][..], &wait].concat())[0].clone();
+    t.ok(&["lease", "release", "--pool", "acked", lease["id"].as_str().unwrap()]);
+
+    replica.pause();
+    let quick = ["--redis-wait-replicas", "1", "--redis-wait-timeout", "100ms"];
+    let (_, stderr) = t.expect(2, &[&["lease", "acquire", "--pool", "acked"][..], &quick].concat());
+    assert!(
+        stderr.contains("acknowledged by 0 of the 1 replicas") && stderr.contains("released again"),
+        "{stderr}"
+    );
+    let show = &t.json_lines(&["pool", "show", "--pool", "acked", "--json"])[0];
+    assert_eq!(show["stats"]["active_leases"], 0, "{show}");
+    replica.resume();
+}

@@ -84,7 +84,7 @@ pub struct RedisConfig {
     /// `noeviction` is what pharox needs. Under `allkeys-lru`, `allkeys-lfu`
     /// or `allkeys-random` a full Redis may drop any key, so a pool's
     /// counters, proxy words and leases vanish without any call failing:
-    /// fencing tokens start over and capacities wrap. Such a server is
+    /// leases are forgotten and capacities wrap. Such a server is
     /// refused (`InvalidInput`, field `redis maxmemory-policy`) unless this
     /// is `true`. The `volatile-*` policies evict only keys with a TTL, and
     /// pharox sets a TTL on none of its keys (lease expiry is a sorted-set

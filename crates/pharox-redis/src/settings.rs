@@ -3,7 +3,7 @@
 //!
 //! Eviction is the silent way to lose a pool: under an `allkeys-*` policy a
 //! full Redis may drop any key, so a pool's counters, proxy words or lease
-//! set vanish one by one. Fencing tokens then start over, capacities wrap
+//! set vanish one by one. Leases are then forgotten, capacities wrap
 //! and stats lie, and no call fails. The `volatile-*` policies evict only
 //! keys with a TTL; pharox never sets one (no `EXPIRE`, `PEXPIRE`, `SETEX`,
 //! `SET … EX|PX`, `GETEX`, `HEXPIRE` in `lua/` or in the Rust code: lease
@@ -220,7 +220,7 @@ fn judge_policy(url: &str, policy: &str, allow_eviction: bool) -> Result<()> {
             format!(
                 "the server at {url} runs with maxmemory-policy {policy}, which lets Redis \
                  evict any key when memory is full, pharox's included: a pool's leases, \
-                 counters and fencing tokens would vanish silently (tokens start over, \
+                 counters and proxy words would vanish silently (leases forgotten, \
                  capacities wrap). Run `CONFIG SET maxmemory-policy noeviction` (and set it \
                  in redis.conf, or `CONFIG REWRITE`, so it survives a restart), or accept \
                  the risk with RedisConfig::allow_eviction(true) (CLI: \

@@ -94,6 +94,10 @@ pub struct ChurnConfig {
     /// a loss run (snapshots, filters, I7 of never-active proxies, leaks, the
     /// end state).
     pub data_loss: bool,
+    /// Whether fencing tokens must keep rising across a data loss too (the
+    /// Redis store's follow the server clock): with `data_loss`, the token
+    /// checks run all the same.
+    pub tokens_survive_data_loss: bool,
     /// What the run must have done before it ends: clients go on past
     /// `duration` until it is reached.
     pub exercise: Exercise,
@@ -120,6 +124,7 @@ impl std::fmt::Debug for ChurnConfig {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("faults", &self.faults)
             .field("data_loss", &self.data_loss)
+            .field("tokens_survive_data_loss", &self.tokens_survive_data_loss)
             .field("exercise", &self.exercise)
             .field("max_extension", &self.max_extension)
             .finish_non_exhaustive()
@@ -144,6 +149,7 @@ impl ChurnConfig {
             password: None,
             faults: false,
             data_loss: false,
+            tokens_survive_data_loss: false,
             exercise: Exercise::default(),
             max_extension: Duration::from_secs(60),
             progress: ChurnProgress::new(),
@@ -660,15 +666,17 @@ pub async fn run_churn<S: Storage + Clone>(storage: S, cfg: ChurnConfig) -> Chur
         );
     }
     if shared.cfg.data_loss {
-        // Counters and tokens restart with the data, but a repeat release
-        // must never free capacity, in any epoch.
+        // Counters restart with the data (tokens too, unless the store's
+        // follow a clock), but a repeat release must never free capacity,
+        // in any epoch.
         if log.ledger.freed_twice > 0 {
             violations.push(format!(
                 "I4: {} repeat releases freed capacity",
                 log.ledger.freed_twice
             ));
         }
-    } else {
+    }
+    if !shared.cfg.data_loss || shared.cfg.tokens_survive_data_loss {
         violations.extend(log.tokens.violations().iter().map(ToString::to_string));
         violations.extend(tokens_follow_real_time(&mut log.grants));
     }
