@@ -222,7 +222,12 @@ struct RedisAckArgs {
     /// Report a lease granted (or renewed) only once this many replicas
     /// have it (Redis WAIT), so a failover keeps it; when fewer confirm in
     /// time the call fails retryably (README "Durability and failover").
-    #[arg(long, env = "PHAROX_REDIS_WAIT_REPLICAS", value_name = "N", global = true)]
+    #[arg(
+        long,
+        env = "PHAROX_REDIS_WAIT_REPLICAS",
+        value_name = "N",
+        global = true
+    )]
     redis_wait_replicas: Option<u32>,
     /// How long to wait for them (below the 5 s response timeout).
     #[arg(

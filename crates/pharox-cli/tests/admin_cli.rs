@@ -463,14 +463,35 @@ fn acknowledged_acquires_wait_for_a_replica_and_say_when_none_confirms() {
     t.ok(&["pool", "create", "acked"]);
     let file = t.write("p.txt", "http://203.0.113.20:8080\n");
     t.ok(&["proxy", "import", &file, "--pool", "acked"]);
-    let wait = ["--redis-wait-replicas", "1", "--redis-wait-timeout", "5s"];
-    // The replica may still be syncing: WAIT waits for it (5 s at most).
-    let lease = t.json_lines(&[&["lease", "acquire", "--pool", "acked", "--json"][..], &wait].concat())[0].clone();
-    t.ok(&["lease", "release", "--pool", "acked", lease["id"].as_str().unwrap()]);
+    let wait = ["--redis-wait-replicas", "1", "--redis-wait-timeout", "3s"];
+    // The replica may still be syncing: WAIT waits for it (3 s at most).
+    let lease = t.json_lines(
+        &[
+            &["lease", "acquire", "--pool", "acked", "--json"][..],
+            &wait,
+        ]
+        .concat(),
+    )[0]
+    .clone();
+    t.ok(&[
+        "lease",
+        "release",
+        "--pool",
+        "acked",
+        lease["id"].as_str().unwrap(),
+    ]);
 
     replica.pause();
-    let quick = ["--redis-wait-replicas", "1", "--redis-wait-timeout", "100ms"];
-    let (_, stderr) = t.expect(2, &[&["lease", "acquire", "--pool", "acked"][..], &quick].concat());
+    let quick = [
+        "--redis-wait-replicas",
+        "1",
+        "--redis-wait-timeout",
+        "100ms",
+    ];
+    let (_, stderr) = t.expect(
+        2,
+        &[&["lease", "acquire", "--pool", "acked"][..], &quick].concat(),
+    );
     assert!(
         stderr.contains("acknowledged by 0 of the 1 replicas") && stderr.contains("released again"),
         "{stderr}"
