@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -36,6 +37,9 @@ pub struct PostgresStorage {
 pub(crate) struct Inner {
     pub(crate) pool: Pool,
     config: PostgresConfig,
+    /// Requests this store sent and waited for: statement executions, and
+    /// preparations on connections that had not prepared the statement.
+    round_trips: AtomicU64,
 }
 
 impl fmt::Debug for PostgresStorage {
@@ -121,13 +125,26 @@ impl PostgresStorage {
             .build()
             .map_err(|e| Error::invalid("postgres_url", e.to_string()))?;
         Ok(Self {
-            inner: Arc::new(Inner { pool, config }),
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                round_trips: AtomicU64::new(0),
+            }),
         })
     }
 
     /// The configuration this store was built with.
     pub fn config(&self) -> &PostgresConfig {
         &self.inner.config
+    }
+
+    /// How many requests this store has sent and waited for the answer of
+    /// (from every clone): statement executions, plus a preparation each
+    /// time a connection meets a statement for the first time. Reading it
+    /// before and after a call measures the call's round trips (admin
+    /// snapshots and migrations, which use transactions, are not counted).
+    pub fn round_trips(&self) -> u64 {
+        self.inner.round_trips.load(Ordering::Relaxed)
     }
 
     /// Checks the database answers (`SELECT 1`).
@@ -149,10 +166,13 @@ impl PostgresStorage {
         let after = self.inner.config.operation_timeout;
         let call = async {
             let client = self.inner.pool.get().await.map_err(pool_error)?;
-            let prepared = client
-                .prepare_cached(statement)
-                .await
-                .map_err(query_error)?;
+            let cached = client.statement_cache.size();
+            let prepared = client.prepare_cached(statement).await;
+            if client.statement_cache.size() != cached {
+                self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+            }
+            let prepared = prepared.map_err(query_error)?;
+            self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
             client.query(&prepared, params).await.map_err(query_error)
         };
         match tokio::time::timeout(after, call).await {
