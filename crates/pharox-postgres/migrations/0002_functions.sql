@@ -118,7 +118,10 @@ RETURNS bigint LANGUAGE plpgsql
 AS $$
 DECLARE
     v_seq bigint;
-    v_base text;
+    v_order text;
+    v_free text;
+    v_range text;
+    v_pass integer;
 BEGIN
     IF p_filter IS NULL THEN
         -- Static statements: plans cached for the session.
@@ -147,24 +150,35 @@ BEGIN
         END IF;
         RETURN v_seq;
     END IF;
-    v_base := 'SELECT p.seq FROM pharox_proxies p WHERE p.pool_id = $1'
-        || ' AND p.status = ''active'' AND p.current_leases < p.capacity AND ('
-        || p_filter || ')';
-    IF p_selector = 0 THEN
-        EXECUTE v_base || ' ORDER BY p.seq LIMIT 1' INTO v_seq USING p_pool, p_texts, p_nums;
-    ELSIF p_selector = 1 THEN
-        EXECUTE v_base || ' ORDER BY p.current_leases, p.seq LIMIT 1'
-            INTO v_seq USING p_pool, p_texts, p_nums;
-    ELSIF p_selector = 2 THEN
-        EXECUTE v_base || ' AND p.seq > $4 ORDER BY p.seq LIMIT 1'
+    v_order := CASE p_selector
+        WHEN 1 THEN 'p.current_leases, p.seq'
+        WHEN 3 THEN 'coalesce(p.latency_ms, 4294967295), p.seq'
+        ELSE 'p.seq' END;
+    v_free := 'p.pool_id = $1 AND p.status = ''active'' AND p.current_leases < p.capacity';
+    -- Round robin looks after the cursor first, then wraps to the start.
+    FOR v_pass IN 1..(CASE WHEN p_selector = 2 THEN 2 ELSE 1 END) LOOP
+        v_range := CASE WHEN p_selector = 2 AND v_pass = 1 THEN ' AND p.seq > $4' ELSE '' END;
+        -- 1: the first free proxies in the selector's order, filtered. If
+        -- one of them matches, the first that does is the answer (same
+        -- order); a filter most proxies pass ends here, reading 64 rows.
+        EXECUTE 'SELECT p.seq FROM (SELECT * FROM pharox_proxies p WHERE ' || v_free
+            || v_range || ' ORDER BY ' || v_order || ' LIMIT 64) p WHERE (' || p_filter
+            || ') ORDER BY ' || v_order || ' LIMIT 1'
             INTO v_seq USING p_pool, p_texts, p_nums, coalesce(p_cursor, -1);
-        IF v_seq IS NULL THEN
-            EXECUTE v_base || ' ORDER BY p.seq LIMIT 1' INTO v_seq USING p_pool, p_texts, p_nums;
+        IF v_seq IS NOT NULL THEN
+            RETURN v_seq;
         END IF;
-    ELSE
-        EXECUTE v_base || ' ORDER BY coalesce(p.latency_ms, 4294967295), p.seq LIMIT 1'
-            INTO v_seq USING p_pool, p_texts, p_nums;
-    END IF;
+        -- 2: a selective filter: its matches first, through the filter's
+        -- index (OFFSET 0 keeps the planner from trading it for the
+        -- order's index), then the order among them.
+        EXECUTE 'SELECT p.seq FROM (SELECT p.seq, p.current_leases, p.latency_ms FROM '
+            || 'pharox_proxies p WHERE ' || v_free || v_range || ' AND (' || p_filter
+            || ') OFFSET 0) p ORDER BY ' || v_order || ' LIMIT 1'
+            INTO v_seq USING p_pool, p_texts, p_nums, coalesce(p_cursor, -1);
+        IF v_seq IS NOT NULL THEN
+            RETURN v_seq;
+        END IF;
+    END LOOP;
     RETURN v_seq;
 END
 $$;

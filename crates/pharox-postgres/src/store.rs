@@ -94,7 +94,8 @@ impl PostgresStorage {
     /// A store for `config` that opens connections on first use.
     ///
     /// # Errors
-    /// `InvalidInput` for a URL that does not parse or a zero pool size.
+    /// `InvalidInput` for a URL that does not parse, a zero pool size or a
+    /// reclaim batch above `MAX_CLEANUP_BATCH`.
     pub fn lazy(config: PostgresConfig) -> Result<Self> {
         let mut pg: tokio_postgres::Config = config.url.parse().map_err(|_| {
             Error::invalid(
@@ -102,6 +103,12 @@ impl PostgresStorage {
                 "is not a PostgreSQL URL or key-value connection string",
             )
         })?;
+        if config.reclaim_batch as usize > validate::MAX_CLEANUP_BATCH {
+            return Err(Error::invalid(
+                "reclaim_batch",
+                format!("must be at most {}", validate::MAX_CLEANUP_BATCH),
+            ));
+        }
         if config.pool_size == 0 {
             return Err(Error::invalid("pool_size", "must be at least 1"));
         }

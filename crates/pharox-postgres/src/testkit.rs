@@ -108,8 +108,17 @@ impl TestDatabase {
 
     /// A store on the database, not migrated.
     pub fn storage(&self) -> PostgresStorage {
-        PostgresStorage::lazy(PostgresConfig::new(self.url.clone()).pool_size(16))
-            .expect("test database URL")
+        self.storage_with(|c| c)
+    }
+
+    /// A store on the database with the config `adjust` makes of the
+    /// default test config (16 connections), not migrated.
+    pub fn storage_with(
+        &self,
+        adjust: impl FnOnce(PostgresConfig) -> PostgresConfig,
+    ) -> PostgresStorage {
+        PostgresStorage::lazy(adjust(PostgresConfig::new(self.url.clone()).pool_size(16)))
+            .expect("test database config")
     }
 }
 
@@ -150,8 +159,16 @@ impl PostgresHarness {
     /// # Panics
     /// If the server does not answer or the migration fails.
     pub async fn start() -> Self {
+        Self::start_with(|c| c).await
+    }
+
+    /// A fresh database, migrated, with the store's config adjusted.
+    ///
+    /// # Panics
+    /// As [`PostgresHarness::start`].
+    pub async fn start_with(adjust: impl FnOnce(PostgresConfig) -> PostgresConfig) -> Self {
         let database = TestDatabase::create().await;
-        let storage = database.storage();
+        let storage = database.storage_with(adjust);
         storage.migrate().await.expect("migrate the test database");
         Self {
             storage,
