@@ -84,6 +84,23 @@ if timeout 10 redis-server --port 0 --tls-port 1 --save "" 2>&1 | grep -qi "not 
     echo "       Install one built with it (Debian/Ubuntu: sudo apt-get install -y redis-server) and re-run." >&2
     exit 1
 fi
+# The PostgreSQL tests (crates/pharox-postgres) create and drop their own
+# databases on the server PHAROX_PG_URL names (default
+# postgres://postgres@127.0.0.1:5432/test): it must answer. Started with
+# pg_ctlcluster when it is installed but stopped.
+pg_url=${PHAROX_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+pg_answers() { command -v psql >/dev/null && timeout 10 psql "$pg_url" -qAtc 'select 1' >/dev/null 2>&1; }
+if ! pg_answers && command -v pg_ctlcluster >/dev/null && [ "$(id -u)" = 0 ]; then
+    for v in $(ls /etc/postgresql 2>/dev/null); do
+        pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+    done
+    sleep 2
+fi
+if ! pg_answers; then
+    echo "error: PostgreSQL does not answer at PHAROX_PG_URL (or the default postgres://postgres@127.0.0.1:5432/test), which the PostgreSQL tests need." >&2
+    echo "       Start it (pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql) main start) or set PHAROX_PG_URL, then re-run." >&2
+    exit 1
+fi
 # The README's HTTP examples run as written (crates/pharox-cli/tests/readme_http.rs).
 ensure_command curl curl "the README's HTTP examples"
 ensure_command jq jq "the README's HTTP examples"
