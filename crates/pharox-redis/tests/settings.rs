@@ -111,7 +111,7 @@ fn assert_refused(r: pharox_core::Result<RedisStorage>, policy: &str, url: &str)
         policy,
         url,
         "evict any key",
-        "fencing tokens",
+        "leases forgotten",
         "CONFIG SET maxmemory-policy noeviction",
         "allow_eviction(true)",
         "--redis-allow-eviction",
