@@ -159,8 +159,19 @@ else
     echo "docker-compose.yml: not checked (neither docker compose nor PyYAML is installed)"
 fi
 
-step "cargo test --workspace"
-cargo test --workspace --all-features
+# cargo-nextest runs the test binaries side by side (cargo test runs them
+# one after another, each waiting on its slowest test), every test in its
+# own process; it does not run doc tests, so those run next with cargo test.
+# Without nextest the suite runs with cargo test, slower but the same tests.
+if cargo nextest --version >/dev/null 2>&1; then
+    step "cargo nextest run --workspace (every test binary; profile in .config/nextest.toml)"
+    cargo nextest run --workspace --all-features --profile ci
+    step "cargo test --doc --workspace"
+    cargo test --workspace --all-features --doc
+else
+    step "cargo test --workspace (cargo-nextest is not installed: \`cargo install cargo-nextest --locked\` runs the suite faster)"
+    cargo test --workspace --all-features
+fi
 
 # Written by crates/pharox-cli/tests/admin_cli.rs (the 100,000-line import).
 if [ -f target/tmp/import-100k.txt ]; then
