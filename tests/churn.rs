@@ -9,8 +9,8 @@
 //! [`pharox_core::testkit::churn::Exercise`]). Run with `--nocapture` to see
 //! the figures.
 //!
-//! The Redis churns also run over mutual TLS and as an ACL user with
-//! exactly the documented client rule.
+//! The Redis churns also run over mutual TLS, as an ACL user with exactly
+//! the documented client rule, and through Redis Sentinel.
 //!
 //! The self-tests run a broken store until the harness reports it, for at
 //! most a minute: whether one short run happens to expose a bug is luck,
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use pharox_core::InMemoryStorage;
 use pharox_core::testkit::churn::{ChurnConfig, ChurnReport, Exercise, run_churn, soak_duration};
 use pharox_core::testkit::{FaultyStorage, Harness};
-use pharox_redis::testkit::{RedisHarness, RedisServer, index_problems};
+use pharox_redis::testkit::{RedisHarness, RedisServer, SentinelTopology, index_problems};
 use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage};
 
 fn seconds() -> Duration {
@@ -123,6 +123,34 @@ async fn churn_redis_tls() {
             &format!("redis over TLS ({name})"),
             h.storage().clone(),
             "churn-tls",
+        )
+        .await;
+        assert_exercised(&r);
+        let problems = index_problems(h.storage(), &r.pool).await;
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+}
+
+/// The churn through Redis Sentinel (`redis+sentinel://`, a primary, a
+/// replica, 3 sentinels), in each connection mode, at the default length.
+/// The failover mid-churn is in
+/// `crates/pharox-redis/tests/sentinel_failover/churn.rs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_redis_sentinel() {
+    let topology = tokio::task::block_in_place(|| SentinelTopology::start("pharox-churn"));
+    for (name, mode) in [
+        (
+            "multiplexed",
+            ConnectionMode::Multiplexed { connections: 1 },
+        ),
+        ("pooled, 8", ConnectionMode::Pooled { size: 8 }),
+    ] {
+        let h =
+            RedisHarness::on_sentinel(&topology, |c| c.mode(mode).response_timeout(BUDGET)).await;
+        let r = churn(
+            &format!("redis through Sentinel ({name})"),
+            h.storage().clone(),
+            "churn-sentinel",
         )
         .await;
         assert_exercised(&r);

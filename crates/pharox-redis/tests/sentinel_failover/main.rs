@@ -20,6 +20,7 @@
 //! before. `durability` makes the loss certain and checks tokens and
 //! acknowledged acquires across it.
 
+mod churn;
 mod durability;
 
 use std::sync::Arc;
