@@ -194,6 +194,17 @@ impl RedisServer {
         Self::start_as(&[], None, Some(conf.to_owned()))
     }
 
+    /// A sentinel listening for TLS only (`--port 0 --tls-port`) that
+    /// reaches the nodes and the other sentinels over TLS
+    /// (`--tls-replication yes`), showing them its certificate.
+    pub fn start_sentinel_tls(conf: &str, tls: ServerTls) -> Self {
+        Self::start_as(
+            &["--tls-replication", "yes"],
+            Some(tls),
+            Some(conf.to_owned()),
+        )
+    }
+
     fn start_as(args: &[&str], tls: Option<ServerTls>, sentinel_conf: Option<String>) -> Self {
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
@@ -279,12 +290,15 @@ impl RedisServer {
         self.child = Some(child);
         // Generous: a busy CI machine can take seconds to start a process.
         let deadline = Instant::now() + Duration::from_secs(30);
-        // A TLS port does not answer a plain PING: its log says when it is up.
+        // A TLS port does not answer a plain PING: its log says when it is
+        // up (a sentinel's, once it has its ID: it logs no "Ready").
         let up = |s: &Self| match s.tls {
             None => ping(s.port),
-            Some(_) => s
-                .log_tail(LOG_TAIL_LINES)
-                .contains("Ready to accept connections"),
+            Some(_) => {
+                let log = s.log_tail(LOG_TAIL_LINES);
+                log.contains("Ready to accept connections")
+                    || (s.sentinel_conf.is_some() && log.contains("Sentinel ID is"))
+            }
         };
         while !up(self) {
             let exited = self
@@ -306,8 +320,9 @@ impl RedisServer {
             }
             assert!(
                 Instant::now() < deadline,
-                "redis-server on port {} did not answer PING within 30 s",
-                self.port
+                "redis-server on port {} did not answer PING within 30 s; its log:\n{}",
+                self.port,
+                self.log_tail(LOG_TAIL_LINES)
             );
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -2,11 +2,14 @@
 //! (`--replicaof`) and 3 sentinels (`sentinel monitor SERVICE … 2`, a
 //! 1 s `down-after-milliseconds`), each a [`RedisServer`] on a free port,
 //! stopped on drop, its log kept (and its tail printed) when a test fails.
+//! [`SentinelTopology::start_tls`] starts every node and sentinel on TLS
+//! only (`--tls-replication yes`: replication, the sentinels' links to the
+//! nodes and to each other all go over TLS).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::{NO_PERSISTENCE, RedisHarness, RedisServer};
+use super::{NO_PERSISTENCE, RedisHarness, RedisServer, ServerTls};
 use crate::redis::{self, Commands};
 use crate::{RedisConfig, RedisStorage};
 
@@ -24,12 +27,32 @@ pub struct SentinelTopology {
     /// The 3 sentinels.
     pub sentinels: Vec<RedisServer>,
     service: String,
+    /// Every node's and sentinel's TLS files, when they listen for TLS.
+    tls: Option<ServerTls>,
 }
 
-/// A blocking connection to the server on `port` (tests only).
-fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
-    redis::Client::open(format!("redis://127.0.0.1:{port}"))?
-        .get_connection_with_timeout(Duration::from_secs(2))
+/// A blocking connection to the server on `port` (tests only): over TLS
+/// when `tls` is given, verifying the server against its CA and showing
+/// its certificate as the client's (the topology's certificate serves
+/// both purposes).
+fn connect(port: u16, tls: Option<&ServerTls>) -> redis::RedisResult<redis::Connection> {
+    let client = match tls {
+        None => redis::Client::open(format!("redis://127.0.0.1:{port}"))?,
+        Some(tls) => {
+            let read = |p: &std::path::Path| std::fs::read(p).map_err(redis::RedisError::from);
+            redis::Client::build_with_tls(
+                format!("rediss://127.0.0.1:{port}"),
+                redis::TlsCertificates {
+                    client_tls: Some(redis::ClientTlsConfig {
+                        client_cert: read(&tls.cert)?,
+                        client_key: read(&tls.key)?,
+                    }),
+                    root_cert: Some(read(&tls.ca)?),
+                },
+            )?
+        }
+    };
+    client.get_connection_with_timeout(Duration::from_secs(2))
 }
 
 impl SentinelTopology {
@@ -38,25 +61,60 @@ impl SentinelTopology {
     /// the two other sentinels (so it can vote a failover). Blocks the
     /// calling thread (for up to a minute on a busy machine).
     pub fn start(service: &str) -> Self {
-        let primary = RedisServer::start();
+        Self::start_with(service, None)
+    }
+
+    /// Like [`start`](Self::start), every node and sentinel listening for
+    /// TLS only with the certificate of `tls`, which must be valid for
+    /// 127.0.0.1 both as a server's and as a client's (the nodes and
+    /// sentinels show it to each other), and clients checked against its
+    /// CA when `tls.require_client_cert`. [`url`](Self::url) is then
+    /// `rediss+sentinel://…`.
+    pub fn start_tls(service: &str, tls: ServerTls) -> Self {
+        Self::start_with(service, Some(tls))
+    }
+
+    fn start_with(service: &str, tls: Option<ServerTls>) -> Self {
+        let node = |args: &[&str]| match &tls {
+            None => {
+                let mut all = NO_PERSISTENCE.to_vec();
+                all.extend_from_slice(args);
+                RedisServer::start_with(&all)
+            }
+            Some(tls) => {
+                let mut all = vec!["--tls-replication", "yes"];
+                all.extend_from_slice(args);
+                RedisServer::start_tls(tls.clone(), &all)
+            }
+        };
+        let primary = node(&[]);
         let port = primary.port().to_string();
-        let mut args = NO_PERSISTENCE.to_vec();
-        args.extend(["--replicaof", "127.0.0.1", &port]);
-        let replica = RedisServer::start_with(&args);
+        let replica = node(&["--replicaof", "127.0.0.1", &port]);
         let conf = format!(
             "sentinel monitor {service} 127.0.0.1 {port} 2\n\
              sentinel down-after-milliseconds {service} {DOWN_AFTER_MS}\n\
              sentinel failover-timeout {service} 10000\n\
              sentinel parallel-syncs {service} 1\n"
         );
-        let sentinels = (0..3).map(|_| RedisServer::start_sentinel(&conf)).collect();
+        let sentinels = (0..3)
+            .map(|_| match &tls {
+                None => RedisServer::start_sentinel(&conf),
+                Some(tls) => RedisServer::start_sentinel_tls(&conf, tls.clone()),
+            })
+            .collect();
         let topology = Self {
             nodes: vec![primary, replica],
             sentinels,
             service: service.to_owned(),
+            tls,
         };
         topology.wait_until_ready();
         topology
+    }
+
+    /// The TLS files every node and sentinel uses, on a TLS topology.
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
     }
 
     /// The monitored service's name.
@@ -64,19 +122,25 @@ impl SentinelTopology {
         &self.service
     }
 
-    /// `redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/SERVICE`.
+    /// `redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/SERVICE`
+    /// (`rediss+sentinel://` on TLS).
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
             .sentinels
             .iter()
             .map(|s| format!("127.0.0.1:{}", s.port()))
             .collect();
-        format!("redis+sentinel://{}/{}", hosts.join(","), self.service)
+        let scheme = if self.tls.is_some() {
+            "rediss+sentinel"
+        } else {
+            "redis+sentinel"
+        };
+        format!("{scheme}://{}/{}", hosts.join(","), self.service)
     }
 
     /// `SENTINEL <args…>` on sentinel `i`.
     fn ask<T: redis::FromRedisValue>(&self, i: usize, args: &[&str]) -> redis::RedisResult<T> {
-        let mut con = connect(self.sentinels[i].port())?;
+        let mut con = connect(self.sentinels[i].port(), self.tls.as_ref())?;
         redis::cmd("SENTINEL").arg(args).query(&mut con)
     }
 
@@ -84,7 +148,7 @@ impl SentinelTopology {
         let deadline = Instant::now() + WAIT;
         let replica_port = self.nodes[1].port().to_string();
         loop {
-            let synced = connect(self.nodes[1].port())
+            let synced = connect(self.nodes[1].port(), self.tls.as_ref())
                 .and_then(|mut c| {
                     redis::cmd("INFO")
                         .arg("replication")
@@ -154,7 +218,7 @@ impl SentinelTopology {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(port) = self.primary_port().filter(|p| *p != old) {
-                let is_master = connect(port)
+                let is_master = connect(port, self.tls.as_ref())
                     .and_then(|mut c| redis::cmd("ROLE").query::<redis::Value>(&mut c))
                     .is_ok_and(|v| format!("{v:?}").contains("master"));
                 if is_master {
@@ -189,21 +253,27 @@ impl SentinelTopology {
 
     /// Sets `key` on the primary directly (to tell which node is which).
     pub fn set_on(&self, port: u16, key: &str, value: &str) -> redis::RedisResult<()> {
-        connect(port)?.set(key, value)
+        connect(port, self.tls.as_ref())?.set(key, value)
     }
 }
 
 impl RedisHarness {
     /// A store through `topology` (shared with other harnesses) under a key
-    /// prefix of its own, with a 30 s response timeout, configured further
+    /// prefix of its own, with a 30 s response timeout (and, on a TLS
+    /// topology, its CA and certificate as the client's), configured further
     /// by `adjust` (for the contract suite through Sentinel).
     pub async fn on_sentinel(
         topology: &SentinelTopology,
         adjust: impl FnOnce(RedisConfig) -> RedisConfig,
     ) -> Self {
-        let base = RedisConfig::new(topology.url())
+        let mut base = RedisConfig::new(topology.url())
             .prefix(format!("pharox-sentinel-{:08x}", fastrand::u32(..)))
             .response_timeout(Duration::from_secs(30));
+        if let Some(tls) = &topology.tls {
+            base = base
+                .tls_ca_file(&tls.ca)
+                .tls_client_cert(&tls.cert, &tls.key);
+        }
         let storage = RedisStorage::connect(adjust(base))
             .await
             .expect("connect through the sentinels");

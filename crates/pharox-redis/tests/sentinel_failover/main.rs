@@ -5,6 +5,8 @@
 //!   clients, in both connection modes: every client carries on against the
 //!   new primary within a bounded time, no call outlives its timeout (plus
 //!   scheduling slack), and every error in the gap is retryable;
+//! - the same over TLS (`rediss+sentinel://`, every node and sentinel on
+//!   TLS only, mutual TLS);
 //! - a graceful failover (`SENTINEL FAILOVER`): the old primary stays up as
 //!   a replica and answers writes with `READONLY`, which must lead the
 //!   clients to the new primary rather than wedge them;
@@ -22,6 +24,8 @@
 
 mod churn;
 mod durability;
+#[path = "../tls_pki/mod.rs"]
+mod tls_pki;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,12 +117,17 @@ async fn client(store: RedisStorage, pool: PoolId, stop: Arc<AtomicBool>, seen: 
 /// the new primary in bounded time, no call hangs, and the gap's errors are
 /// retryable. Prints what was measured.
 async fn clients_carry_on_across(
+    tls: bool,
     mode: ConnectionMode,
     check: Option<Duration>,
     what: &str,
     fail: impl FnOnce(&mut SentinelTopology) -> u16,
 ) {
-    let mut topology = tokio::task::block_in_place(|| SentinelTopology::start("pharox-failover"));
+    let pki = tls.then(tls_pki::Pki::new);
+    let mut topology = tokio::task::block_in_place(|| match &pki {
+        None => SentinelTopology::start("pharox-failover"),
+        Some(pki) => SentinelTopology::start_tls("pharox-failover", pki.node()),
+    });
     let admin = RedisHarness::on_sentinel(&topology, |c| c.mode(mode)).await;
     let pool = new_pool(&admin, "failover").await;
     for i in 0..32 {
@@ -134,10 +143,15 @@ async fn clients_carry_on_across(
     let mut tasks = Vec::new();
     let mut seen = Vec::new();
     for _ in 0..CLIENTS {
-        let store =
-            RedisStorage::connect(config(topology.url(), mode, check).prefix(prefix.clone()))
-                .await
-                .expect("connect a client through the sentinels");
+        let mut cfg = config(topology.url(), mode, check).prefix(prefix.clone());
+        if let Some(tls) = topology.tls() {
+            cfg = cfg
+                .tls_ca_file(&tls.ca)
+                .tls_client_cert(&tls.cert, &tls.key);
+        }
+        let store = RedisStorage::connect(cfg)
+            .await
+            .expect("connect a client through the sentinels");
         let s = Arc::new(Mutex::new(Seen::default()));
         stores.push(store.clone());
         seen.push(Arc::clone(&s));
@@ -238,8 +252,9 @@ async fn clients_carry_on_across(
     let regressions = grants_after.iter().filter(|t| **t <= before_tokens).count();
     let resumed_max = resumed.iter().max().copied().unwrap_or_default();
     let resumed_min = resumed.iter().min().copied().unwrap_or_default();
+    let tls = if tls { ", over TLS" } else { "" };
     eprintln!(
-        "sentinel failover ({what}, {mode:?}, background check {check:?}): sentinels promoted 127.0.0.1:{promoted} \
+        "sentinel failover ({what}{tls}, {mode:?}, background check {check:?}): sentinels promoted 127.0.0.1:{promoted} \
          {promoted_after:?} after the failure began; clients resumed on it after \
          {resumed_min:?}..{resumed_max:?}; {errors} errors in the gap ({readonly} READONLY), \
          all retryable: {}; longest call {longest:?} (budget {CALL_TIMEOUT:?}); \
@@ -295,6 +310,7 @@ fn demote(t: &mut SentinelTopology) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn multiplexed_clients_follow_a_killed_primary_to_the_new_one() {
     clients_carry_on_across(
+        false,
         ConnectionMode::Multiplexed { connections: 1 },
         EVERY_SECOND,
         "SIGKILL",
@@ -306,6 +322,7 @@ async fn multiplexed_clients_follow_a_killed_primary_to_the_new_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pooled_clients_follow_a_killed_primary_to_the_new_one() {
     clients_carry_on_across(
+        false,
         ConnectionMode::Pooled { size: 4 },
         EVERY_SECOND,
         "SIGKILL",
@@ -317,6 +334,7 @@ async fn pooled_clients_follow_a_killed_primary_to_the_new_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn multiplexed_clients_leave_a_demoted_primary_for_the_new_one() {
     clients_carry_on_across(
+        false,
         ConnectionMode::Multiplexed { connections: 1 },
         EVERY_SECOND,
         "SENTINEL FAILOVER",
@@ -328,10 +346,25 @@ async fn multiplexed_clients_leave_a_demoted_primary_for_the_new_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pooled_clients_leave_a_demoted_primary_for_the_new_one() {
     clients_carry_on_across(
+        false,
         ConnectionMode::Pooled { size: 4 },
         EVERY_SECOND,
         "SENTINEL FAILOVER",
         demote,
+    )
+    .await;
+}
+
+/// The same over TLS (`rediss+sentinel://`, mutual TLS to the sentinels
+/// and the nodes): the clients find and verify the new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pooled_clients_follow_a_killed_primary_over_tls() {
+    clients_carry_on_across(
+        true,
+        ConnectionMode::Pooled { size: 4 },
+        EVERY_SECOND,
+        "SIGKILL",
+        kill,
     )
     .await;
 }
@@ -420,6 +453,7 @@ async fn connect_fails_clearly_when_the_sentinels_cannot_name_a_primary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn multiplexed_clients_without_the_check_leave_a_demoted_primary_on_failure() {
     clients_carry_on_across(
+        false,
         ConnectionMode::Multiplexed { connections: 1 },
         None,
         "SENTINEL FAILOVER",
@@ -432,6 +466,7 @@ async fn multiplexed_clients_without_the_check_leave_a_demoted_primary_on_failur
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pooled_clients_without_the_check_leave_a_demoted_primary_on_failure() {
     clients_carry_on_across(
+        false,
         ConnectionMode::Pooled { size: 4 },
         None,
         "SENTINEL FAILOVER",

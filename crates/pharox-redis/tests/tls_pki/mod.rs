@@ -27,6 +27,10 @@ pub struct Pki {
     pub expired_key: PathBuf,
     /// A CA unrelated to every certificate here.
     pub other_ca: PathBuf,
+    /// A certificate of the CA for both server and client use: the nodes
+    /// of a TLS Sentinel topology show it to each other.
+    pub node_cert: PathBuf,
+    pub node_key: PathBuf,
 }
 
 fn ca(name: &str) -> (CertificateParams, KeyPair, String) {
@@ -42,13 +46,13 @@ fn ca(name: &str) -> (CertificateParams, KeyPair, String) {
 fn leaf(
     issuer: &Issuer<'_, &KeyPair>,
     name: &str,
-    usage: ExtendedKeyUsagePurpose,
+    usages: &[ExtendedKeyUsagePurpose],
     expired: bool,
 ) -> (String, String) {
     let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
         .expect("leaf params");
     params.distinguished_name.push(DnType::CommonName, name);
-    params.extended_key_usages = vec![usage];
+    params.extended_key_usages = usages.to_vec();
     if expired {
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2021, 1, 1);
@@ -71,20 +75,29 @@ impl Pki {
         let (server_pem, server_key) = leaf(
             &issuer,
             "pharox test server",
-            ExtendedKeyUsagePurpose::ServerAuth,
+            &[ExtendedKeyUsagePurpose::ServerAuth],
             false,
         );
         let (client_pem, client_key) = leaf(
             &issuer,
             "pharox test client",
-            ExtendedKeyUsagePurpose::ClientAuth,
+            &[ExtendedKeyUsagePurpose::ClientAuth],
             false,
         );
         let (expired_pem, expired_key) = leaf(
             &issuer,
             "pharox expired server",
-            ExtendedKeyUsagePurpose::ServerAuth,
+            &[ExtendedKeyUsagePurpose::ServerAuth],
             true,
+        );
+        let (node_pem, node_key) = leaf(
+            &issuer,
+            "pharox test node",
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+            false,
         );
         let (_, _, other_pem) = ca("an unrelated CA");
         let write = |name: &str, text: &str| {
@@ -101,6 +114,8 @@ impl Pki {
             expired_cert: write("expired.pem", &expired_pem),
             expired_key: write("expired.key", &expired_key),
             other_ca: write("other-ca.pem", &other_pem),
+            node_cert: write("node.pem", &node_pem),
+            node_key: write("node.key", &node_key),
             dir,
         }
     }
@@ -113,6 +128,17 @@ impl Pki {
             key: self.server_key.clone(),
             ca: self.ca.clone(),
             require_client_cert,
+        }
+    }
+
+    /// The nodes and sentinels of a TLS Sentinel topology: the node
+    /// certificate, and clients checked against the CA (mutual TLS).
+    pub fn node(&self) -> ServerTls {
+        ServerTls {
+            cert: self.node_cert.clone(),
+            key: self.node_key.clone(),
+            ca: self.ca.clone(),
+            require_client_cert: true,
         }
     }
 
