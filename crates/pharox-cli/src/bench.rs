@@ -60,11 +60,12 @@ pub struct BenchReport {
     pub acquire_p99_us: f64,
     /// Acquires that found no free proxy.
     pub misses: u64,
-    /// Redis only: trivial `EVALSHA` calls per second through the same
-    /// client configuration and task count, measured in the same run.
+    /// Redis: trivial `EVALSHA` calls per second through the same client
+    /// configuration and task count, measured in the same run (PostgreSQL:
+    /// `SELECT 1`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ceiling_calls_per_sec: Option<f64>,
-    /// Redis only: median latency of that trivial call, in microseconds.
+    /// Redis and PostgreSQL: median latency of that trivial call, in microseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ceiling_p50_us: Option<f64>,
     /// Redis only: Redis's own CPU time per cycle, from `INFO commandstats`
@@ -83,6 +84,11 @@ pub struct BenchReport {
     /// (Linux: its threads' `schedstat`; absent elsewhere).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_cpu_us_per_cycle: Option<f64>,
+    /// PostgreSQL only: requests the store sent and waited for per cycle,
+    /// over the window (its own count, `PostgresStorage::round_trips`;
+    /// the acquires that found nothing free are included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round_trips_per_cycle: Option<f64>,
     /// HTTP only: the same cycles against Redis directly, measured first in
     /// the same run, and the ratios of this run to it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,6 +132,8 @@ pub struct ProbeSample {
     pub redis_cpu_usec: Option<u64>,
     /// Nanoseconds of CPU of a server process ([`process_cpu_ns`]).
     pub server_cpu_ns: Option<u64>,
+    /// PostgreSQL: requests sent and answered (`PostgresStorage::round_trips`).
+    pub round_trips: Option<u64>,
 }
 
 impl ProbeSample {
@@ -135,6 +143,7 @@ impl ProbeSample {
             script_usec: d(self.script_usec, start.script_usec),
             redis_cpu_usec: d(self.redis_cpu_usec, start.redis_cpu_usec),
             server_cpu_ns: d(self.server_cpu_ns, start.server_cpu_ns),
+            round_trips: d(self.round_trips, start.round_trips),
         }
     }
 }
@@ -290,6 +299,7 @@ pub async fn run_probed<S: Storage + Clone>(
         redis_cpu_us_per_cycle: per_cycle(probed.redis_cpu_usec.map(|u| u as f64)),
         server_cpu_us_per_cycle: per_cycle(probed.server_cpu_ns.map(|n| n as f64 / 1e3)),
         client_cpu_us_per_cycle: per_cycle(client_ns.map(|n| n as f64 / 1e3)),
+        round_trips_per_cycle: per_cycle(probed.round_trips.map(|n| n as f64)),
         versus_direct: None,
     };
     Ok(report)
@@ -402,8 +412,14 @@ impl BenchReport {
                  redis CPU {u:.2} µs/cycle"
             ),
             (None, None, Some(u)) => format!("\nredis CPU {u:.2} µs/cycle"),
+            (Some(c), Some(p), None) => {
+                format!("\nceiling (SELECT 1) {c:.0} calls/s  p50 {p:.2} µs")
+            }
             _ => String::new(),
         };
+        if let Some(rt) = self.round_trips_per_cycle {
+            out += &format!("\nround trips {rt:.2} per cycle");
+        }
         let cpu: Vec<String> = [
             ("client", self.client_cpu_us_per_cycle),
             ("server", self.server_cpu_us_per_cycle),

@@ -14,6 +14,7 @@ use pharox_cli::demo::{self, DemoOptions};
 use pharox_cli::synthetic::Shape;
 use pharox_cli::{admin, ops, serve, serve_child};
 use pharox_core::{InMemoryStorage, PoolId, ProxyHostPolicy, Selector, Storage};
+use pharox_postgres::{PostgresConfig, PostgresStorage, SCHEMA_VERSION};
 use pharox_redis::{ConnectionMode, RedisConfig, RedisStorage, RedisTls};
 use pharox_worker::{CancellationToken, HealthChecker, HealthConfig, Worker, WorkerConfig};
 
@@ -42,7 +43,8 @@ enum Command {
     /// Print a pool's stats, or its history as recorded by workers.
     Stats(StatsArgs),
     /// Serve the HTTP lease API (the routes pharox-sdk calls) over the
-    /// in-memory store, or Redis with --redis-url; stops on SIGINT/SIGTERM
+    /// in-memory store, Redis with --redis-url or PostgreSQL with
+    /// --postgres-url; stops on SIGINT/SIGTERM
     /// after requests in flight finish.
     Serve(ServeArgs),
     /// Create, list, show and remove pools (on Redis, or a server with --server).
@@ -51,10 +53,126 @@ enum Command {
     Proxy(AdminArgs<admin::ProxyCommand>),
     /// Acquire, release, renew and list leases from a shell script.
     Lease(AdminArgs<admin::LeaseCommand>),
+    /// Create or upgrade pharox's schema in a PostgreSQL database (re-running
+    /// it is a no-op); every command that takes --postgres-url needs it done.
+    Migrate(MigrateArgs),
+}
+
+/// `pharox migrate`.
+#[derive(clap::Args)]
+struct MigrateArgs {
+    #[command(flatten)]
+    postgres: PostgresArgs,
+    /// Only print the database's schema version and the one this pharox
+    /// needs; change nothing (exit code 1 when they differ).
+    #[arg(long)]
+    check: bool,
+}
+
+/// PostgreSQL instead of Redis, in every command that chooses a store.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct PostgresArgs {
+    /// Use PostgreSQL at this URL (`postgres://user:password@host:port/db`,
+    /// or a `host=… dbname=…` string) instead of Redis; the password is
+    /// never printed. The schema must be in place (`pharox migrate`).
+    #[arg(
+        long,
+        env = "PHAROX_POSTGRES_URL",
+        hide_env_values = true,
+        global = true,
+        value_name = "URL"
+    )]
+    postgres_url: Option<String>,
+    /// Connections to PostgreSQL the store keeps open (default 16; the
+    /// bench: one per task).
+    #[arg(
+        long,
+        env = "PHAROX_POSTGRES_POOL_SIZE",
+        global = true,
+        value_name = "N"
+    )]
+    postgres_pool_size: Option<usize>,
+}
+
+impl PostgresArgs {
+    /// The URL, if one is given (an empty variable means unset).
+    fn url(&self) -> Option<&str> {
+        self.postgres_url.as_deref().filter(|u| !u.is_empty())
+    }
+
+    fn config(&self, default_pool_size: usize) -> Option<PostgresConfig> {
+        let url = self.url()?;
+        Some(
+            PostgresConfig::new(url)
+                .pool_size(self.postgres_pool_size.unwrap_or(default_pool_size).max(1)),
+        )
+    }
+
+    /// Connects, without looking at the schema.
+    async fn open(&self, default_pool_size: usize) -> Result<PostgresStorage> {
+        let config = self
+            .config(default_pool_size)
+            .context("--postgres-url (or PHAROX_POSTGRES_URL) is required")?;
+        PostgresStorage::connect(config.clone())
+            .await
+            .with_context(|| format!("connecting to {}", config.redacted_url()))
+    }
+
+    /// Connects and checks the database holds the schema this pharox
+    /// needs (else says to run `pharox migrate`).
+    async fn connect(&self, default_pool_size: usize) -> Result<PostgresStorage> {
+        let store = self.open(default_pool_size).await?;
+        let version = store.schema_version().await?;
+        let url = store.config().redacted_url();
+        if version < SCHEMA_VERSION {
+            anyhow::bail!(
+                "the database at {url} holds pharox schema version {version}, this pharox needs \
+                 {SCHEMA_VERSION}: run `pharox migrate --postgres-url URL` (or with \
+                 PHAROX_POSTGRES_URL set) first"
+            );
+        }
+        if version > SCHEMA_VERSION {
+            anyhow::bail!(
+                "the database at {url} holds pharox schema version {version}, newer than this \
+                 pharox knows ({SCHEMA_VERSION}): upgrade pharox"
+            );
+        }
+        Ok(store)
+    }
+
+    /// Connects and migrates the schema first (the demo and the bench,
+    /// which make their own pools).
+    async fn connect_migrated(&self, default_pool_size: usize) -> Result<PostgresStorage> {
+        let store = self.open(default_pool_size).await?;
+        let applied = store.migrate().await?;
+        if !applied.is_empty() {
+            eprintln!("migrated the pharox schema: applied versions {applied:?}");
+        }
+        Ok(store)
+    }
+}
+
+/// Runs `$body` with `$store` bound to the store the arguments name:
+/// PostgreSQL when `$pg` has a URL, else Redis (`$redis.connect($n)`).
+/// `Storage` is not object safe, so each arm is its own instance of the body.
+macro_rules! on_store {
+    ($redis:expr, $pg:expr, $n:expr, |$store:ident| $body:expr) => {
+        match $pg.url() {
+            Some(_) => {
+                let $store = $pg.connect($n).await?;
+                $body
+            }
+            None => {
+                let $store = $redis.connect($n).await?;
+                $body
+            }
+        }
+    };
 }
 
 /// An admin command and the store it runs against: a `pharox serve` with
-/// --server, else Redis at --redis-url. The options go anywhere on the line.
+/// --server, PostgreSQL with --postgres-url, else Redis at --redis-url.
+/// The options go anywhere on the line.
 #[derive(clap::Args)]
 struct AdminArgs<C: Subcommand> {
     #[command(subcommand)]
@@ -86,6 +204,8 @@ struct AdminArgs<C: Subcommand> {
     /// Connect even under an allkeys-* maxmemory-policy (see `pharox worker --help`).
     #[arg(long, env = "PHAROX_REDIS_ALLOW_EVICTION", global = true)]
     redis_allow_eviction: bool,
+    #[command(flatten)]
+    postgres: PostgresArgs,
     /// Print one JSON object a line instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -106,6 +226,10 @@ impl<C: Subcommand> AdminArgs<C> {
                     builder = builder.api_key(key.clone());
                 }
                 let store = builder.build().with_context(|| format!("--server {url}"))?;
+                f.call(&store, self.command, out).await
+            }
+            None if self.postgres.url().is_some() => {
+                let store = self.postgres.connect(4).await?;
                 f.call(&store, self.command, out).await
             }
             None => {
@@ -176,6 +300,8 @@ enum Backend {
     /// A `pharox serve` child process on Redis at --redis-url, through
     /// pharox-client, beside the same run on Redis directly.
     Http,
+    /// PostgreSQL at --postgres-url (the schema is migrated first).
+    Postgres,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -308,6 +434,7 @@ impl Backend {
             Self::Memory => "memory",
             Self::Redis => "redis",
             Self::Http => "http",
+            Self::Postgres => "postgres",
         }
     }
 }
@@ -325,6 +452,9 @@ struct DemoArgs {
     /// As for the other commands: connect even under an allkeys-* maxmemory-policy.
     #[arg(long, env = "PHAROX_REDIS_ALLOW_EVICTION")]
     redis_allow_eviction: bool,
+    /// Or on PostgreSQL (the schema is migrated first).
+    #[command(flatten)]
+    postgres: PostgresArgs,
     /// Concurrent workers.
     #[arg(long, default_value_t = 64)]
     workers: usize,
@@ -388,6 +518,8 @@ struct BenchArgs {
     redis: RedisArgs,
     #[command(flatten)]
     redis_ack: RedisAckArgs,
+    #[command(flatten)]
+    postgres: PostgresArgs,
     /// Runtime worker threads (default: the smaller of --tasks and the CPU
     /// count; more threads than tasks only move the tasks between cores).
     #[arg(long)]
@@ -491,6 +623,8 @@ impl HealthArgs {
 struct WorkerArgs {
     #[command(flatten)]
     redis: RedisArgs,
+    #[command(flatten)]
+    postgres: PostgresArgs,
     /// Pools to look after (comma-separated); default: every pool, discovered on each tick.
     #[arg(long, env = "PHAROX_POOLS", value_delimiter = ',')]
     pools: Vec<String>,
@@ -528,6 +662,8 @@ struct WorkerArgs {
 struct HealthCheckArgs {
     #[command(flatten)]
     redis: RedisArgs,
+    #[command(flatten)]
+    postgres: PostgresArgs,
     /// The pool to check.
     #[arg(long)]
     pool: String,
@@ -542,6 +678,8 @@ struct HealthCheckArgs {
 struct StatsArgs {
     #[command(flatten)]
     redis: RedisArgs,
+    #[command(flatten)]
+    postgres: PostgresArgs,
     /// The pool.
     #[arg(long)]
     pool: String,
@@ -571,6 +709,9 @@ struct ServeArgs {
     /// As for the other commands: connect even under an allkeys-* maxmemory-policy.
     #[arg(long, env = "PHAROX_REDIS_ALLOW_EVICTION")]
     redis_allow_eviction: bool,
+    /// Or serve PostgreSQL (the schema must be in place: `pharox migrate`).
+    #[command(flatten)]
+    postgres: PostgresArgs,
     /// File of API keys, one a line (`#` starts a comment). Keys are also
     /// read from PHAROX_API_KEYS (comma-separated); never pass them as arguments.
     #[arg(long, env = "PHAROX_API_KEYS_FILE")]
@@ -661,7 +802,38 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Pool(args) => args.run(PoolFn).await,
         Command::Proxy(args) => args.run(ProxyFn).await,
         Command::Lease(args) => args.run(LeaseFn).await,
+        Command::Migrate(args) => run_migrate(args).await,
     }
+}
+
+async fn run_migrate(args: MigrateArgs) -> Result<ExitCode> {
+    let store = args.postgres.open(1).await?;
+    let url = store.config().redacted_url();
+    let before = store.schema_version().await?;
+    if args.check {
+        println!("{url}: pharox schema version {before}; this pharox needs {SCHEMA_VERSION}");
+        return Ok(if before == SCHEMA_VERSION {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    if before > SCHEMA_VERSION {
+        anyhow::bail!(
+            "{url} holds pharox schema version {before}, newer than this pharox knows \
+             ({SCHEMA_VERSION}): upgrade pharox"
+        );
+    }
+    let applied = store.migrate().await?;
+    if applied.is_empty() {
+        println!("{url}: already at pharox schema version {before}; nothing to do");
+    } else {
+        let after = store.schema_version().await?;
+        println!(
+            "{url}: applied versions {applied:?}, from {before} to pharox schema version {after}"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
@@ -683,6 +855,11 @@ async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         ..pharox_server::ServerConfig::new(keys.clone())
     };
     let (app, store) = match &args.redis_url {
+        None if args.postgres.url().is_some() => {
+            let storage = args.postgres.connect(16).await?;
+            let url = storage.config().redacted_url();
+            (pharox_server::router(storage, config), url)
+        }
         None => (
             pharox_server::router(InMemoryStorage::new(), config),
             "memory".to_owned(),
@@ -725,6 +902,11 @@ async fn run_demo(args: DemoArgs) -> Result<ExitCode> {
     };
     let pool = PoolId::from(args.pool);
     let report = match &args.redis_url {
+        None if args.postgres.url().is_some() => {
+            let storage = args.postgres.connect_migrated(opts.workers).await?;
+            storage.remove_pool(&pool).await?;
+            demo::run("postgres", storage, &pool, &opts).await?
+        }
         None => demo::run("memory", InMemoryStorage::new(), &pool, &opts).await?,
         Some(url) => {
             let config = args.redis_ack.apply(
@@ -769,6 +951,7 @@ async fn run_bench(args: BenchArgs) -> Result<ExitCode> {
         }
         Backend::Redis => run_redis_bench(&args, &pool, &opts).await?,
         Backend::Http => run_http_bench(&args, &pool, &opts).await?,
+        Backend::Postgres => run_postgres_bench(&args, &pool, &opts).await?,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -803,6 +986,43 @@ async fn run_redis_bench(
     if !args.reuse_pool {
         storage.remove_pool(pool).await?;
     }
+    Ok(report)
+}
+
+/// The cycles on PostgreSQL, with the store's own count of round trips
+/// per cycle and a `SELECT 1` ceiling beside them.
+async fn run_postgres_bench(
+    args: &BenchArgs,
+    pool: &PoolId,
+    opts: &BenchOptions,
+) -> Result<bench::BenchReport> {
+    let storage = args.postgres.connect_migrated(args.tasks).await?;
+    storage.remove_pool(pool).await?;
+    eprintln!("seeding {} proxies into pool {pool} ...", opts.proxies);
+    let started = std::time::Instant::now();
+    bench::seed_pool(&storage, pool, opts.proxies, Shape::default()).await?;
+    eprintln!("seeded in {:.1} s", started.elapsed().as_secs_f64());
+    let probe_store = storage.clone();
+    let probe: bench::WindowProbe = std::sync::Arc::new(move || {
+        let s = probe_store.clone();
+        Box::pin(async move {
+            Ok(bench::ProbeSample {
+                round_trips: Some(s.round_trips()),
+                ..bench::ProbeSample::default()
+            })
+        })
+    });
+    let mut report =
+        bench::run_probed("postgres", storage.clone(), pool, opts, Some(probe)).await?;
+    let ceiling_storage = storage.clone();
+    let (calls, p50) = bench::ceiling(opts.tasks, opts.seconds, move || {
+        let s = ceiling_storage.clone();
+        async move { s.ping().await }
+    })
+    .await?;
+    report.ceiling_calls_per_sec = Some(calls);
+    report.ceiling_p50_us = Some(p50);
+    storage.remove_pool(pool).await?;
     Ok(report)
 }
 
@@ -843,6 +1063,7 @@ fn cpu_probe(storage: &RedisStorage, server: Option<u32>) -> bench::WindowProbe 
                 server_cpu_ns: server.and_then(|pid| bench::process_cpu_ns(&pid.to_string())),
                 script_usec: Some(s.script_cpu_usec().await?),
                 redis_cpu_usec: Some(s.process_cpu_usec().await?),
+                round_trips: None,
             })
         })
     })
@@ -919,15 +1140,16 @@ async fn run_worker(args: WorkerArgs) -> Result<ExitCode> {
         health_interval: args.health_interval,
         shutdown_grace: args.shutdown_grace,
     };
-    let storage = args.redis.connect(1).await?;
-    tracing::info!(redis = %storage.config().redacted_url(), "connected");
     let stop = CancellationToken::new();
     let trigger = stop.clone();
     tokio::spawn(async move {
         pharox_worker::shutdown_signal().await;
         trigger.cancel();
     });
-    Worker::new(storage, config).run(stop).await?;
+    on_store!(args.redis, args.postgres, 4, |storage| {
+        tracing::info!(store = %storage.config().redacted_url(), "connected");
+        Worker::new(storage, config).run(stop).await?;
+    });
     Ok(ExitCode::SUCCESS)
 }
 
@@ -939,11 +1161,12 @@ async fn run_health_check(args: HealthCheckArgs) -> Result<ExitCode> {
         .context("--health-target URL is required (or PHAROX_HEALTH_TARGET)")?;
     // One pass: a single failure is all the evidence there is.
     let checker = HealthChecker::new(args.health.config(target, 1))?;
-    let storage = args.redis.connect(1).await?;
     let pool = PoolId::from(args.pool.as_str());
-    let rows = checker
-        .run_pass(&storage, &pool, &CancellationToken::new())
-        .await?;
+    let rows = on_store!(args.redis, args.postgres, 4, |storage| {
+        checker
+            .run_pass(&storage, &pool, &CancellationToken::new())
+            .await?
+    });
     if args.json {
         for r in &rows {
             let row = serde_json::json!({
@@ -963,12 +1186,11 @@ async fn run_health_check(args: HealthCheckArgs) -> Result<ExitCode> {
 }
 
 async fn run_stats(args: StatsArgs) -> Result<ExitCode> {
-    let storage = args.redis.connect(1).await?;
     let pool = PoolId::from(args.pool.as_str());
-    let snapshots = match args.history {
+    let snapshots = on_store!(args.redis, args.postgres, 1, |storage| match args.history {
         None => vec![storage.pool_stats(&pool).await?],
         Some(n) => storage.stats_history(&pool, n).await?,
-    };
+    });
     if snapshots.is_empty() {
         eprintln!("no history recorded for pool {pool} (is a worker running?)");
     }

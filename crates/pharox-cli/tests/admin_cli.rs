@@ -1,6 +1,6 @@
 //! `pharox pool|proxy|lease` as a shell script runs them: on a private
-//! Redis, and through a `pharox serve` (`--server`, key from the
-//! environment), the same scenario; the CSV import's all-or-nothing rule;
+//! Redis, through Sentinel, on PostgreSQL, and through a `pharox serve`
+//! (`--server`, key from the environment), the same scenario; the CSV import's all-or-nothing rule;
 //! a 100,000-line import (its time written to
 //! `target/tmp/import-100k.txt`, which `scripts/test.sh` prints).
 
@@ -332,6 +332,41 @@ fn admin_commands_through_sentinel() {
     scenario(&Target::url(topology.url(), "sentinel"));
 }
 
+/// The same commands on PostgreSQL (`--postgres-url`), after `pharox
+/// migrate`; before it, they refuse with the command to run.
+#[test]
+fn admin_commands_on_postgres() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(pharox_postgres::testkit::TestDatabase::create());
+    let t = Target {
+        args: vec!["--postgres-url".into(), db.url().to_owned()],
+        env: vec![],
+        dir: scratch("postgres"),
+    };
+    let (_, err) = t.expect(2, &["pool", "list"]);
+    assert!(
+        err.contains("schema version 0") && err.contains("pharox migrate"),
+        "{err}"
+    );
+    let migrated = t.ok(&["migrate"]);
+    let want = format!(
+        "to pharox schema version {}",
+        pharox_postgres::SCHEMA_VERSION
+    );
+    assert!(
+        migrated.contains("applied versions [1, ") && migrated.contains(&want),
+        "{migrated}"
+    );
+    scenario(&t);
+    // And through a `pharox serve` on that database.
+    let key = format!("admin-{:016x}", fastrand::u64(..));
+    let serve = Serve::start(&["--postgres-url", db.url()], Some(&key));
+    let remote = Target::server(&serve, &key, "server-postgres");
+    scenario(&remote);
+    drop(serve);
+    drop(db);
+}
+
 #[test]
 fn admin_commands_through_a_server() {
     let key = format!("admin-{:016x}", fastrand::u64(..));
@@ -464,7 +499,9 @@ fn acknowledged_acquires_wait_for_a_replica_and_say_when_none_confirms() {
     let file = t.write("p.txt", "http://203.0.113.20:8080\n");
     t.ok(&["proxy", "import", &file, "--pool", "acked"]);
     let wait = ["--redis-wait-replicas", "1", "--redis-wait-timeout", "3s"];
-    // The replica may still be syncing: WAIT waits for it (3 s at most).
+    // A replica just started syncs after the primary's
+    // repl-diskless-sync-delay (5 s): only then can it acknowledge.
+    replica.wait_until_synced();
     let lease = t.json_lines(
         &[
             &["lease", "acquire", "--pool", "acked", "--json"][..],

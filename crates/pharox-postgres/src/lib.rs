@@ -53,6 +53,7 @@
 mod config;
 mod error;
 mod filter_sql;
+mod history;
 mod migrate;
 mod rows;
 mod sql;

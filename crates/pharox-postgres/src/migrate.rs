@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "functions",
         sql: include_str!("../migrations/0002_functions.sql"),
     },
+    Migration {
+        version: 3,
+        name: "stats_history",
+        sql: include_str!("../migrations/0003_stats_history.sql"),
+    },
 ];
 
 /// The schema version this crate needs.

@@ -655,6 +655,10 @@ impl Storage for PostgresStorage {
         }
     }
 
+    async fn stats_history(&self, pool: &PoolId, limit: usize) -> Result<Vec<PoolStatsSnapshot>> {
+        crate::history::recorded(self, pool, limit).await
+    }
+
     async fn pool_snapshot(&self, pool: &PoolId) -> Result<PoolSnapshot> {
         validate::pool_id(pool)?;
         let after = self.inner.config.operation_timeout;

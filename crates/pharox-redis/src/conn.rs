@@ -362,7 +362,8 @@ impl Direct {
     /// connection that wrote (WAIT counts the replicas that have this
     /// connection's writes; on another connection it would count
     /// nothing of ours). After NOSCRIPT (the script did not run; the WAIT
-    /// did, harmlessly) the script is loaded and the pair sent again.
+    /// did, harmlessly but perhaps for its whole timeout) the script is
+    /// loaded and the pair sent again, waiting for what is left.
     async fn invoke_acked_on<T: FromRedisValue>(
         con: &mut impl redis::aio::ConnectionLike,
         inv: &ScriptInvocation<'_>,
@@ -370,16 +371,21 @@ impl Direct {
         after: Duration,
         ack: Acknowledge,
     ) -> Result<(T, u32)> {
-        let wait_ms = u64::try_from(ack.timeout.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let mut pipe = redis::pipe();
-        pipe.invoke_script(inv)
-            .cmd("WAIT")
-            .arg(ack.replicas)
-            .arg(wait_ms);
+        // A retry after NOSCRIPT waits only for what is left of the first
+        // pair's wait (which may have been spent in full on a lagging
+        // replica): the whole call stays within one acknowledgement
+        // timeout, below the response timeout, and a shortfall is
+        // reported as one (retryable), not as a timeout.
+        let started = std::time::Instant::now();
         let mut attempts = 0;
         loop {
+            let left = ack.timeout.saturating_sub(started.elapsed());
+            let wait_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
+            let mut pipe = redis::pipe();
+            pipe.invoke_script(inv)
+                .cmd("WAIT")
+                .arg(ack.replicas)
+                .arg(wait_ms);
             match pipe.query_async::<(T, i64)>(con).await {
                 Ok((v, acked)) => return Ok((v, u32::try_from(acked.max(0)).unwrap_or(u32::MAX))),
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {

@@ -329,6 +329,37 @@ impl RedisServer {
         true
     }
 
+    /// Waits until this server, a replica, has finished its first sync
+    /// with its primary (`master_link_status:up`): a primary delays a
+    /// full sync by `repl-diskless-sync-delay` (5 s by default), so a
+    /// replica just started has nothing yet. Panics after a minute.
+    /// Blocks the calling thread.
+    pub fn wait_until_synced(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let info = crate::redis::Client::open(self.url())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+                .and_then(|mut c| {
+                    crate::redis::cmd("INFO")
+                        .arg("replication")
+                        .query::<String>(&mut c)
+                });
+            if info
+                .as_deref()
+                .is_ok_and(|i| i.contains("master_link_status:up"))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica on port {} did not sync within a minute ({info:?}); its log:\n{}",
+                self.port,
+                self.log_tail(LOG_TAIL_LINES)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The server's log file (kept, with its directory, when a test fails).
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("redis.log")

@@ -31,6 +31,16 @@ impl WorkerStore for RedisStorage {
     }
 }
 
+impl WorkerStore for pharox_postgres::PostgresStorage {
+    async fn ping(&self) -> Result<()> {
+        pharox_postgres::PostgresStorage::ping(self).await
+    }
+
+    async fn record_stats(&self, snapshot: &PoolStatsSnapshot, max_len: usize) -> Result<()> {
+        pharox_postgres::PostgresStorage::record_stats(self, snapshot, max_len).await
+    }
+}
+
 impl WorkerStore for InMemoryStorage {
     async fn ping(&self) -> Result<()> {
         Ok(())

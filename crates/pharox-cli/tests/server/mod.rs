@@ -21,6 +21,7 @@ pub fn pharox() -> Command {
         "PHAROX_API_KEYS",
         "PHAROX_API_KEYS_FILE",
         "PHAROX_REDIS_URL",
+        "PHAROX_POSTGRES_URL",
         "PHAROX_LISTEN",
         "PHAROX_ALLOW_PROXY_HOSTS",
         "PHAROX_SERVER",
