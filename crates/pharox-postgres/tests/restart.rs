@@ -210,7 +210,7 @@ impl PrivateServer {
     fn start(&self) {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
-             -c max_connections=60",
+             -c max_connections=60 -c max_prepared_transactions=4",
             self.port,
             self.dir.display()
         );
@@ -280,6 +280,17 @@ impl Drop for PrivateServer {
     }
 }
 
+/// A session of the test's own on `server`.
+async fn connect(server: &PrivateServer) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&server.url(), NoTls)
+        .await
+        .expect("a session of the test");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
 /// Runs a blocking server command on this multi-threaded runtime.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
@@ -296,12 +307,13 @@ async fn some_churn(progress: &ChurnProgress, n: u64) {
         .await;
 }
 
-/// Waits until the churn has tolerated an error since `errors` were
-/// counted: the stop was felt.
-async fn felt(progress: &ChurnProgress, errors: u64) {
+/// Waits until the churn has had a call refused (`Unavailable`: no
+/// connection to be had) since `refused` were counted: the stopped server
+/// was felt, not only the calls it cut.
+async fn felt(progress: &ChurnProgress, refused: u64) {
     progress
-        .wait_until("an error from the stopped server", PATIENCE, |p| {
-            p.errors() > errors
+        .wait_until("a call refused by the stopped server", PATIENCE, |p| {
+            p.error_kinds().unavailable > refused
         })
         .await;
 }
@@ -329,15 +341,15 @@ async fn restarts_mid_churn_give_retryable_errors_and_the_store_recovers() {
     let mut stops = Vec::new();
     while restarts < MIN_RESTARTS || Instant::now() + Duration::from_millis(1500) < until {
         some_churn(&progress, 100).await;
-        let how = if restarts % 2 == 0 {
+        let how = if restarts.is_multiple_of(2) {
             Stop::Fast
         } else {
             Stop::Immediate
         };
-        let errors = progress.errors();
+        let refused = progress.error_kinds().unavailable;
         blocking(|| server.stop(how));
         // Down until the churn has noticed.
-        felt(&progress, errors).await;
+        felt(&progress, refused).await;
         blocking(|| server.start());
         restarts += 1;
         stops.push(how);
@@ -362,7 +374,7 @@ async fn restarts_mid_churn_give_retryable_errors_and_the_store_recovers() {
         report.summary()
     );
     assert!(
-        kinds.unavailable > 0,
+        kinds.unavailable >= u64::from(restarts),
         "calls while the server was down were refused as Unavailable: {kinds:?}"
     );
     assert_eq!(
@@ -394,16 +406,17 @@ async fn a_call_cut_mid_flight_is_interrupted_and_calls_while_down_are_unavailab
     .await
     .unwrap();
     for how in [Stop::Fast, Stop::Immediate] {
-        // Another session holds the pool's row lock: the acquire is sent,
-        // then waits inside the server.
-        let (locker, connection) = tokio_postgres::connect(&server.url(), NoTls)
-            .await
-            .expect("the locking session");
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        // A prepared transaction holds the pool's row lock: the acquire is
+        // sent, then waits inside the server, and no session's end (the
+        // shutdown ends them in no set order) can let it through before
+        // its own connection is cut.
+        let locker = connect(&server).await;
+        let gid = format!("pharox-cut-{how:?}");
         locker
-            .batch_execute("BEGIN; SELECT 1 FROM pharox_pools WHERE id = 'cut' FOR UPDATE")
+            .batch_execute(&format!(
+                "BEGIN; SELECT 1 FROM pharox_pools WHERE id = 'cut' FOR UPDATE; \
+                 PREPARE TRANSACTION '{gid}'"
+            ))
             .await
             .unwrap();
         let blocked = {
@@ -428,7 +441,7 @@ async fn a_call_cut_mid_flight_is_interrupted_and_calls_while_down_are_unavailab
         let cut = blocked
             .await
             .unwrap()
-            .expect_err("the server went away mid-call");
+            .expect_err(&format!("{how:?}: the server went away mid-call"));
         assert!(
             matches!(cut, Error::Interrupted { .. })
                 && cut.is_retryable()
@@ -452,6 +465,12 @@ async fn a_call_cut_mid_flight_is_interrupted_and_calls_while_down_are_unavailab
             assert!(e.is_retryable(), "{how:?}: {e:?}");
         }
         blocking(|| server.start());
+        // The lock survived the restart with the prepared transaction.
+        connect(&server)
+            .await
+            .batch_execute(&format!("ROLLBACK PREPARED '{gid}'"))
+            .await
+            .unwrap();
         // The same store recovers: the cut acquire was rolled back with its
         // session, and the proxy is free.
         let req = AcquireRequest::new(pool.id.clone());
