@@ -8,7 +8,8 @@
 //! exercised every check (see [`pharox_core::testkit::churn::Exercise`]);
 //! the report must be clean and show every path taken (the assertions of
 //! the Redis churns in the workspace's `tests/churn.rs`), and afterwards
-//! the store's own counters must equal a recount of its tables. Run with
+//! the store's own counters must equal a recount of its tables (a recount
+//! shown to catch counters set wrong behind the store's back). Run with
 //! `--nocapture` to see the figures.
 
 mod support;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use pharox_core::testkit::Harness;
 use pharox_core::testkit::churn::{ChurnConfig, run_churn, soak_duration};
 use pharox_postgres::testkit::PostgresHarness;
+use pharox_postgres::tokio_postgres::{self, NoTls};
 
 /// Budget of each call and of the wait for a pooled connection in this
 /// clean churn, where any error is a violation: one a busy machine does not
@@ -31,6 +33,37 @@ async fn churn_postgres() {
     let r = run_churn(h.storage().clone(), cfg).await;
     println!("postgres: {}", r.summary());
     support::assert_exercised(&r);
-    let problems = support::bookkeeping_problems(h.database().url(), r.pool.as_str()).await;
+    let url = h.database().url();
+    let pool = r.pool.as_str();
+    let problems = support::bookkeeping_problems(url, pool).await;
     assert!(problems.is_empty(), "{problems:#?}");
+
+    // The recount can fail: a proxy's lease count and a pool counter set
+    // wrong behind the store's back are both named.
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+        .execute(
+            "UPDATE pharox_proxies SET current_leases = current_leases + 1 \
+             WHERE pool_id = $1 AND seq = (SELECT min(seq) FROM pharox_proxies \
+             WHERE pool_id = $1 AND current_leases < capacity)",
+            &[&pool],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE pharox_pools SET proxies_available = proxies_available + 1 WHERE id = $1",
+            &[&pool],
+        )
+        .await
+        .unwrap();
+    let problems = support::bookkeeping_problems(url, pool).await;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("current_leases 1, 0 lease rows"))
+            && problems.iter().any(|p| p.starts_with("proxies_available")),
+        "{problems:#?}"
+    );
 }
