@@ -99,12 +99,23 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// A port nobody listens on now.
+/// A port nobody uses now, below the kernel's ephemeral range: while the
+/// server is down, no outgoing connection (of this test or any other
+/// process) can be given it as its local port and keep the server from
+/// binding it again.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let below = first_ephemeral.clamp(20_000, 49_152);
+    for _ in 0..1000 {
+        let port = fastrand::u16(15_000..below);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 15000..{below}");
 }
 
 impl PrivateServer {
