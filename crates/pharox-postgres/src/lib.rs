@@ -47,7 +47,16 @@
 //! - **Errors**: a statement the server refused or rolled back
 //!   (serialization failure, deadlock, too many connections) is
 //!   `Unavailable` (nothing applied, retryable); a connection lost
-//!   mid-call is `Interrupted` (maybe applied, retryable).
+//!   mid-call is `Interrupted` (maybe applied, retryable); so is a server
+//!   shutting down (`57P01`, `57P02`). While the server is down, calls fail
+//!   `Unavailable` (no connection to be had), and the same store recovers
+//!   once it is back: the pool drops closed connections and opens new ones.
+//! - **Text**: a PostgreSQL `text` value cannot hold a NUL byte, so any
+//!   text with one (pool and proxy fields, credentials, `extra` entries,
+//!   proxy ids in look-ups and health results, filter values at any depth)
+//!   is refused as `InvalidInput` naming the field, before anything is
+//!   sent; ids and consumer names are already refused by the core's checks
+//!   (no control characters).
 #![forbid(unsafe_code)]
 
 mod config;

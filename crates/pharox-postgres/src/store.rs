@@ -70,12 +70,40 @@ fn no_predicate(filters: &ProxyFilters) -> Result<()> {
     Ok(())
 }
 
-/// Text PostgreSQL cannot store (a NUL byte) is refused as bad input.
+/// Text PostgreSQL cannot store or compare (a NUL byte: a `text` value
+/// never holds one, and the server refuses it as a parameter with an
+/// encoding error) is refused as bad input naming the field, before
+/// anything is sent.
 fn storable(field: &'static str, value: Option<&str>) -> Result<()> {
     if value.is_some_and(|v| v.contains('\0')) {
         return Err(Error::invalid(field, "must not contain NUL characters"));
     }
     Ok(())
+}
+
+/// A proxy id to look up: the core checks ids only where proxies are
+/// stored, so a look-up, removal or health result could carry a NUL.
+fn storable_proxy_id(proxy: &ProxyId) -> Result<()> {
+    storable("proxy.id", Some(proxy.as_str()))
+}
+
+/// Every string value of a filter tree (already validated, so its depth is
+/// bounded), as [`storable`].
+fn storable_filters(filters: &ProxyFilters) -> Result<()> {
+    for (field, value) in [
+        ("filters.country", &filters.country),
+        ("filters.source", &filters.source),
+        ("filters.city", &filters.city),
+        ("filters.isp", &filters.isp),
+    ] {
+        storable(field, value.as_deref())?;
+    }
+    filters
+        .all_of
+        .iter()
+        .chain(&filters.any_of)
+        .chain(&filters.none_of)
+        .try_for_each(storable_filters)
 }
 
 impl PostgresStorage {
@@ -216,6 +244,7 @@ impl PostgresStorage {
     async fn select(&self, request: &AcquireRequest) -> Result<Option<Lease>> {
         validate::acquire_request(request)?;
         no_predicate(&request.filters)?;
+        storable_filters(&request.filters)?;
         let filter = FilterSql::of(&request.filters);
         let id = LeaseId::in_pool(request.pool.lease_tag());
         let reclaim = i32::try_from(self.inner.config.reclaim_batch).unwrap_or(i32::MAX);
@@ -364,11 +393,12 @@ impl Storage for PostgresStorage {
             ("proxy.city", proxy.city.as_deref()),
             ("proxy.isp", proxy.isp.as_deref()),
             (
-                "proxy.credentials",
+                "proxy.credentials.username",
                 proxy.credentials.as_ref().map(|c| c.username.as_str()),
             ),
             (
-                "proxy.credentials",
+                // The message names the field only, never the value (I8).
+                "proxy.credentials.password",
                 proxy.credentials.as_ref().map(|c| c.password.expose()),
             ),
         ] {
@@ -445,6 +475,7 @@ impl Storage for PostgresStorage {
 
     async fn get_proxy(&self, pool: &PoolId, proxy: &ProxyId) -> Result<Option<Proxy>> {
         validate::pool_id(pool)?;
+        storable_proxy_id(proxy)?;
         let statement =
             format!("SELECT {PROXY_COLUMNS} FROM pharox_proxies WHERE pool_id = $1 AND id = $2");
         let found = self
@@ -472,6 +503,7 @@ impl Storage for PostgresStorage {
 
     async fn remove_proxy(&self, pool: &PoolId, proxy: &ProxyId) -> Result<bool> {
         validate::pool_id(pool)?;
+        storable_proxy_id(proxy)?;
         let row = self
             .query_one(
                 "remove_proxy",
@@ -501,6 +533,7 @@ impl Storage for PostgresStorage {
         validate::pool_id(pool)?;
         filters.validate()?;
         no_predicate(filters)?;
+        storable_filters(filters)?;
         let filter = FilterSql::of(filters);
         let reclaim = i32::try_from(self.inner.config.reclaim_batch).unwrap_or(i32::MAX);
         let found = self
@@ -726,6 +759,7 @@ impl Storage for PostgresStorage {
 
     async fn apply_health_check_result(&self, result: &HealthCheckResult) -> Result<Option<Proxy>> {
         validate::pool_id(&result.pool)?;
+        storable_proxy_id(&result.proxy)?;
         let found = self
             .query(
                 "apply_health_check_result",
