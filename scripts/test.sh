@@ -127,7 +127,19 @@ elif python3 -c 'import yaml' >/dev/null 2>&1; then
 import yaml
 doc = yaml.safe_load(open("docker-compose.yml"))
 services = doc["services"]
-assert set(services) == {"redis", "worker", "serve", "demo", "prometheus", "grafana"}, services
+assert set(services) == {"redis", "worker", "serve", "demo", "prometheus", "grafana",
+                         "postgres", "pg-migrate", "pg-worker"}, services
+# The PostgreSQL services only with `--profile postgres`; the URL names the
+# compose database, migrate runs before the worker, no port for the database.
+pg_url = "postgres://pharox:${PHAROX_PG_PASSWORD:-pharox-local}@postgres:5432/pharox"
+for name in ("postgres", "pg-migrate", "pg-worker"):
+    assert services[name]["profiles"] == ["postgres"], services[name]
+assert "ports" not in services["postgres"], services["postgres"]
+assert services["pg-migrate"]["command"] == ["migrate"], services["pg-migrate"]
+for name in ("pg-migrate", "pg-worker"):
+    assert services[name]["environment"]["PHAROX_POSTGRES_URL"] == pg_url, services[name]
+assert services["pg-worker"]["depends_on"]["pg-migrate"]["condition"] == "service_completed_successfully"
+assert services["pg-worker"]["command"][0] == "worker", services["pg-worker"]
 for name in ("worker", "demo"):
     s = services[name]
     assert s["image"] == "pharox:local" and s["command"][0] in ("worker", "demo"), s

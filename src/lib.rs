@@ -8,6 +8,12 @@ pub mod redis {
     pub use pharox_redis::*;
 }
 
+/// The PostgreSQL store: [`PostgresStorage`](pharox_postgres::PostgresStorage),
+/// its settings and its migrations.
+pub mod postgres {
+    pub use pharox_postgres::*;
+}
+
 /// The worker: sweeper, stats metrics and history, health checker.
 pub mod worker {
     pub use pharox_worker::*;
