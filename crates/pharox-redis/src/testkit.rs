@@ -117,6 +117,25 @@ fn tail(path: &std::path::Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Writes an aclfile to a directory of its own: `user default off`, then
+/// `user NAME on >PASSWORD RULE` for each `(NAME, RULE)` of `users`;
+/// returns its path (for `--aclfile`).
+pub fn write_aclfile(users: &[(&str, &str)], password: &str) -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "pharox-acl-{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&dir).expect("create the aclfile's directory");
+    let file = dir.join("users.acl");
+    let mut text = String::from("user default off\n");
+    for (name, rule) in users {
+        text.push_str(&format!("user {name} on >{password} {rule}\n"));
+    }
+    std::fs::write(&file, text).expect("write the aclfile");
+    file.to_str().expect("a UTF-8 temporary path").to_owned()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -157,19 +176,7 @@ impl RedisServer {
     /// RULE)` of `users` (redis-server reads the file at startup and on
     /// `ACL LOAD` only).
     pub fn start_with_users(users: &[(&str, &str)], password: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "pharox-acl-{}-{:08x}",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
-        std::fs::create_dir_all(&dir).expect("create the aclfile's directory");
-        let file = dir.join("users.acl");
-        let mut text = String::from("user default off\n");
-        for (name, rule) in users {
-            text.push_str(&format!("user {name} on >{password} {rule}\n"));
-        }
-        std::fs::write(&file, text).expect("write the aclfile");
-        let file = file.to_str().expect("a UTF-8 temporary path").to_owned();
+        let file = write_aclfile(users, password);
         Self::start_with(&["--save", "", "--appendonly", "no", "--aclfile", &file])
     }
 

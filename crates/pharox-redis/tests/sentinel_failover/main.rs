@@ -6,7 +6,8 @@
 //!   new primary within a bounded time, no call outlives its timeout (plus
 //!   scheduling slack), and every error in the gap is retryable;
 //! - the same over TLS (`rediss+sentinel://`, every node and sentinel on
-//!   TLS only, mutual TLS);
+//!   TLS only, mutual TLS), and as an ACL user with the documented client
+//!   rule on data nodes whose default user is off;
 //! - a graceful failover (`SENTINEL FAILOVER`): the old primary stays up as
 //!   a replica and answers writes with `READONLY`, which must lead the
 //!   clients to the new primary rather than wedge them;
@@ -116,17 +117,35 @@ async fn client(store: RedisStorage, pool: PoolId, stop: Arc<AtomicBool>, seen: 
 /// failover and returns the old primary's port); checks they all resume on
 /// the new primary in bounded time, no call hangs, and the gap's errors are
 /// retryable. Prints what was measured.
+/// The kind of topology a failover test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Plain,
+    /// Every node and sentinel on TLS only, mutual TLS.
+    Tls,
+    /// The data nodes with ACL users only; clients with the documented
+    /// client rule.
+    Acl,
+}
+
 async fn clients_carry_on_across(
-    tls: bool,
+    flavor: Flavor,
     mode: ConnectionMode,
     check: Option<Duration>,
     what: &str,
     fail: impl FnOnce(&mut SentinelTopology) -> u16,
 ) {
-    let pki = tls.then(tls_pki::Pki::new);
-    let mut topology = tokio::task::block_in_place(|| match &pki {
-        None => SentinelTopology::start("pharox-failover"),
-        Some(pki) => SentinelTopology::start_tls("pharox-failover", pki.node()),
+    let pki = (flavor == Flavor::Tls).then(tls_pki::Pki::new);
+    let client_rule = pharox_redis::acl::client_rule("pharox-sentinel-*");
+    let mut topology = tokio::task::block_in_place(|| match (&pki, flavor) {
+        (Some(pki), _) => SentinelTopology::start_tls("pharox-failover", pki.node()),
+        (None, Flavor::Acl) => SentinelTopology::start_with_users(
+            "pharox-failover",
+            &[("pharox", &client_rule)],
+            "failover-acl-s3cret",
+            "pharox",
+        ),
+        (None, _) => SentinelTopology::start("pharox-failover"),
     });
     let admin = RedisHarness::on_sentinel(&topology, |c| c.mode(mode)).await;
     let pool = new_pool(&admin, "failover").await;
@@ -143,7 +162,7 @@ async fn clients_carry_on_across(
     let mut tasks = Vec::new();
     let mut seen = Vec::new();
     for _ in 0..CLIENTS {
-        let mut cfg = config(topology.url(), mode, check).prefix(prefix.clone());
+        let mut cfg = config(topology.client_url(), mode, check).prefix(prefix.clone());
         if let Some(tls) = topology.tls() {
             cfg = cfg
                 .tls_ca_file(&tls.ca)
@@ -252,9 +271,13 @@ async fn clients_carry_on_across(
     let regressions = grants_after.iter().filter(|t| **t <= before_tokens).count();
     let resumed_max = resumed.iter().max().copied().unwrap_or_default();
     let resumed_min = resumed.iter().min().copied().unwrap_or_default();
-    let tls = if tls { ", over TLS" } else { "" };
+    let flavored = match flavor {
+        Flavor::Plain => "",
+        Flavor::Tls => ", over TLS",
+        Flavor::Acl => ", as an ACL user",
+    };
     eprintln!(
-        "sentinel failover ({what}{tls}, {mode:?}, background check {check:?}): sentinels promoted 127.0.0.1:{promoted} \
+        "sentinel failover ({what}{flavored}, {mode:?}, background check {check:?}): sentinels promoted 127.0.0.1:{promoted} \
          {promoted_after:?} after the failure began; clients resumed on it after \
          {resumed_min:?}..{resumed_max:?}; {errors} errors in the gap ({readonly} READONLY), \
          all retryable: {}; longest call {longest:?} (budget {CALL_TIMEOUT:?}); \
@@ -310,7 +333,7 @@ fn demote(t: &mut SentinelTopology) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn multiplexed_clients_follow_a_killed_primary_to_the_new_one() {
     clients_carry_on_across(
-        false,
+        Flavor::Plain,
         ConnectionMode::Multiplexed { connections: 1 },
         EVERY_SECOND,
         "SIGKILL",
@@ -322,7 +345,7 @@ async fn multiplexed_clients_follow_a_killed_primary_to_the_new_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pooled_clients_follow_a_killed_primary_to_the_new_one() {
     clients_carry_on_across(
-        false,
+        Flavor::Plain,
         ConnectionMode::Pooled { size: 4 },
         EVERY_SECOND,
         "SIGKILL",
@@ -334,7 +357,7 @@ async fn pooled_clients_follow_a_killed_primary_to_the_new_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn multiplexed_clients_leave_a_demoted_primary_for_the_new_one() {
     clients_carry_on_across(
-        false,
+        Flavor::Plain,
         ConnectionMode::Multiplexed { connections: 1 },
         EVERY_SECOND,
         "SENTINEL FAILOVER",
@@ -346,7 +369,7 @@ async fn multiplexed_clients_leave_a_demoted_primary_for_the_new_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pooled_clients_leave_a_demoted_primary_for_the_new_one() {
     clients_carry_on_across(
-        false,
+        Flavor::Plain,
         ConnectionMode::Pooled { size: 4 },
         EVERY_SECOND,
         "SENTINEL FAILOVER",
@@ -360,8 +383,23 @@ async fn pooled_clients_leave_a_demoted_primary_for_the_new_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pooled_clients_follow_a_killed_primary_over_tls() {
     clients_carry_on_across(
-        true,
+        Flavor::Tls,
         ConnectionMode::Pooled { size: 4 },
+        EVERY_SECOND,
+        "SIGKILL",
+        kill,
+    )
+    .await;
+}
+
+/// The same with the data nodes' users from an aclfile (default user
+/// off): the clients log in with the documented client rule, which lets
+/// them check the primary's role (`ROLE`) after the failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multiplexed_clients_follow_a_killed_primary_as_an_acl_user() {
+    clients_carry_on_across(
+        Flavor::Acl,
+        ConnectionMode::Multiplexed { connections: 1 },
         EVERY_SECOND,
         "SIGKILL",
         kill,
@@ -453,7 +491,7 @@ async fn connect_fails_clearly_when_the_sentinels_cannot_name_a_primary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn multiplexed_clients_without_the_check_leave_a_demoted_primary_on_failure() {
     clients_carry_on_across(
-        false,
+        Flavor::Plain,
         ConnectionMode::Multiplexed { connections: 1 },
         None,
         "SENTINEL FAILOVER",
@@ -466,7 +504,7 @@ async fn multiplexed_clients_without_the_check_leave_a_demoted_primary_on_failur
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pooled_clients_without_the_check_leave_a_demoted_primary_on_failure() {
     clients_carry_on_across(
-        false,
+        Flavor::Plain,
         ConnectionMode::Pooled { size: 4 },
         None,
         "SENTINEL FAILOVER",
