@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use pharox_core::invariants::check_snapshot;
 use pharox_core::{AcquireRequest, ReleaseOutcome, Storage};
-use pharox_postgres::testkit::{TestDatabase, admin_url};
+use pharox_postgres::testkit::TestDatabase;
 use pharox_postgres::{PostgresConfig, PostgresStorage};
 
 struct Args {
@@ -87,20 +87,7 @@ async fn fill(db: &TestDatabase, proxies: i64) {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let a = args();
-    let db = TestDatabase::create().await;
-    if !a.sync_commit {
-        let (admin, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
-            .await
-            .expect("admin");
-        tokio::spawn(conn);
-        admin
-            .batch_execute(&format!(
-                "ALTER DATABASE {} SET synchronous_commit = off",
-                db.name()
-            ))
-            .await
-            .expect("synchronous_commit");
-    }
+    let db = TestDatabase::create_with(a.sync_commit).await;
     let s = PostgresStorage::lazy(PostgresConfig::new(db.url()).pool_size(a.connections))
         .expect("config");
     s.migrate().await.expect("migrate");
