@@ -69,8 +69,11 @@ SELECT p.id, g FROM pharox_pools p, generate_series(0, 31) AS g;
 CREATE FUNCTION pharox_count(
     p_pool text, p_available bigint, p_leased bigint, p_active bigint,
     p_total bigint, p_released bigint, p_expired bigint)
-RETURNS void LANGUAGE sql
+RETURNS void LANGUAGE plpgsql
 AS $$
+BEGIN
+    -- PL/pgSQL, not SQL: its plan is cached for the session (a SQL
+    -- function called from PL/pgSQL is planned again at every call).
     UPDATE pharox_pool_counters SET
         proxies_available = proxies_available + p_available,
         proxies_leased = proxies_leased + p_leased,
@@ -78,7 +81,8 @@ AS $$
         total_leases = total_leases + p_total,
         released_leases = released_leases + p_released,
         expired_leases = expired_leases + p_expired
-    WHERE pool_id = p_pool AND shard = pg_backend_pid() % 32
+    WHERE pool_id = p_pool AND shard = pg_backend_pid() % 32;
+END
 $$;
 
 -- Each pool with its counters: its row plus its shards.
@@ -117,6 +121,10 @@ BEGIN
     n := 0;
     free := 0;
     leased := 0;
+    IF NOT EXISTS (SELECT 1 FROM pharox_leases e
+                   WHERE e.pool_id = p_pool AND e.expires_at <= p_now) THEN
+        RETURN;
+    END IF;
     IF p_wait THEN
         SELECT array_agg(q.seq) INTO v_seqs FROM (
             SELECT x.seq FROM pharox_proxies x
