@@ -107,11 +107,12 @@ CROSS JOIN LATERAL (
 
 -- Ends up to `p_limit` expired leases of a pool, oldest deadline first, as
 -- expired, without touching the pool's row: locks the proxies of those
--- leases first (waiting when `p_wait`, else skipping the locked ones),
--- then deletes those still expired and fixes the proxies' lease counts.
+-- leases first, skipping those another call holds (it never waits, so it
+-- never deadlocks), then deletes those still expired and fixes the
+-- proxies' lease counts.
 -- Returns the deltas for the caller to count (last, see pharox_count).
 CREATE FUNCTION pharox_reclaim_free(
-    p_pool text, p_now timestamptz, p_limit integer, p_wait boolean,
+    p_pool text, p_now timestamptz, p_limit integer,
     OUT n bigint, OUT free bigint, OUT leased bigint)
 LANGUAGE plpgsql
 AS $$
@@ -125,23 +126,13 @@ BEGIN
                    WHERE e.pool_id = p_pool AND e.expires_at <= p_now) THEN
         RETURN;
     END IF;
-    IF p_wait THEN
-        SELECT array_agg(q.seq) INTO v_seqs FROM (
-            SELECT x.seq FROM pharox_proxies x
-            WHERE x.pool_id = p_pool AND x.seq IN (
-                SELECT e.proxy_seq FROM pharox_leases e
-                WHERE e.pool_id = p_pool AND e.expires_at <= p_now
-                ORDER BY e.expires_at LIMIT p_limit)
-            ORDER BY x.seq FOR UPDATE) q;
-    ELSE
-        SELECT array_agg(q.seq) INTO v_seqs FROM (
-            SELECT x.seq FROM pharox_proxies x
-            WHERE x.pool_id = p_pool AND x.seq IN (
-                SELECT e.proxy_seq FROM pharox_leases e
-                WHERE e.pool_id = p_pool AND e.expires_at <= p_now
-                ORDER BY e.expires_at LIMIT p_limit)
-            ORDER BY x.seq FOR UPDATE SKIP LOCKED) q;
-    END IF;
+    SELECT array_agg(q.seq) INTO v_seqs FROM (
+        SELECT x.seq FROM pharox_proxies x
+        WHERE x.pool_id = p_pool AND x.seq IN (
+            SELECT e.proxy_seq FROM pharox_leases e
+            WHERE e.pool_id = p_pool AND e.expires_at <= p_now
+            ORDER BY e.expires_at LIMIT p_limit)
+        ORDER BY x.seq FOR UPDATE SKIP LOCKED) q;
     IF v_seqs IS NULL THEN
         RETURN;
     END IF;
@@ -247,7 +238,7 @@ BEGIN
         RETURN;
     END IF;
     v_now := clock_timestamp();
-    SELECT * INTO v_r FROM pharox_reclaim_free(p_pool, v_now, p_reclaim, false);
+    SELECT * INTO v_r FROM pharox_reclaim_free(p_pool, v_now, p_reclaim);
     v_seq := pharox_pick_lock(p_pool, p_selector, v_cursor, p_filter, p_texts, p_nums);
     IF v_seq IS NULL THEN
         IF v_r.n > 0 THEN
@@ -294,7 +285,7 @@ BEGIN
         RETURN QUERY SELECT 404, NULL::text;
         RETURN;
     END IF;
-    SELECT * INTO v_r FROM pharox_reclaim_free(p_pool, clock_timestamp(), p_reclaim, false);
+    SELECT * INTO v_r FROM pharox_reclaim_free(p_pool, clock_timestamp(), p_reclaim);
     IF v_r.n > 0 THEN
         PERFORM pharox_count(p_pool, v_r.free, v_r.leased, -v_r.n, 0, 0, v_r.n);
     END IF;
@@ -417,7 +408,10 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    SELECT * INTO v_r FROM pharox_reclaim_free(p_pool, clock_timestamp(), p_limit, true);
+    -- Skipping the proxies other calls hold (the next sweep gets them): a
+    -- sweep that waited could deadlock with an acquire waiting for a proxy
+    -- while it holds those whose leases it reclaimed.
+    SELECT * INTO v_r FROM pharox_reclaim_free(p_pool, clock_timestamp(), p_limit);
     IF v_r.n > 0 THEN
         PERFORM pharox_count(p_pool, v_r.free, v_r.leased, -v_r.n, 0, 0, v_r.n);
     END IF;
@@ -583,10 +577,13 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    -- The proxies first (waiting for the lease operations that hold
-    -- them), then every lease those left.
-    DELETE FROM pharox_pools WHERE id = p_pool;
+    -- The proxies first, waiting for the lease operations that hold them
+    -- (each takes its counter shard after its proxy: deleting the shards
+    -- first, as the cascade would, could deadlock with one), then every
+    -- lease those left, then the pool with its shards.
+    DELETE FROM pharox_proxies WHERE pool_id = p_pool;
     DELETE FROM pharox_leases WHERE pool_id = p_pool;
+    DELETE FROM pharox_pools WHERE id = p_pool;
     RETURN true;
 END
 $$;
