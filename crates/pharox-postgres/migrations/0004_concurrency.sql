@@ -229,13 +229,11 @@ BEGIN
         -- Round robin: the cursor is the pool's, one acquire at a time.
         SELECT p.rr_cursor INTO v_cursor FROM pharox_pools p WHERE p.id = p_pool
         FOR NO KEY UPDATE;
-    ELSE
-        PERFORM 1 FROM pharox_pools p WHERE p.id = p_pool;
-    END IF;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT 404, NULL::bigint, NULL::timestamptz, NULL::timestamptz,
-            NULL::text, NULL::text, NULL::integer, NULL::text, NULL::text, NULL::text;
-        RETURN;
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT 404, NULL::bigint, NULL::timestamptz, NULL::timestamptz,
+                NULL::text, NULL::text, NULL::integer, NULL::text, NULL::text, NULL::text;
+            RETURN;
+        END IF;
     END IF;
     v_now := clock_timestamp();
     SELECT * INTO v_r FROM pharox_reclaim_free(p_pool, v_now, p_reclaim);
@@ -243,6 +241,13 @@ BEGIN
     IF v_seq IS NULL THEN
         IF v_r.n > 0 THEN
             PERFORM pharox_count(p_pool, v_r.free, v_r.leased, -v_r.n, 0, 0, v_r.n);
+        END IF;
+        -- A pool that does not exist has no proxies: asked only now.
+        PERFORM 1 FROM pharox_pools p WHERE p.id = p_pool;
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT 404, NULL::bigint, NULL::timestamptz, NULL::timestamptz,
+                NULL::text, NULL::text, NULL::integer, NULL::text, NULL::text, NULL::text;
+            RETURN;
         END IF;
         RETURN QUERY SELECT 0, NULL::bigint, NULL::timestamptz, NULL::timestamptz,
             NULL::text, NULL::text, NULL::integer, NULL::text, NULL::text, NULL::text;
@@ -344,21 +349,39 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     v_seq bigint;
-    v_e record;
+    v_lease pharox_leases;
+    v_px pharox_proxies;
+    v_expired boolean;
 BEGIN
     SELECT l.proxy_seq INTO v_seq FROM pharox_leases l
     WHERE l.id = p_lease AND l.pool_id = p_pool AND (p_token IS NULL OR l.token = p_token);
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    SELECT * INTO v_e FROM pharox_end_locked(p_pool, p_lease, v_seq, p_token, false);
+    -- pharox_end_locked, inline (the hot path).
+    PERFORM 1 FROM pharox_proxies x WHERE x.pool_id = p_pool AND x.seq = v_seq FOR UPDATE;
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    RETURN QUERY SELECT CASE WHEN v_e.expired THEN 2 ELSE 1 END, (v_e.lease).token,
-        (v_e.lease).consumer, (v_e.lease).acquired_at, (v_e.lease).expires_at,
-        (v_e.px).id, (v_e.px).host, (v_e.px).port, (v_e.px).protocol, (v_e.px).username,
-        (v_e.px).password;
+    DELETE FROM pharox_leases l
+    WHERE l.id = p_lease AND l.pool_id = p_pool AND l.proxy_seq = v_seq
+      AND (p_token IS NULL OR l.token = p_token)
+    RETURNING * INTO v_lease;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    v_expired := v_lease.expires_at <= clock_timestamp();
+    UPDATE pharox_proxies x SET current_leases = x.current_leases - 1
+    WHERE x.pool_id = p_pool AND x.seq = v_seq
+    RETURNING * INTO v_px;
+    PERFORM pharox_count(p_pool,
+        pharox_is_free(v_px.status, v_px.current_leases, v_px.capacity)
+            - pharox_is_free(v_px.status, v_px.current_leases + 1, v_px.capacity),
+        -(v_px.current_leases = 0)::integer,
+        -1, 0, (NOT v_expired)::integer, v_expired::integer);
+    RETURN QUERY SELECT CASE WHEN v_expired THEN 2 ELSE 1 END, v_lease.token,
+        v_lease.consumer, v_lease.acquired_at, v_lease.expires_at, v_px.id, v_px.host,
+        v_px.port, v_px.protocol, v_px.username, v_px.password;
 END
 $$;
 
