@@ -110,10 +110,11 @@ CROSS JOIN LATERAL (
 -- leases first, skipping those another call holds (it never waits, so it
 -- never deadlocks), then deletes those still expired and fixes the
 -- proxies' lease counts.
--- Returns the deltas for the caller to count (last, see pharox_count).
+-- Returns the deltas for the caller to count (last, see pharox_count),
+-- and how many proxies it locked (`held`).
 CREATE FUNCTION pharox_reclaim_free(
     p_pool text, p_now timestamptz, p_limit integer,
-    OUT n bigint, OUT free bigint, OUT leased bigint)
+    OUT n bigint, OUT free bigint, OUT leased bigint, OUT held integer)
 LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -122,6 +123,7 @@ BEGIN
     n := 0;
     free := 0;
     leased := 0;
+    held := 0;
     IF NOT EXISTS (SELECT 1 FROM pharox_leases e
                    WHERE e.pool_id = p_pool AND e.expires_at <= p_now) THEN
         RETURN;
@@ -136,6 +138,7 @@ BEGIN
     IF v_seqs IS NULL THEN
         RETURN;
     END IF;
+    held := cardinality(v_seqs);
     WITH gone AS (
         DELETE FROM pharox_leases l
         WHERE l.id IN (SELECT e.id FROM pharox_leases e
@@ -165,13 +168,18 @@ $$;
 -- nobody else holds (SKIP LOCKED, static selectors without a filter);
 -- then, if none, waits for the one pharox_pick names and takes it if it is
 -- still free, else asks again (someone else took it: progress).
+--
+-- Not when `p_wait` is false (the caller holds other proxies, those whose
+-- leases it reclaimed: waiting then could deadlock): a free proxy another
+-- call holds is skipped, and after 8 of them the answer is NULL.
 CREATE FUNCTION pharox_pick_lock(
     p_pool text, p_selector integer, p_cursor bigint,
-    p_filter text, p_texts text[], p_nums double precision[])
+    p_filter text, p_texts text[], p_nums double precision[], p_wait boolean)
 RETURNS bigint LANGUAGE plpgsql
 AS $$
 DECLARE
     v_seq bigint;
+    v_skipped integer := 0;
 BEGIN
     IF p_filter IS NULL THEN
         IF p_selector = 0 THEN
@@ -196,12 +204,32 @@ BEGIN
         IF v_seq IS NULL THEN
             RETURN NULL;
         END IF;
-        PERFORM 1 FROM pharox_proxies p
-        WHERE p.pool_id = p_pool AND p.seq = v_seq
-          AND p.status = 'active' AND p.current_leases < p.capacity
-        FOR UPDATE;
-        IF FOUND THEN
-            RETURN v_seq;
+        IF p_wait THEN
+            PERFORM 1 FROM pharox_proxies p
+            WHERE p.pool_id = p_pool AND p.seq = v_seq
+              AND p.status = 'active' AND p.current_leases < p.capacity
+            FOR UPDATE;
+            IF FOUND THEN
+                RETURN v_seq;
+            END IF;
+        ELSE
+            PERFORM 1 FROM pharox_proxies p
+            WHERE p.pool_id = p_pool AND p.seq = v_seq
+              AND p.status = 'active' AND p.current_leases < p.capacity
+            FOR UPDATE SKIP LOCKED;
+            IF FOUND THEN
+                RETURN v_seq;
+            END IF;
+            -- Still free (held by another call), or taken (progress)?
+            PERFORM 1 FROM pharox_proxies p
+            WHERE p.pool_id = p_pool AND p.seq = v_seq
+              AND p.status = 'active' AND p.current_leases < p.capacity;
+            IF FOUND THEN
+                v_skipped := v_skipped + 1;
+                IF v_skipped >= 8 THEN
+                    RETURN NULL;
+                END IF;
+            END IF;
         END IF;
     END LOOP;
 END
@@ -237,7 +265,9 @@ BEGIN
     END IF;
     v_now := clock_timestamp();
     SELECT * INTO v_r FROM pharox_reclaim_free(p_pool, v_now, p_reclaim);
-    v_seq := pharox_pick_lock(p_pool, p_selector, v_cursor, p_filter, p_texts, p_nums);
+    -- Wait for a proxy only while holding none (see pharox_pick_lock).
+    v_seq := pharox_pick_lock(p_pool, p_selector, v_cursor, p_filter, p_texts, p_nums,
+                              v_r.held = 0);
     IF v_seq IS NULL THEN
         IF v_r.n > 0 THEN
             PERFORM pharox_count(p_pool, v_r.free, v_r.leased, -v_r.n, 0, 0, v_r.n);
@@ -596,7 +626,12 @@ CREATE OR REPLACE FUNCTION pharox_remove_pool(p_pool text)
 RETURNS boolean LANGUAGE plpgsql
 AS $$
 BEGIN
-    PERFORM 1 FROM pharox_pools WHERE id = p_pool FOR UPDATE;
+    -- NO KEY UPDATE, not UPDATE: a lease operation that changes a proxy a
+    -- second time in its transaction checks the proxy's foreign key (FOR
+    -- KEY SHARE on this row) while it holds the proxy, which the deletion
+    -- below waits for. The pool's row is deleted last, when no proxy is
+    -- left to hold.
+    PERFORM 1 FROM pharox_pools WHERE id = p_pool FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
