@@ -30,20 +30,31 @@
 //!   glue and compile-time query machinery for statements this crate keeps
 //!   in SQL files anyway.
 //! - **One statement per operation**: every write is a call of a PL/pgSQL
-//!   function from `migrations/0002_functions.sql` (`SELECT * FROM
-//!   pharox_acquire(...)`). The function takes the pool's row lock first,
-//!   so each statement after it reads a snapshot in which every earlier
-//!   write to the pool has committed: an acquire reclaims a bounded batch
-//!   of expired leases, picks, leases and counts without ever picking from
-//!   a stale view (which a single data-modifying CTE, whose snapshot
-//!   predates its lock wait, cannot avoid). Time is the server's
-//!   `clock_timestamp()`.
-//! - **Counters**: `pool_stats` reads one row of counters kept by the same
-//!   functions; released leases are deleted, so the tables hold live state
-//!   only.
-//! - **Fencing**: tokens come from the pool's row; removing a pool keeps
-//!   its last token in `pharox_retired_tokens`, and a pool created again
-//!   under the same id continues above it (I5).
+//!   function (`migrations/0002_functions.sql`, the lease operations
+//!   replaced by `0004_concurrency.sql`; `SELECT * FROM
+//!   pharox_acquire(...)`), so each statement inside reads a fresh
+//!   snapshot taken after the locks before it (which a single
+//!   data-modifying CTE, whose snapshot predates its lock waits, cannot
+//!   do). Time is the server's `clock_timestamp()`.
+//! - **Concurrency**: lease operations never lock the pool's row (up to
+//!   schema 3 they all did, and 64 tasks were slower than one). An acquire
+//!   locks the proxy it picks with `FOR UPDATE SKIP LOCKED`, so concurrent
+//!   acquires take different proxies; when no unlocked proxy is free it
+//!   waits for the one a plain read names and takes it if it is still free
+//!   (never a miss while a proxy is free). Release, renew and reclaims
+//!   lock the proxy, then its leases. Admin operations (proxies, health)
+//!   and round robin (its cursor) still hold the pool's row. Lock order:
+//!   pool row, proxy rows, their leases, one counter shard last.
+//! - **Counters**: `pool_stats` reads the view `pharox_pool_stats`: the
+//!   pool's row (kept by admin operations) plus the sum of its 32 counter
+//!   shards (`pharox_pool_counters`, kept by lease operations, each on the
+//!   shard of its backend), in one snapshot, so exact; released leases are
+//!   deleted, so the tables hold live state only.
+//! - **Fencing**: tokens come from one sequence for every pool
+//!   (`pharox_tokens`), taken after the proxy's lock: unique, never reused,
+//!   increasing per pool, higher for an acquire that began after another
+//!   returned and for every later lease of the same proxy, and a pool
+//!   created again under the same id continues above its old tokens (I5).
 //! - **Errors**: a statement the server refused or rolled back
 //!   (serialization failure, deadlock, too many connections) is
 //!   `Unavailable` (nothing applied, retryable); a connection lost

@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "stats_history",
         sql: include_str!("../migrations/0003_stats_history.sql"),
     },
+    Migration {
+        version: 4,
+        name: "concurrency",
+        sql: include_str!("../migrations/0004_concurrency.sql"),
+    },
 ];
 
 /// The schema version this crate needs.

@@ -1,5 +1,5 @@
 //! Every statement the store sends. Each write is one call of a function
-//! of migrations/0002_functions.sql: one statement, one round trip, and
+//! of migrations/0002_functions.sql (as 0004_concurrency.sql replaced them): one statement, one round trip, and
 //! prepared once per connection (`prepare_cached`).
 
 /// `pharox_acquire` outcome: no proxy qualifies.
@@ -46,7 +46,7 @@ pub(crate) const LIST_CONSUMERS: &str =
 pub(crate) const POOL_EXISTS: &str = "SELECT 1 FROM pharox_pools WHERE id = $1";
 pub(crate) const STATS: &str = "SELECT proxies_total, proxies_active, proxies_available, \
     proxies_leased, active_leases, total_leases, released_leases, expired_leases, \
-    clock_timestamp() AS collected_at FROM pharox_pools WHERE id = $1";
+    clock_timestamp() AS collected_at FROM pharox_pool_stats WHERE id = $1";
 pub(crate) const GET_LEASE: &str = "SELECT l.token, l.consumer, l.acquired_at, l.expires_at, \
     x.id AS proxy_id, x.host, x.port, x.protocol, x.username, x.password
     FROM pharox_leases l JOIN pharox_proxies x ON x.pool_id = l.pool_id AND x.seq = l.proxy_seq

@@ -709,7 +709,7 @@ impl Storage for PostgresStorage {
                     "SELECT id, name, description, proxies_total, proxies_active, \
                      proxies_available, proxies_leased, active_leases, total_leases, \
                      released_leases, expired_leases, clock_timestamp() AS collected_at \
-                     FROM pharox_pools WHERE id = $1",
+                     FROM pharox_pool_stats WHERE id = $1",
                     &[&pool.as_str()],
                 )
                 .await

@@ -417,15 +417,15 @@ async fn a_call_cut_mid_flight_is_interrupted_and_calls_while_down_are_unavailab
     .await
     .unwrap();
     for how in [Stop::Fast, Stop::Immediate] {
-        // A prepared transaction holds the pool's row lock: the acquire is
-        // sent, then waits inside the server, and no session's end (the
+        // A prepared transaction holds the only proxy's row lock: the
+        // acquire is sent, then waits inside the server, and no session's end (the
         // shutdown ends them in no set order) can let it through before
         // its own connection is cut.
         let locker = connect(&server).await;
         let gid = format!("pharox-cut-{how:?}");
         locker
             .batch_execute(&format!(
-                "BEGIN; SELECT 1 FROM pharox_pools WHERE id = 'cut' FOR UPDATE; \
+                "BEGIN; SELECT 1 FROM pharox_proxies WHERE pool_id = 'cut' FOR UPDATE; \
                  PREPARE TRANSACTION '{gid}'"
             ))
             .await

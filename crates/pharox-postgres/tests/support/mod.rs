@@ -29,7 +29,8 @@ pub fn assert_exercised(r: &ChurnReport) {
     );
 }
 
-/// Where the counters kept in `pharox_pools` and `pharox_proxies` of `pool`
+/// Where the counters kept in `pharox_pools` (with its counter shards, the
+/// view `pharox_pool_stats`) and `pharox_proxies` of `pool`
 /// disagree with a recount of the tables (the store's analogue of the Redis
 /// store's `index_problems`): every proxy's `current_leases` against its
 /// lease rows, and the pool's proxy and lease counters against the proxies
@@ -74,7 +75,7 @@ pub async fn bookkeeping_problems(url: &str, pool: &str) -> Vec<String> {
                      WHERE x.pool_id = p.id AND x.current_leases > 0), \
                     (SELECT count(*) FROM pharox_leases l WHERE l.pool_id = p.id), \
                     p.total_leases - p.released_leases - p.expired_leases \
-             FROM pharox_pools p WHERE p.id = $1",
+             FROM pharox_pool_stats p WHERE p.id = $1",
             &[&pool],
         )
         .await
