@@ -472,6 +472,22 @@ BEGIN
 END
 $$;
 
+-- What an upsert does last: reclaims its pool's due leases, up to
+-- MAX_CLEANUP_BATCH (10,000) as every store does, skipping proxies other
+-- calls hold, and counts them (the shard last, in the lock order).
+CREATE FUNCTION pharox_upsert_reclaim(p_pool text)
+RETURNS void LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_r record;
+BEGIN
+    SELECT * INTO v_r FROM pharox_reclaim_free(p_pool, clock_timestamp(), 10000);
+    IF v_r.n > 0 THEN
+        PERFORM pharox_count(p_pool, v_r.free, v_r.leased, -v_r.n, 0, 0, v_r.n);
+    END IF;
+END
+$$;
+
 -- Admin operations: the pool's row (FOR NO KEY UPDATE: a proxy insert's
 -- key check still passes), then the proxy's row before reading it, since
 -- lease operations change it without the pool's lock.
@@ -521,6 +537,7 @@ BEGIN
                 + pharox_is_free(v_new.status, v_new.current_leases, v_new.capacity)
                 - pharox_is_free(v_old.status, v_old.current_leases, v_old.capacity)
         WHERE id = p_pool;
+        PERFORM pharox_upsert_reclaim(p_pool);
         RETURN QUERY SELECT 0, v_new.current_leases::bigint;
         RETURN;
     END IF;
@@ -544,6 +561,7 @@ BEGIN
         proxies_available = proxies_available
             + pharox_is_free(v_new.status, 0, v_new.capacity)
     WHERE id = p_pool;
+    PERFORM pharox_upsert_reclaim(p_pool);
     RETURN QUERY SELECT 0, 0::bigint;
 END
 $$;
