@@ -83,8 +83,9 @@ struct PostgresArgs {
         value_name = "URL"
     )]
     postgres_url: Option<String>,
-    /// Connections to PostgreSQL the store keeps open (default 16; the
-    /// bench: one per task).
+    /// Most connections to PostgreSQL the store opens (default: 16 for
+    /// serve, one per task for bench and demo, 4 for worker, health-check
+    /// and the admin commands, 1 for stats).
     #[arg(
         long,
         env = "PHAROX_POSTGRES_POOL_SIZE",
