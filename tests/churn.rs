@@ -38,27 +38,6 @@ fn seconds() -> Duration {
 /// violation: one a busy machine does not exceed.
 const BUDGET: Duration = Duration::from_secs(30);
 
-/// Checks what every clean run must show beyond "no violations": the run
-/// really exercised each path. The harness runs until it has (see
-/// `Exercise`), so these hold by construction, not by luck.
-fn assert_exercised(r: &ChurnReport) {
-    r.assert_clean();
-    r.assert_exercised();
-    assert!(r.acquired >= 500, "too few leases to mean anything: {r:?}");
-    assert!(r.abandoned > 0 && r.double_releases > 0 && r.renewed > 0);
-    assert!(r.held_past_ttl > 0 && r.flips > 0 && r.i6_checks > 0);
-    assert!(
-        r.i6_effective >= 2 && r.certain_intervals >= 500 && r.leases_explained > 0,
-        "the I6, client-side I1 and leak checks had something to check: {}",
-        r.summary()
-    );
-    let end = r.end.as_ref().unwrap();
-    assert!(
-        end.expired_leases >= r.abandoned,
-        "abandoned leases came back"
-    );
-}
-
 async fn churn<S: pharox_core::Storage + Clone>(name: &str, s: S, pool: &str) -> ChurnReport {
     let r = run_churn(s, ChurnConfig::new(pool, seconds())).await;
     println!("{name}: {}", r.summary());
@@ -68,14 +47,14 @@ async fn churn<S: pharox_core::Storage + Clone>(name: &str, s: S, pool: &str) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_memory() {
     let r = churn("memory", InMemoryStorage::new(), "churn-memory").await;
-    assert_exercised(&r);
+    r.assert_thorough();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_redis_multiplexed() {
     let h = RedisHarness::start_with(|c| c.response_timeout(BUDGET)).await;
     let r = churn("redis (multiplexed)", h.storage().clone(), "churn-redis").await;
-    assert_exercised(&r);
+    r.assert_thorough();
     let problems = index_problems(h.storage(), &r.pool).await;
     assert!(problems.is_empty(), "{problems:#?}");
 }
@@ -89,7 +68,7 @@ async fn churn_redis_pooled() {
     .await;
     let s: RedisStorage = h.storage().clone();
     let r = churn("redis (pooled, 8)", s.clone(), "churn-pooled").await;
-    assert_exercised(&r);
+    r.assert_thorough();
     let problems = index_problems(&s, &r.pool).await;
     assert!(problems.is_empty(), "{problems:#?}");
 }
@@ -125,7 +104,7 @@ async fn churn_redis_tls() {
             "churn-tls",
         )
         .await;
-        assert_exercised(&r);
+        r.assert_thorough();
         let problems = index_problems(h.storage(), &r.pool).await;
         assert!(problems.is_empty(), "{problems:#?}");
     }
@@ -153,7 +132,7 @@ async fn churn_redis_sentinel() {
             "churn-sentinel",
         )
         .await;
-        assert_exercised(&r);
+        r.assert_thorough();
         let problems = index_problems(h.storage(), &r.pool).await;
         assert!(problems.is_empty(), "{problems:#?}");
     }
@@ -173,7 +152,7 @@ async fn churn_redis_acl_user() {
     })
     .await;
     let r = churn("redis as an ACL user", h.storage().clone(), "churn-acl").await;
-    assert_exercised(&r);
+    r.assert_thorough();
     let problems = index_problems(h.storage(), &r.pool).await;
     assert!(problems.is_empty(), "{problems:#?}");
 }

@@ -65,17 +65,6 @@ fn start(
     )
 }
 
-/// Waits until the churn has granted `n` more leases: the next fault lands
-/// in a churn that is running, whatever the machine's speed.
-async fn some_churn(progress: &ChurnProgress, n: u64) {
-    let from = progress.leases();
-    progress
-        .wait_until(&format!("{n} more leases"), PATIENCE, |p| {
-            p.leases() >= from + n
-        })
-        .await;
-}
-
 /// Waits until the churn has tolerated an error since `errors` were counted:
 /// the fault was felt.
 async fn felt(progress: &ChurnProgress, errors: u64) {
@@ -137,7 +126,7 @@ async fn restart_with_aof_mid_churn_loses_nothing_acknowledged() {
     let mut restarts = 0;
     while restarts < MIN_FAULTS || Instant::now() + Duration::from_millis(1800) < until {
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        some_churn(&progress, 100).await;
+        progress.wait_for_more_leases(100).await;
         let s = r.storage.clone();
         held.push(
             settle(|| s.acquire(&held_request))
@@ -193,7 +182,7 @@ async fn restart_without_persistence_mid_churn_recovers_after_reregistration() {
     let mut restarts = 0;
     while restarts < MIN_FAULTS || Instant::now() + Duration::from_millis(1800) < until {
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        some_churn(&progress, 100).await;
+        progress.wait_for_more_leases(100).await;
         let (errors, reseeds) = (progress.errors(), progress.reseeds());
         r.kill();
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -230,7 +219,7 @@ async fn script_flush_mid_churn() {
     while flushes < 30 || Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(100)).await;
         // Calls between flushes, so each flush makes some call reload.
-        some_churn(&progress, 10).await;
+        progress.wait_for_more_leases(10).await;
         let () = redis::cmd("SCRIPT")
             .arg("FLUSH")
             .query_async(&mut con)
@@ -270,7 +259,7 @@ async fn stalled_server_on_a_small_pool_gives_timeouts_not_wrong_state() {
     {
         assert!(started.elapsed() < PATIENCE, "no stall was ever felt");
         tokio::time::sleep(Duration::from_millis(700)).await;
-        some_churn(&progress, 100).await;
+        progress.wait_for_more_leases(100).await;
         let () = redis::cmd("DEBUG")
             .arg("SLEEP")
             .arg(0.6)

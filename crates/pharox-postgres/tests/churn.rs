@@ -32,7 +32,7 @@ async fn churn_postgres() {
     let cfg = ChurnConfig::new("churn-postgres", soak_duration(Duration::from_secs(4)));
     let r = run_churn(h.storage().clone(), cfg).await;
     println!("postgres: {}", r.summary());
-    support::assert_exercised(&r);
+    r.assert_thorough();
     let url = h.database().url();
     let pool = r.pool.as_str();
     let problems = support::bookkeeping_problems(url, pool).await;

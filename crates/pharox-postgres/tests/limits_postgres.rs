@@ -22,30 +22,11 @@ fn patient(config: PostgresConfig) -> PostgresConfig {
     config.operation_timeout(Duration::from_secs(60))
 }
 
-pharox_core::storage_limit_tests!(@cases PostgresHarness::start_with(|c| {
+pharox_core::storage_limit_tests!(
+    PostgresHarness::start_with(patient).await,
+    full_reclaim_batch: PostgresHarness::start_with(|c| {
         patient(c).reclaim_batch(MAX_CLEANUP_BATCH as u32)
     })
-    .await; []
-    acquire_reclaims_a_full_batch,
-);
-
-pharox_core::storage_limit_tests!(@cases PostgresHarness::start_with(patient).await; []
-    cleanup_reclaims_a_full_batch_in_one_call,
-    upsert_reclaims_a_full_batch,
-    filters_past_their_limits_are_refused,
-    ids_and_texts_work_at_their_limits,
-    lease_durations_work_at_their_limits,
-    max_concurrency_works_at_its_limit,
-);
-
-pharox_core::storage_limit_tests!(@cases PostgresHarness::start_with(patient).await;
-    [#[ignore = "seeds 100,000 to 1,000,000 proxies or takes 65,535 leases one by one: minutes to hours on PostgreSQL (see the file's docs)"]]
-    a_pool_holds_max_proxies_per_pool,
-    an_unlimited_proxy_takes_65_535_leases_that_all_expire,
-    an_unlimited_proxy_takes_65_535_leases_that_all_release,
-    removing_a_proxy_ends_its_65_535_leases,
-    a_free_proxy_behind_100_000_full_ones_is_found,
-    a_radius_over_100_000_proxies_follows_the_reference,
-    admin_calls_work_on_a_100_000_proxy_pool,
-    the_largest_filter_follows_the_reference,
+    .await,
+    at_size: #[ignore = "seeds 100,000 to 1,000,000 proxies or takes 65,535 leases one by one: minutes to hours on PostgreSQL (see the file's docs)"]
 );

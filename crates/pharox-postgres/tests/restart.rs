@@ -307,17 +307,6 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
-/// Waits until the churn has granted `n` more leases: the next restart
-/// lands in a churn that is running, whatever the machine's speed.
-async fn some_churn(progress: &ChurnProgress, n: u64) {
-    let from = progress.leases();
-    progress
-        .wait_until(&format!("{n} more leases"), PATIENCE, |p| {
-            p.leases() >= from + n
-        })
-        .await;
-}
-
 /// Waits until the churn has had a call refused (`Unavailable`: no
 /// connection to be had) since `refused` were counted: the stopped server
 /// was felt, not only the calls it cut.
@@ -351,7 +340,7 @@ async fn restarts_mid_churn_give_retryable_errors_and_the_store_recovers() {
     let mut restarts = 0u32;
     let mut stops = Vec::new();
     while restarts < MIN_RESTARTS || Instant::now() + Duration::from_millis(1500) < until {
-        some_churn(&progress, 100).await;
+        progress.wait_for_more_leases(100).await;
         let how = if restarts.is_multiple_of(2) {
             Stop::Fast
         } else {
@@ -367,7 +356,7 @@ async fn restarts_mid_churn_give_retryable_errors_and_the_store_recovers() {
     }
     // The same store (no reconnect by the test) leases again after the last
     // restart, before the churn may end.
-    some_churn(&progress, 100).await;
+    progress.wait_for_more_leases(100).await;
     drop(open);
     let report: ChurnReport = churn.await.expect("the churn panicked");
     println!("restarts {stops:?}: {}", report.summary());

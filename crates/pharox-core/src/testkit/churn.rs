@@ -307,6 +307,30 @@ impl ChurnReport {
             self.summary()
         );
     }
+    /// What every clean run of the default shape ([`ChurnConfig::new`],
+    /// no faults) must show beyond "no violations": it exercised each path
+    /// and each check had something to check. The harness runs until it
+    /// has (see [`Exercise`]), so these hold by construction, not by luck.
+    pub fn assert_thorough(&self) {
+        self.assert_clean();
+        self.assert_exercised();
+        assert!(
+            self.acquired >= 500,
+            "too few leases to mean anything: {self:?}"
+        );
+        assert!(self.abandoned > 0 && self.double_releases > 0 && self.renewed > 0);
+        assert!(self.held_past_ttl > 0 && self.flips > 0 && self.i6_checks > 0);
+        assert!(
+            self.i6_effective >= 2 && self.certain_intervals >= 500 && self.leases_explained > 0,
+            "the I6, client-side I1 and leak checks had something to check: {}",
+            self.summary()
+        );
+        let end = self.end.as_ref().expect("the end state");
+        assert!(
+            end.expired_leases >= self.abandoned,
+            "abandoned leases came back"
+        );
+    }
 }
 
 /// `PHAROX_SOAK_SECONDS` as a duration (fractions allowed), else `default`.

@@ -1,33 +1,10 @@
 //! Checks shared by the churn test binaries of this crate (`churn.rs`,
-//! `restart.rs`): what a clean churn report must show, and the store's own
-//! bookkeeping of a churned pool recomputed from its tables.
+//! `restart.rs`): the store's own bookkeeping of a churned pool recomputed
+//! from its tables.
 
 #![allow(dead_code)]
 
-use pharox_core::testkit::churn::ChurnReport;
 use pharox_postgres::tokio_postgres::{self, NoTls};
-
-/// What every clean run must show beyond "no violations": the run really
-/// exercised each path (the same checks as `assert_exercised` of the
-/// workspace's `tests/churn.rs`). The harness runs until it has (see
-/// `Exercise`), so these hold by construction, not by luck.
-pub fn assert_exercised(r: &ChurnReport) {
-    r.assert_clean();
-    r.assert_exercised();
-    assert!(r.acquired >= 500, "too few leases to mean anything: {r:?}");
-    assert!(r.abandoned > 0 && r.double_releases > 0 && r.renewed > 0);
-    assert!(r.held_past_ttl > 0 && r.flips > 0 && r.i6_checks > 0);
-    assert!(
-        r.i6_effective >= 2 && r.certain_intervals >= 500 && r.leases_explained > 0,
-        "the I6, client-side I1 and leak checks had something to check: {}",
-        r.summary()
-    );
-    let end = r.end.as_ref().unwrap();
-    assert!(
-        end.expired_leases >= r.abandoned,
-        "abandoned leases came back"
-    );
-}
 
 /// Where the counters kept in `pharox_pools` (with its counter shards, the
 /// view `pharox_pool_stats`) and `pharox_proxies` of `pool`

@@ -36,11 +36,7 @@ async fn churn_carries_on_across_a_killed_primary() {
     let churn = tokio::spawn(run_churn(h.storage().clone(), cfg));
 
     // Under way before the kill, whatever the machine's speed.
-    progress
-        .wait_until("200 leases before the kill", PATIENCE, |p| {
-            p.leases() >= 200
-        })
-        .await;
+    progress.wait_for_more_leases(200).await;
     let errors = progress.errors();
     let killed_at = Instant::now();
     let old = tokio::task::block_in_place(|| topology.kill_primary());
@@ -53,12 +49,7 @@ async fn churn_carries_on_across_a_killed_primary() {
     let promoted_after = killed_at.elapsed();
     // Leases granted after the promotion come from the new primary: the
     // churn resumes there.
-    let before = progress.leases();
-    progress
-        .wait_until("200 leases on the new primary", PATIENCE, |p| {
-            p.leases() >= before + 200
-        })
-        .await;
+    progress.wait_for_more_leases(200).await;
     let resumed_after = killed_at.elapsed();
     drop(open);
     let report = churn.await.expect("the churn task");

@@ -174,6 +174,17 @@ impl ChurnProgress {
         self.ended.load(Ordering::SeqCst)
     }
 
+    /// Waits until the run has granted `n` more leases than now (for at
+    /// most [`PATIENCE`](crate::testkit::PATIENCE)): the next fault lands
+    /// in a churn that is running, whatever the machine's speed.
+    pub async fn wait_for_more_leases(&self, n: u64) {
+        let from = self.leases();
+        self.wait_until(&format!("{n} more leases"), crate::testkit::PATIENCE, |p| {
+            p.leases() >= from + n
+        })
+        .await;
+    }
+
     /// Waits until `reached` holds, checking every 5 ms; panics naming
     /// `what` if it still does not after `within`, or once the run ended
     /// without it.

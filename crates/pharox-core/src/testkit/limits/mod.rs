@@ -70,21 +70,21 @@ pub use seed::*;
 /// built by the first expression (it may `.await`). The case
 /// `acquire_reclaims_a_full_batch` uses the `full_reclaim_batch` expression
 /// when given: a harness whose acquires reclaim [`MAX_CLEANUP_BATCH`] leases
-/// (Redis: `reclaim_batch(10_000)`). Attributes after `million:` go on the
-/// [`MAX_PROXIES_PER_POOL`] case (e.g. `#[ignore = "why"]` where seeding a
-/// million proxies takes minutes). After each case, every pool it used is
-/// checked with [`check_pool`], and the case's time is printed.
+/// (Redis: `reclaim_batch(10_000)`). Attributes after `at_size:` go on the
+/// cases that seed 100,000 or [`MAX_PROXIES_PER_POOL`] proxies or take
+/// [`MAX_CONCURRENCY`] leases one by one (e.g. `#[ignore = "why"]` for a
+/// store where that takes far longer than a test suite may). After each
+/// case, every pool it used is checked with [`check_pool`], and the case's
+/// time is printed.
 #[macro_export]
 macro_rules! storage_limit_tests {
     ($harness:expr) => {
         $crate::storage_limit_tests!($harness, full_reclaim_batch: $harness);
     };
-    ($harness:expr, full_reclaim_batch: $full_batch:expr $(, million: $(#[$million:meta])*)?) => {
+    ($harness:expr, full_reclaim_batch: $full_batch:expr $(, at_size: $(#[$at_size:meta])*)?) => {
         $crate::storage_limit_tests!(@cases $full_batch; [] acquire_reclaims_a_full_batch);
-        $crate::storage_limit_tests!(@cases $harness; [$($(#[$million])*)?] a_pool_holds_max_proxies_per_pool);
-        $crate::storage_limit_tests!(@cases $harness; []
-            cleanup_reclaims_a_full_batch_in_one_call,
-            upsert_reclaims_a_full_batch,
+        $crate::storage_limit_tests!(@cases $harness; [$($(#[$at_size])*)?]
+            a_pool_holds_max_proxies_per_pool,
             an_unlimited_proxy_takes_65_535_leases_that_all_expire,
             an_unlimited_proxy_takes_65_535_leases_that_all_release,
             removing_a_proxy_ends_its_65_535_leases,
@@ -92,6 +92,10 @@ macro_rules! storage_limit_tests {
             a_radius_over_100_000_proxies_follows_the_reference,
             admin_calls_work_on_a_100_000_proxy_pool,
             the_largest_filter_follows_the_reference,
+        );
+        $crate::storage_limit_tests!(@cases $harness; []
+            cleanup_reclaims_a_full_batch_in_one_call,
+            upsert_reclaims_a_full_batch,
             filters_past_their_limits_are_refused,
             ids_and_texts_work_at_their_limits,
             lease_durations_work_at_their_limits,
