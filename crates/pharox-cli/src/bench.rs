@@ -377,6 +377,22 @@ async fn cycle_until<S: Storage>(
 }
 
 impl BenchReport {
+    /// Measures the [`ceiling`] of `call` with this run's task count for
+    /// `seconds`, and records it in the report.
+    ///
+    /// # Errors
+    /// As [`ceiling`].
+    pub async fn measure_ceiling<F, Fut>(&mut self, seconds: f64, call: F) -> Result<()>
+    where
+        F: Fn() -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = pharox_core::Result<()>> + Send,
+    {
+        let (calls, p50) = ceiling(self.tasks, seconds, call).await?;
+        self.ceiling_calls_per_sec = Some(calls);
+        self.ceiling_p50_us = Some(p50);
+        Ok(())
+    }
+
     /// A short human-readable summary.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -977,13 +977,12 @@ async fn run_redis_bench(
     )
     .await?;
     let ceiling_storage = storage.clone();
-    let (calls, p50) = bench::ceiling(opts.tasks, opts.seconds, move || {
-        let s = ceiling_storage.clone();
-        async move { s.ping_script().await }
-    })
-    .await?;
-    report.ceiling_calls_per_sec = Some(calls);
-    report.ceiling_p50_us = Some(p50);
+    report
+        .measure_ceiling(opts.seconds, move || {
+            let s = ceiling_storage.clone();
+            async move { s.ping_script().await }
+        })
+        .await?;
     if !args.reuse_pool {
         storage.remove_pool(pool).await?;
     }
@@ -998,11 +997,7 @@ async fn run_postgres_bench(
     opts: &BenchOptions,
 ) -> Result<bench::BenchReport> {
     let storage = args.postgres.connect_migrated(args.tasks).await?;
-    storage.remove_pool(pool).await?;
-    eprintln!("seeding {} proxies into pool {pool} ...", opts.proxies);
-    let started = std::time::Instant::now();
-    bench::seed_pool(&storage, pool, opts.proxies, Shape::default()).await?;
-    eprintln!("seeded in {:.1} s", started.elapsed().as_secs_f64());
+    reseed(&storage, pool, opts).await?;
     let probe_store = storage.clone();
     let probe: bench::WindowProbe = std::sync::Arc::new(move || {
         let s = probe_store.clone();
@@ -1016,13 +1011,12 @@ async fn run_postgres_bench(
     let mut report =
         bench::run_probed("postgres", storage.clone(), pool, opts, Some(probe)).await?;
     let ceiling_storage = storage.clone();
-    let (calls, p50) = bench::ceiling(opts.tasks, opts.seconds, move || {
-        let s = ceiling_storage.clone();
-        async move { s.ping().await }
-    })
-    .await?;
-    report.ceiling_calls_per_sec = Some(calls);
-    report.ceiling_p50_us = Some(p50);
+    report
+        .measure_ceiling(opts.seconds, move || {
+            let s = ceiling_storage.clone();
+            async move { s.ping().await }
+        })
+        .await?;
     storage.remove_pool(pool).await?;
     Ok(report)
 }
@@ -1044,13 +1038,20 @@ async fn seeded_redis(
             .await
             .is_ok_and(|s| s.total == opts.proxies && s.active_leases == 0);
     if !reusable {
-        storage.remove_pool(pool).await?;
-        eprintln!("seeding {} proxies into pool {pool} ...", opts.proxies);
-        let started = std::time::Instant::now();
-        bench::seed_pool(&storage, pool, opts.proxies, Shape::default()).await?;
-        eprintln!("seeded in {:.1} s", started.elapsed().as_secs_f64());
+        reseed(&storage, pool, opts).await?;
     }
     Ok(storage)
+}
+
+/// Replaces the bench pool with `opts.proxies` synthetic proxies, saying
+/// so on stderr (a large pool takes a while).
+async fn reseed<S: Storage>(storage: &S, pool: &PoolId, opts: &BenchOptions) -> Result<()> {
+    storage.remove_pool(pool).await?;
+    eprintln!("seeding {} proxies into pool {pool} ...", opts.proxies);
+    let started = std::time::Instant::now();
+    bench::seed_pool(storage, pool, opts.proxies, Shape::default()).await?;
+    eprintln!("seeded in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// Redis's script and process CPU time, and the CPU time of the server

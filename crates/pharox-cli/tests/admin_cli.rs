@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use pharox_redis::testkit::RedisServer;
 use serde_json::Value;
-use server::{Serve, output_within, pharox};
+use server::{Serve, exited_with, output_within, pharox};
 
 /// Far beyond what one admin command takes, even on a loaded machine.
 const LIMIT: Duration = Duration::from_secs(300);
@@ -59,16 +59,7 @@ impl Target {
 
     /// Runs `args`, which must exit with `code`; returns stdout and stderr.
     fn expect(&self, code: i32, args: &[&str]) -> (String, String) {
-        let out = self.run(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "pharox {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-            args.join(" ")
-        );
-        (stdout, stderr)
+        exited_with(&self.run(args), code, args)
     }
 
     fn ok(&self, args: &[&str]) -> String {

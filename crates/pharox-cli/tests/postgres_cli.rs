@@ -7,14 +7,14 @@
 
 mod server;
 
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use pharox_core::testkit::PATIENCE;
 use pharox_postgres::SCHEMA_VERSION;
 use pharox_postgres::testkit::TestDatabase;
 use serde_json::Value;
-use server::{output_within, pharox};
+use server::{exited_with, output_within, pharox};
 
 /// Far beyond what one command takes, even on a loaded machine.
 const LIMIT: Duration = Duration::from_secs(300);
@@ -42,15 +42,8 @@ fn database() -> Db {
 fn run(db: &Db, code: i32, args: &[&str]) -> (String, String) {
     let mut cmd = pharox();
     cmd.args(args).args(["--postgres-url", &db.url]);
-    let out: Output = output_within(&mut cmd, LIMIT, &format!("pharox {}", args.join(" ")));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "pharox {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-        args.join(" ")
-    );
+    let out = output_within(&mut cmd, LIMIT, &format!("pharox {}", args.join(" ")));
+    let (stdout, stderr) = exited_with(&out, code, args);
     assert!(
         !stdout.contains(PASSWORD) && !stderr.contains(PASSWORD),
         "pharox {} printed the password:\n{stdout}{stderr}",

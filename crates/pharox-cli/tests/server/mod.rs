@@ -36,6 +36,20 @@ pub fn pharox() -> Command {
     cmd
 }
 
+/// The stdout and stderr of `out`, a run of `pharox args…` that must have
+/// exited with `code` (else a panic showing both).
+pub fn exited_with(out: &Output, code: i32, args: &[&str]) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "pharox {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        args.join(" ")
+    );
+    (stdout, stderr)
+}
+
 /// Runs `cmd` to completion with its output captured; kills it and panics
 /// naming `what` if it is still running after `limit`.
 pub fn output_within(cmd: &mut Command, limit: Duration, what: &str) -> Output {
