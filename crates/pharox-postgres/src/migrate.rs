@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "concurrency",
         sql: include_str!("../migrations/0004_concurrency.sql"),
     },
+    Migration {
+        version: 5,
+        name: "cleanup_waits",
+        sql: include_str!("../migrations/0005_cleanup_waits.sql"),
+    },
 ];
 
 /// The schema version this crate needs.

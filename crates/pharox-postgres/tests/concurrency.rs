@@ -1,6 +1,8 @@
-//! What schema 4 changed: lease operations never wait for the pool's row
-//! (a transaction holding it stalls none of them), and a pool removed under
-//! 16 tasks' traffic is removed without a deadlock or any other error.
+//! What schemas 4 and 5 changed: lease operations never wait for the
+//! pool's row (a transaction holding it stalls none of them), a cleanup
+//! reclaims the due leases of proxies another call holds (it waits for
+//! them), and a pool removed under 16 tasks' traffic and sweeps is removed
+//! without a deadlock or any other error.
 
 use std::time::Duration;
 
@@ -89,6 +91,20 @@ async fn a_pool_removed_under_traffic_is_removed_cleanly() {
             }
         }));
     }
+    // Two sweepers too: a cleanup waits for the proxies it reclaims, in the
+    // order the removal takes them.
+    for _ in 0..2 {
+        let (s, pool) = (h.storage().clone(), pool.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match s.cleanup_expired(&pool, 100).await {
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+                    Err(Error::PoolNotFound(_)) => return,
+                    Err(e) => panic!("cleanup: {e:?}"),
+                }
+            }
+        }));
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(h.storage().remove_pool(&pool).await.expect("remove_pool"));
     for task in tasks {
@@ -110,4 +126,69 @@ async fn a_pool_removed_under_traffic_is_removed_cleanly() {
             .get(0);
         assert_eq!(n, 0, "{table} rows of the removed pool");
     }
+}
+
+/// A cleanup that meets a proxy another transaction holds waits for it and
+/// then reclaims its due lease: after the cleanup, no lease that had
+/// expired before it holds capacity (I6). Schema 4 skipped the proxy, and
+/// the lease outlived the cleanup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleanup_reclaims_due_leases_of_a_proxy_another_call_holds() {
+    let h = PostgresHarness::start().await;
+    let pool = new_pool(&h, "held").await;
+    add(&h, proxy(&pool, "p0", 0)).await;
+    let s = h.storage();
+    let lease = s
+        .acquire(&request(&pool).duration(TimeDelta::milliseconds(5)))
+        .await
+        .unwrap()
+        .expect("a free proxy");
+    // Until the store's own clock is past the deadline.
+    while s.pool_snapshot(&pool).await.unwrap().taken_at <= lease.expires_at {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (locker, connection) = tokio_postgres::connect(h.database().url(), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    locker
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM pharox_proxies WHERE pool_id = '{}' FOR UPDATE",
+            pool.as_str()
+        ))
+        .await
+        .unwrap();
+    let cleanup = tokio::spawn({
+        let (s, pool) = (s.clone(), pool.clone());
+        async move { s.cleanup_expired(&pool, 10).await }
+    });
+    // Until the cleanup either returned (schema 4) or waits for the lock.
+    loop {
+        let waiting: i64 = locker
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' \
+                 AND query LIKE '%pharox_cleanup%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 || cleanup.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    locker.batch_execute("COMMIT").await.unwrap();
+    let reclaimed = tokio::time::timeout(Duration::from_secs(20), cleanup)
+        .await
+        .expect("the cleanup returns once the proxy is let go")
+        .unwrap()
+        .unwrap();
+    assert_eq!(reclaimed, 1, "the held proxy's due lease is reclaimed");
+    let snap = s.pool_snapshot(&pool).await.unwrap();
+    assert!(snap.leases.is_empty(), "left: {:?}", snap.leases);
+    let stats = s.pool_stats(&pool).await.unwrap();
+    assert_eq!((stats.active_leases, stats.expired_leases), (0, 1));
+    assert_invariants(&h, &pool, true).await;
 }
